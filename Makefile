@@ -1,0 +1,54 @@
+# Dialtone. `make` alone lists the targets.
+# The Makefile makes its own virtual environment in .venv and installs the pinned
+# requirements into it; stamps make a second run instant.
+
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+PY     := $(BIN)/python
+RUNTIME_STAMP := $(VENV)/.installed-runtime
+DEV_STAMP     := $(VENV)/.installed-dev
+
+.DEFAULT_GOAL := help
+.PHONY: help install install-dev serve dev test lint format typecheck clean
+
+help: ## list the targets
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  make %-12s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+
+$(PY):
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Dialtone needs Python 3.11 or newer; this is " + sys.version.split()[0] + ". Run make PYTHON=python3.12 (or another 3.11+ interpreter).")'
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check --upgrade pip
+
+$(RUNTIME_STAMP): requirements.txt | $(PY)
+	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements.txt
+	@touch $@
+
+$(DEV_STAMP): $(RUNTIME_STAMP) requirements-dev.txt
+	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+	@touch $@
+
+install: $(RUNTIME_STAMP) ## create .venv and install the runtime requirements
+
+install-dev: $(DEV_STAMP) ## also install the test and lint requirements
+
+serve: $(RUNTIME_STAMP) ## serve the app on waitress (HOST, PORT from .env or the environment)
+	$(PY) server.py
+
+dev: $(RUNTIME_STAMP) ## the dev loop: serve with reload, tunnel, point the number, restore on exit
+	$(PY) scripts/dev.py $(ARGS)
+
+test: $(DEV_STAMP) ## run the test suite (no network, no account needed)
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+lint: $(DEV_STAMP) ## ruff (lint and format check) and mypy
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+format: $(DEV_STAMP) ## apply ruff's formatting and safe fixes
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+clean: ## remove the virtual environment and caches
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,99 @@
+"""One log line per request: method, path, status, duration, and what the webhook was about.
+
+`AccessLog` is WSGI middleware around the Bottle app, so 404s, 405s and 500s are logged too.
+Routes add detail to the line through `note()` (the webhook plugin records the SID, From, Body or
+Digits, and why a signature was rejected). Each line is a record on the `dialtone.access` logger
+with the structured `RequestRecord` in `record.request`, so `make dev` can render it richly and
+`make serve` as plain text.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from bottle import request
+
+log = logging.getLogger("dialtone.access")
+
+NOTE_KEY = "dialtone.note"
+
+StartResponse = Callable[..., Any]
+WSGIApp = Callable[[dict[str, Any], StartResponse], Iterable[bytes]]
+
+
+@dataclass
+class RequestRecord:
+    """What one request was and how it ended; the fields of an access-log line."""
+
+    method: str
+    path: str
+    status: int = 0
+    duration_ms: float = 0.0
+    notes: dict[str, str] = field(default_factory=dict)
+
+    def line(self) -> str:
+        """The plain-text form: `POST /sms_url 200 3.1ms sid=SM... from=+1555...`."""
+        extras = " ".join(f"{key}={_quote(value)}" for key, value in self.notes.items())
+        text = f"{self.method} {self.path} {self.status} {self.duration_ms:.1f}ms"
+        return f"{text} {extras}" if extras else text
+
+
+def _quote(value: str) -> str:
+    value = value.replace("\n", " ")
+    if len(value) > 60:
+        value = value[:57] + "..."
+    return repr(value) if (" " in value or not value) else value
+
+
+def note(environ: dict[str, Any], **fields: str) -> None:
+    """Add fields to this request's access-log line."""
+    environ.setdefault(NOTE_KEY, {}).update(fields)
+
+
+# The webhook fields worth a glance in the log, in the order they are shown.
+WEBHOOK_FIELDS = (
+    ("sid", ("MessageSid", "CallSid")),
+    ("from", ("From",)),
+    ("status", ("MessageStatus", "CallStatus")),
+    ("digits", ("Digits",)),
+    ("body", ("Body",)),
+)
+
+
+def note_webhook(form: Mapping[str, str]) -> None:
+    """Note a webhook's SID, From, status, Digits and Body on the current request."""
+    fields = {}
+    for name, keys in WEBHOOK_FIELDS:
+        for key in keys:
+            if key in form:
+                fields[name] = form[key]
+                break
+    note(request.environ, **fields)
+
+
+class AccessLog:
+    """WSGI middleware that logs every request once it has been answered."""
+
+    def __init__(self, app: WSGIApp) -> None:
+        self.app = app
+
+    def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+        started = time.perf_counter()
+        record = RequestRecord(environ.get("REQUEST_METHOD", "-"), environ.get("PATH_INFO", "/"))
+
+        def recording_start_response(status: str, headers: Any, exc_info: Any = None) -> Any:
+            record.status = int(status.split(" ", 1)[0])
+            return start_response(status, headers, exc_info)
+
+        try:
+            return self.app(environ, recording_start_response)
+        finally:
+            record.duration_ms = (time.perf_counter() - started) * 1000
+            record.notes = environ.get(NOTE_KEY, {})
+            if record.status == 0:
+                record.status = 500
+            log.info(record.line(), extra={"request": record})

@@ -1,0 +1,20 @@
+"""Logging set-up for the entry points: one format, and no waitress queue-depth flood."""
+
+from __future__ import annotations
+
+import logging
+
+
+def configure(level: str = "INFO") -> None:
+    """Plain timestamped lines on stderr; waitress's own chatter kept to what matters."""
+    logging.basicConfig(
+        level=level,
+        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
+        datefmt="%Y-%m-%d %H:%M:%S",
+        force=True,
+    )
+    # waitress warns "Task queue depth is N" on every busy moment; the access log already shows
+    # load, so keep only its errors. Its own "Serving on ..." line stays at INFO.
+    logging.getLogger("waitress.queue").setLevel(logging.ERROR)
+    # The twilio library logs every request it makes at INFO, with parameters; keep it quiet.
+    logging.getLogger("twilio.http_client").setLevel(logging.WARNING)

@@ -1,0 +1,60 @@
+"""Serving the app on waitress, with the proxy settings that keep signatures valid."""
+
+from __future__ import annotations
+
+import errno
+import logging
+import socket
+from typing import Any
+
+from waitress.server import create_server
+
+from dialtone.accesslog import AccessLog, WSGIApp
+from dialtone.errors import DialtoneError
+from dialtone.settings import Settings
+
+log = logging.getLogger("dialtone.serving")
+
+# The headers a tunnel or TLS-terminating proxy adds; trusted only from TRUSTED_PROXY.
+PROXY_HEADERS = {"x-forwarded-proto", "x-forwarded-host", "x-forwarded-for", "x-forwarded-port"}
+
+
+class PortInUse(DialtoneError):
+    """HOST:PORT is already taken by another process."""
+
+
+def waitress_options(settings: Settings) -> dict[str, Any]:
+    """The waitress adjustments Dialtone serves with."""
+    options: dict[str, Any] = {
+        "threads": settings.threads,
+        "max_request_body_size": settings.max_body_bytes,
+        "ident": "dialtone",
+        "clear_untrusted_proxy_headers": True,
+    }
+    if settings.trusted_proxy:
+        options.update(
+            trusted_proxy=settings.trusted_proxy,
+            trusted_proxy_count=settings.trusted_proxy_count,
+            trusted_proxy_headers=PROXY_HEADERS,
+        )
+    return options
+
+
+def make_server(
+    app: WSGIApp, settings: Settings, *, sockets: list[socket.socket] | None = None
+) -> Any:
+    """A waitress server for `app` (wrapped in the access log), bound and ready to `run()`."""
+    options = waitress_options(settings)
+    if sockets:
+        options["sockets"] = sockets
+    else:
+        options.update(host=settings.host, port=settings.port)
+    try:
+        return create_server(AccessLog(app), **options)
+    except OSError as exc:
+        if exc.errno == errno.EADDRINUSE:
+            raise PortInUse(
+                f"Port {settings.port} on {settings.host} is already in use, probably by another "
+                f"Dialtone or dev server. Stop it, or pick another port: PORT=5050 make ..."
+            ) from None
+        raise

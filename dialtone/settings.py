@@ -1,0 +1,237 @@
+"""Typed, frozen settings read once from the environment.
+
+Entry points load `.env` (python-dotenv) and then call `Settings.from_env()`; nothing else in
+Dialtone reads the environment. Every invalid value is reported together in one `SettingsError`.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any, TypeVar
+from urllib.parse import urlsplit
+
+from dialtone.errors import SettingsError
+from dialtone.phone_numbers import is_destination, is_e164
+
+ACCOUNT_SID_RE = re.compile(r"^AC[0-9a-fA-F]{32}$")
+MESSAGING_SERVICE_SID_RE = re.compile(r"^MG[0-9a-fA-F]{32}$")
+
+TRUE_WORDS = frozenset({"1", "true", "yes", "on"})
+FALSE_WORDS = frozenset({"0", "false", "no", "off"})
+
+# Twilio's royalty-free hold music, the same file its own <Enqueue> examples use.
+DEFAULT_SMS_LINK = "https://www.twilio.com/docs/voice/twiml"
+DEFAULT_HOLD_MUSIC = "http://com.twilio.sounds.music.s3.amazonaws.com/MARKOVICHAMP-Borghestral.mp3"
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything Dialtone can be told, with the environment variable that sets each field."""
+
+    # Twilio account; absent credentials mean sandbox mode where that applies.
+    account_sid: str | None = None  # TWILIO_ACCOUNT_SID
+    auth_token: str | None = field(default=None, repr=False)  # TWILIO_AUTH_TOKEN
+    phone_number: str | None = None  # TWILIO_PHONE_NUMBER
+    messaging_service_sid: str | None = None  # TWILIO_MESSAGING_SERVICE_SID
+    twilio_api_url: str | None = None  # TWILIO_API_URL (sandbox, mocks, tests)
+    twilio_timeout: float = 10.0  # TWILIO_TIMEOUT, seconds per REST request
+
+    # Serving.
+    public_url: str | None = None  # PUBLIC_URL, the https base URL Twilio calls
+    host: str = "127.0.0.1"  # HOST
+    port: int = 5000  # PORT
+    trusted_proxy: str | None = None  # TRUSTED_PROXY: proxy address(es) or "*"
+    trusted_proxy_count: int = 1  # TRUSTED_PROXY_COUNT
+    threads: int = 8  # THREADS, waitress worker threads
+    max_body_bytes: int = 64 * 1024  # MAX_BODY_BYTES, larger requests get 413
+    log_level: str = "INFO"  # LOG_LEVEL
+
+    # Security.
+    validate_signatures: bool = True  # VALIDATE_SIGNATURES; false only for local experiments
+    api_token: str | None = field(default=None, repr=False)  # API_TOKEN for the outbound API
+    allowed_destinations: frozenset[str] = frozenset()  # ALLOWED_DESTINATIONS, empty = any
+    rate_limit_per_minute: int = 30  # RATE_LIMIT_PER_MINUTE for the outbound API, per token
+
+    # Voice menu.
+    say_voice: str = "Polly.Joanna"  # SAY_VOICE
+    say_language: str = "en-US"  # SAY_LANGUAGE
+    forward_to: str | None = None  # FORWARD_TO, the number menu option 4 dials
+    blocked_callers: frozenset[str] = frozenset()  # BLOCKED_CALLERS, rejected outright
+    hold_music_url: str = DEFAULT_HOLD_MUSIC  # HOLD_MUSIC_URL
+    sms_link: str = DEFAULT_SMS_LINK  # SMS_LINK, texted by option 3
+    menu_attempts: int = 3  # MENU_ATTEMPTS before hanging up on no input
+
+    # SMS auto-reply.
+    rules_file: Path = Path("rules.toml")  # RULES_FILE
+
+    # Tunnel (make dev).
+    ngrok_authtoken: str | None = field(default=None, repr=False)  # NGROK_AUTHTOKEN
+    ngrok_domain: str | None = None  # NGROK_DOMAIN, a reserved domain
+
+    @property
+    def has_credentials(self) -> bool:
+        """True when a real (or sandbox-issued) account SID and auth token are configured."""
+        return bool(self.account_sid and self.auth_token)
+
+    def with_overrides(self, **changes: Any) -> Settings:
+        """A copy with some fields changed (tests, the dev loop setting PUBLIC_URL)."""
+        return replace(self, **changes)
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        """Read settings from `environ` (default `os.environ`); raise SettingsError on any problem."""
+        reader = _Reader(os.environ if environ is None else environ)
+        settings = cls(
+            account_sid=reader.get("TWILIO_ACCOUNT_SID", _account_sid),
+            auth_token=reader.get("TWILIO_AUTH_TOKEN"),
+            phone_number=reader.get("TWILIO_PHONE_NUMBER", _e164),
+            messaging_service_sid=reader.get("TWILIO_MESSAGING_SERVICE_SID", _messaging_sid),
+            twilio_api_url=reader.get("TWILIO_API_URL", _absolute_url),
+            twilio_timeout=reader.get("TWILIO_TIMEOUT", _positive_float, 10.0),
+            public_url=reader.get("PUBLIC_URL", _absolute_url),
+            host=reader.get("HOST", str, "127.0.0.1"),
+            port=reader.get("PORT", _port, 5000),
+            trusted_proxy=reader.get("TRUSTED_PROXY"),
+            trusted_proxy_count=reader.get("TRUSTED_PROXY_COUNT", _positive_int, 1),
+            threads=reader.get("THREADS", _positive_int, 8),
+            max_body_bytes=reader.get("MAX_BODY_BYTES", _positive_int, 64 * 1024),
+            log_level=reader.get("LOG_LEVEL", _log_level, "INFO"),
+            validate_signatures=reader.get("VALIDATE_SIGNATURES", _bool, True),
+            api_token=reader.get("API_TOKEN"),
+            allowed_destinations=reader.get("ALLOWED_DESTINATIONS", _address_set, frozenset()),
+            rate_limit_per_minute=reader.get("RATE_LIMIT_PER_MINUTE", _positive_int, 30),
+            say_voice=reader.get("SAY_VOICE", str, "Polly.Joanna"),
+            say_language=reader.get("SAY_LANGUAGE", str, "en-US"),
+            forward_to=reader.get("FORWARD_TO", _e164),
+            blocked_callers=reader.get("BLOCKED_CALLERS", _address_set, frozenset()),
+            hold_music_url=reader.get("HOLD_MUSIC_URL", _absolute_url, DEFAULT_HOLD_MUSIC),
+            sms_link=reader.get("SMS_LINK", _absolute_url, DEFAULT_SMS_LINK),
+            menu_attempts=reader.get("MENU_ATTEMPTS", _positive_int, 3),
+            rules_file=reader.get("RULES_FILE", Path, Path("rules.toml")),
+            ngrok_authtoken=reader.get("NGROK_AUTHTOKEN"),
+            ngrok_domain=reader.get("NGROK_DOMAIN"),
+        )
+        if reader.problems:
+            raise SettingsError(reader.problems)
+        return settings
+
+
+def setting_names() -> list[str]:
+    """The dataclass field names, for tools that list or document settings."""
+    return [f.name for f in fields(Settings)]
+
+
+class _Reader:
+    """Reads and converts variables, collecting every problem instead of stopping at the first."""
+
+    def __init__(self, environ: Mapping[str, str]) -> None:
+        self.environ = environ
+        self.problems: list[str] = []
+
+    def get(self, name: str, convert: Callable[[str], T] = str, default: Any = None) -> Any:  # type: ignore[assignment]
+        raw = self.environ.get(name, "").strip()
+        if not raw:
+            return default
+        try:
+            return convert(raw)
+        except ValueError as exc:
+            self.problems.append(f"{name}={_shown(name, raw)}: {exc}")
+            return default
+
+
+def _shown(name: str, raw: str) -> str:
+    """The value as it may appear in an error: secrets are never echoed."""
+    if "TOKEN" in name or "SECRET" in name or "PASSWORD" in name:
+        return "(hidden)"
+    return repr(raw) if len(raw) <= 80 else repr(raw[:77] + "...")
+
+
+def _account_sid(raw: str) -> str:
+    if not ACCOUNT_SID_RE.match(raw):
+        raise ValueError("an Account SID is 'AC' followed by 32 hexadecimal characters")
+    return raw
+
+
+def _messaging_sid(raw: str) -> str:
+    if not MESSAGING_SERVICE_SID_RE.match(raw):
+        raise ValueError("a Messaging Service SID is 'MG' followed by 32 hexadecimal characters")
+    return raw
+
+
+def _e164(raw: str) -> str:
+    if not is_e164(raw):
+        raise ValueError("a phone number must be in E.164 form, like +15551234567")
+    return raw
+
+
+def _absolute_url(raw: str) -> str:
+    parts = urlsplit(raw)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise ValueError("must be an absolute http(s) URL, like https://example.ngrok.app")
+    if parts.query or parts.fragment:
+        raise ValueError("must not have a query string or fragment")
+    return raw.rstrip("/")
+
+
+def _port(raw: str) -> int:
+    try:
+        port = int(raw)
+    except ValueError:
+        raise ValueError("a port is a whole number from 1 to 65535") from None
+    if not 1 <= port <= 65535:
+        raise ValueError("a port is a whole number from 1 to 65535")
+    return port
+
+
+def _positive_int(raw: str) -> int:
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ValueError("must be a whole number greater than 0") from None
+    if value < 1:
+        raise ValueError("must be a whole number greater than 0")
+    return value
+
+
+def _positive_float(raw: str) -> float:
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ValueError("must be a number of seconds greater than 0") from None
+    if not value > 0:
+        raise ValueError("must be a number of seconds greater than 0")
+    return value
+
+
+def _bool(raw: str) -> bool:
+    word = raw.lower()
+    if word in TRUE_WORDS:
+        return True
+    if word in FALSE_WORDS:
+        return False
+    raise ValueError("must be true or false")
+
+
+def _log_level(raw: str) -> str:
+    level = raw.upper()
+    if level not in ("DEBUG", "INFO", "WARNING", "ERROR"):
+        raise ValueError("must be DEBUG, INFO, WARNING or ERROR")
+    return level
+
+
+def _address_set(raw: str) -> frozenset[str]:
+    """A comma-separated list of E.164 numbers or whatsapp: addresses."""
+    items = [item.strip() for item in raw.split(",") if item.strip()]
+    bad = [item for item in items if not is_destination(item)]
+    if bad:
+        raise ValueError(
+            "every entry must be an E.164 number or a whatsapp: address; not "
+            + ", ".join(repr(b) for b in bad)
+        )
+    return frozenset(items)

@@ -1,0 +1,1 @@
+"""Dialtone's web routes: one module per webhook family, each with an `install(app, ...)`."""
