@@ -6,13 +6,16 @@
 
 from __future__ import annotations
 
+import threading
 from urllib.parse import urlsplit, urlunsplit
 
 from twilio.http.http_client import TwilioHttpClient
 from twilio.http.response import Response
 from twilio.rest import Client
+from twilio.rest.api.v2010.account.message import MessageInstance
 
 from dialtone.errors import DialtoneError
+from dialtone.phone_numbers import WHATSAPP_PREFIX
 from dialtone.settings import Settings
 
 
@@ -48,3 +51,51 @@ def make_client(settings: Settings) -> Client:
         )
     http_client = RedirectingHttpClient(settings.twilio_api_url, settings.twilio_timeout)
     return Client(settings.account_sid, settings.auth_token, http_client=http_client)
+
+
+class TwilioHandle:
+    """The app's Twilio client, made from settings on first use (so the app starts without one)."""
+
+    def __init__(self, settings: Settings, client: Client | None = None) -> None:
+        self.settings = settings
+        self._client = client
+        self._lock = threading.Lock()
+
+    @property
+    def client(self) -> Client:
+        """The client; MissingCredentials if there is none to make."""
+        with self._lock:
+            if self._client is None:
+                self._client = make_client(self.settings)
+            return self._client
+
+    def callback_url(self, path: str) -> str | None:
+        """PUBLIC_URL + path, or None when there is no public URL for Twilio to call back."""
+        return self.settings.public_url + path if self.settings.public_url else None
+
+    def send_message(
+        self, to: str, body: str | None, media_urls: list[str] | None = None
+    ) -> MessageInstance:
+        """Send an SMS/MMS/WhatsApp message from the number (or Messaging Service), with a status callback to /status."""
+        settings = self.settings
+        sender: dict[str, str] = {}
+        if settings.messaging_service_sid:
+            sender["messaging_service_sid"] = settings.messaging_service_sid
+        elif settings.phone_number:
+            from_ = settings.phone_number
+            if to.startswith(WHATSAPP_PREFIX):
+                from_ = WHATSAPP_PREFIX + from_
+            sender["from_"] = from_
+        else:
+            raise MissingCredentials(
+                "Sending needs TWILIO_PHONE_NUMBER or TWILIO_MESSAGING_SERVICE_SID."
+            )
+        optional: dict[str, object] = {}
+        if body:
+            optional["body"] = body
+        if media_urls:
+            optional["media_url"] = media_urls
+        callback = self.callback_url("/status")
+        if callback:
+            optional["status_callback"] = callback
+        return self.client.messages.create(to=to, **sender, **optional)
