@@ -18,7 +18,8 @@ from dialtone.errors import SettingsError
 from dialtone.serving import make_server
 from dialtone.settings import Settings
 from dialtone.signature import TwilioWebhookPlugin
-from routes import health, status
+from dialtone.twilio_api import TwilioHandle
+from routes import health, outbound, status
 
 log = logging.getLogger("dialtone.server")
 
@@ -27,6 +28,7 @@ def create_app(
     settings: Settings, *, twilio: Client | None = None, store: object | None = None
 ) -> Bottle:
     """The whole app, configured by `settings`; `twilio` replaces the client made from them."""
+    twilio_handle = TwilioHandle(settings, twilio)
     if settings.validate_signatures and not settings.auth_token:
         raise SettingsError(
             [
@@ -46,6 +48,7 @@ def create_app(
     app.default_error_handler = _plain_error
     health.install(app, settings)
     status.install(app, settings)
+    outbound.install(app, settings, twilio_handle)
     return app
 
 
@@ -60,7 +63,7 @@ def _body_limit(limit: int) -> Callable[[], None]:
 def _plain_error(error: HTTPError) -> str:
     """Errors as one plain line (JSON for JSON clients), never an HTML page or a traceback."""
     message = error.body if isinstance(error.body, str) and error.body else error.status_line
-    if "application/json" in (request.get_header("Accept") or ""):
+    if "application/json" in (request.get_header("Accept") or "") or request.path in outbound.PATHS:
         response.content_type = "application/json"
         return json.dumps({"error": {"status": error.status_code, "message": message}})
     response.content_type = "text/plain; charset=utf-8"
