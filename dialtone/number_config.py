@@ -1,0 +1,208 @@
+"""The Twilio number's webhook configuration: find it, back it up, point it, put it back.
+
+The backup is written (atomically) before anything on the number changes, and is only removed
+after a successful restore, so a crash, kill -9 or power loss never loses the original. A backup
+found at start-up is the original: it is reused, never overwritten with tunnel URLs.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from twilio.base.exceptions import TwilioException, TwilioRestException
+from twilio.rest import Client
+
+from dialtone.errors import DialtoneError
+
+# Every field of an IncomingPhoneNumber that decides where Twilio sends requests. They are all
+# saved and restored together, so a restore puts back exactly what was there.
+WEBHOOK_FIELDS = (
+    "voice_url",
+    "voice_method",
+    "voice_fallback_url",
+    "voice_fallback_method",
+    "status_callback",
+    "status_callback_method",
+    "sms_url",
+    "sms_method",
+    "sms_fallback_url",
+    "sms_fallback_method",
+)
+VOICE_FIELDS = ("voice_url", "voice_method", "status_callback", "status_callback_method")
+SMS_FIELDS = ("sms_url", "sms_method")
+
+BACKUP_DIR = Path(".dialtone")
+INVALID_CREDENTIALS = 20003
+
+
+class NumberError(DialtoneError):
+    """The number cannot be found or changed; the message says why and what to do."""
+
+
+@dataclass(frozen=True)
+class NumberConfig:
+    """One number's webhook fields, as saved in a backup file."""
+
+    sid: str
+    phone_number: str
+    account_sid: str
+    fields: dict[str, str | None]
+    saved_at: str = field(default_factory=lambda: datetime.now(UTC).isoformat(timespec="seconds"))
+
+    def to_json(self) -> str:
+        """The backup file's text."""
+        return json.dumps(self.__dict__, indent=2, sort_keys=True) + "\n"
+
+    @classmethod
+    def from_json(cls, text: str) -> NumberConfig:
+        """Parse a backup file's text; ValueError if it is not one."""
+        data = json.loads(text)
+        if not isinstance(data, dict) or not isinstance(data.get("fields"), dict):
+            raise ValueError("not a Dialtone number backup")
+        unknown = set(data["fields"]) - set(WEBHOOK_FIELDS)
+        if unknown:
+            raise ValueError(f"unknown fields {sorted(unknown)}")
+        return cls(
+            sid=str(data["sid"]),
+            phone_number=str(data["phone_number"]),
+            account_sid=str(data["account_sid"]),
+            fields=dict(data["fields"]),
+            saved_at=str(data.get("saved_at", "")),
+        )
+
+
+def backup_path(phone_number: str, directory: Path = BACKUP_DIR) -> Path:
+    """Where the backup of `phone_number` lives: one file per number."""
+    return directory / f"number-{phone_number.lstrip('+')}.json"
+
+
+def write_backup(config: NumberConfig, path: Path) -> None:
+    """Write the backup atomically (temp file, fsync, rename): never a half-written backup."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
+    try:
+        with os.fdopen(handle, "w") as out:
+            out.write(config.to_json())
+            out.flush()
+            os.fsync(out.fileno())
+        os.replace(temp, path)
+    except BaseException:
+        Path(temp).unlink(missing_ok=True)
+        raise
+
+
+def read_backup(path: Path) -> NumberConfig | None:
+    """The backup at `path`, or None if there is none; NumberError if it is unreadable."""
+    try:
+        return NumberConfig.from_json(path.read_text())
+    except FileNotFoundError:
+        return None
+    except (ValueError, KeyError) as exc:
+        raise NumberError(
+            f"The backup {path} is damaged ({exc}). Check the number in the Twilio console, "
+            f"then move the file away."
+        ) from None
+
+
+def twilio_error(exc: TwilioException) -> tuple[int | None, str]:
+    """Twilio's error code and message from either kind of exception the client raises."""
+    if isinstance(exc, TwilioRestException):
+        return exc.code, exc.msg
+    # A failed list page raises a plain TwilioException("Unable to fetch page", response).
+    response = exc.args[1] if len(exc.args) > 1 else None
+    try:
+        body = json.loads(response.text)
+        return body.get("code"), body.get("message", str(exc))
+    except (AttributeError, ValueError, TypeError):
+        return None, str(exc.args[0] if exc.args else exc)
+
+
+def explain(exc: TwilioException, phone_number: str) -> NumberError:
+    """A one-paragraph NumberError for a Twilio failure while finding or changing the number."""
+    code, message = twilio_error(exc)
+    if code == INVALID_CREDENTIALS:
+        return NumberError(
+            "Twilio refused the credentials (error 20003). Check TWILIO_ACCOUNT_SID and "
+            "TWILIO_AUTH_TOKEN in .env against https://console.twilio.com; nothing was changed."
+        )
+    return NumberError(
+        f"Twilio refused a request about {phone_number}: {message}"
+        + (f" (error {code})" if code else "")
+        + ". Nothing was changed on the number."
+    )
+
+
+def find_number(client: Client, phone_number: str) -> Any:
+    """The IncomingPhoneNumber for `phone_number` on the account; NumberError if absent."""
+    try:
+        found = client.incoming_phone_numbers.list(phone_number=phone_number, limit=2)
+    except TwilioException as exc:
+        raise explain(exc, phone_number) from None
+    if not found:
+        raise NumberError(
+            f"{phone_number} is not a number on this Twilio account. Check TWILIO_PHONE_NUMBER "
+            "(E.164, like +15551234567) and that TWILIO_ACCOUNT_SID is the account that owns it."
+        )
+    return found[0]
+
+
+def snapshot(number: Any, account_sid: str) -> NumberConfig:
+    """The number's current webhook fields."""
+    return NumberConfig(
+        sid=number.sid,
+        phone_number=number.phone_number,
+        account_sid=account_sid,
+        fields={name: getattr(number, name) for name in WEBHOOK_FIELDS},
+    )
+
+
+def pointing_at(base_url: str, *, voice: bool = True, sms: bool = True) -> dict[str, str]:
+    """The field values that send the number's voice, SMS and status requests to `base_url`."""
+    changes: dict[str, str] = {}
+    if voice:
+        changes.update(
+            voice_url=f"{base_url}/voice_url",
+            voice_method="POST",
+            status_callback=f"{base_url}/status",
+            status_callback_method="POST",
+        )
+    if sms:
+        changes.update(sms_url=f"{base_url}/sms_url", sms_method="POST")
+    return changes
+
+
+def diff(before: dict[str, str | None], changes: dict[str, str | None]) -> list[tuple[str, str, str]]:
+    """(field, old, new) for each field `changes` would really change."""
+    return [
+        (name, before.get(name) or "", value or "")
+        for name, value in changes.items()
+        if (before.get(name) or "") != (value or "")
+    ]
+
+
+def update(client: Client, config: NumberConfig, changes: dict[str, str | None]) -> None:
+    """Apply `changes` to the number in one request (so it is never half-updated)."""
+    if not changes:
+        return
+    # An empty URL clears that field on Twilio (how an unset original is put back); a method is
+    # an enum that cannot be empty, so an unset method is left alone.
+    params = {
+        name: value or ""
+        for name, value in changes.items()
+        if value or not name.endswith("_method")
+    }
+    try:
+        client.incoming_phone_numbers(config.sid).update(**params)
+    except TwilioException as exc:
+        raise explain(exc, config.phone_number) from None
+
+
+def restore(client: Client, original: NumberConfig) -> None:
+    """Put every saved field back exactly as it was."""
+    update(client, original, dict(original.fields))
