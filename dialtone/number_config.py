@@ -177,7 +177,9 @@ def pointing_at(base_url: str, *, voice: bool = True, sms: bool = True) -> dict[
     return changes
 
 
-def diff(before: dict[str, str | None], changes: dict[str, str | None]) -> list[tuple[str, str, str]]:
+def diff(
+    before: dict[str, str | None], changes: dict[str, str | None]
+) -> list[tuple[str, str, str]]:
     """(field, old, new) for each field `changes` would really change."""
     return [
         (name, before.get(name) or "", value or "")
