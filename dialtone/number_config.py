@@ -115,7 +115,7 @@ def twilio_error(exc: TwilioException) -> tuple[int | None, str]:
     if isinstance(exc, TwilioRestException):
         return exc.code, exc.msg
     # A failed list page raises a plain TwilioException("Unable to fetch page", response).
-    response = exc.args[1] if len(exc.args) > 1 else None
+    response: Any = exc.args[1] if len(exc.args) > 1 else None
     try:
         body = json.loads(response.text)
         return body.get("code"), body.get("message", str(exc))
