@@ -10,7 +10,7 @@ RUNTIME_STAMP := $(VENV)/.installed-runtime
 DEV_STAMP     := $(VENV)/.installed-dev
 
 .DEFAULT_GOAL := help
-.PHONY: help install install-dev serve dev test lint format typecheck clean
+.PHONY: help install install-dev serve dev restore webhooks test lint format clean
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  make %-12s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -37,6 +37,13 @@ serve: $(RUNTIME_STAMP) ## serve the app on waitress (HOST, PORT from .env or th
 
 dev: $(RUNTIME_STAMP) ## the dev loop: serve with reload, tunnel, point the number, restore on exit
 	$(PY) scripts/dev.py $(ARGS)
+
+restore: $(RUNTIME_STAMP) ## put the number back from make dev's backup (or FILE=backup.json)
+	$(PY) scripts/restore_webhooks.py $(if $(FILE),--file "$(FILE)") $(ARGS)
+
+webhooks: $(RUNTIME_STAMP) ## point the number at a deployed Dialtone: make webhooks URL=https://... [ARGS=--dry-run]
+	@test -n "$(URL)" || { echo "Usage: make webhooks URL=https://bot.example.com [ARGS=--dry-run]"; exit 2; }
+	$(PY) scripts/set_webhooks.py "$(URL)" $(ARGS)
 
 test: $(DEV_STAMP) ## run the test suite (no network, no account needed)
 	$(PY) -m pytest $(PYTEST_ARGS)

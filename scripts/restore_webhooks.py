@@ -1,0 +1,43 @@
+"""`make restore`: put the number back from the backup `make dev` keeps (or from FILE=...)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from dialtone import cli
+from dialtone.errors import DialtoneError, SettingsError
+from dialtone.number_config import backup_path, read_backup, restore
+from dialtone.twilio_api import make_client
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Restore the number's saved webhook configuration."""
+    parser = argparse.ArgumentParser(prog="make restore", description=__doc__)
+    parser.add_argument("--file", type=Path, help="a backup to restore from")
+    args = parser.parse_args(argv)
+    settings = cli.load_settings()
+    if args.file is None and not settings.phone_number:
+        raise SettingsError(["TWILIO_PHONE_NUMBER: set it, or pass FILE=path/to/backup.json"])
+    path = args.file or backup_path(settings.phone_number or "")
+    original = read_backup(path)
+    if original is None:
+        print(f"Nothing to restore: there is no backup at {path}.")
+        return 0
+    if settings.phone_number and original.phone_number != settings.phone_number:
+        raise DialtoneError(
+            f"{path} is a backup of {original.phone_number}, not TWILIO_PHONE_NUMBER "
+            f"{settings.phone_number}. Check the file, or change TWILIO_PHONE_NUMBER."
+        )
+    restore(make_client(settings), original)
+    if args.file is None:
+        path.unlink()
+    print(f"Restored {original.phone_number} as saved at {original.saved_at}.")
+    return 0
+
+
+if __name__ == "__main__":
+    cli.run(main)

@@ -1,0 +1,87 @@
+"""`make webhooks URL=https://bot.example.com`: point the number at a deployed Dialtone.
+
+Shows a before/after diff, saves the previous configuration (so `make restore FILE=...` can put
+it back), and with --dry-run changes nothing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from rich.console import Console
+from rich.table import Table
+
+from dialtone import cli
+from dialtone.errors import DialtoneError, SettingsError
+from dialtone.number_config import (
+    BACKUP_DIR,
+    diff,
+    find_number,
+    pointing_at,
+    snapshot,
+    update,
+    write_backup,
+)
+from dialtone.settings import _absolute_url
+from dialtone.twilio_api import make_client
+
+HISTORY_DIR = BACKUP_DIR / "history"
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    """The command line."""
+    parser = argparse.ArgumentParser(prog="make webhooks", description=__doc__)
+    parser.add_argument("url", help="the deployed Dialtone's public https base URL")
+    only = parser.add_mutually_exclusive_group()
+    only.add_argument("--voice-only", action="store_true", help="change only the voice webhook")
+    only.add_argument("--sms-only", action="store_true", help="change only the SMS webhook")
+    parser.add_argument("--dry-run", action="store_true", help="show the diff, change nothing")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Point the number at URL."""
+    args = parse_args(argv)
+    try:
+        url = _absolute_url(args.url)
+    except ValueError as exc:
+        raise DialtoneError(f"URL {args.url!r} {exc}.") from None
+    if not url.startswith("https://"):
+        raise DialtoneError(f"Twilio should call an https URL in production; got {url}.")
+    settings = cli.load_settings()
+    if not settings.phone_number:
+        raise SettingsError(["TWILIO_PHONE_NUMBER: set it to the number to point"])
+    client = make_client(settings)
+    number = find_number(client, settings.phone_number)
+    before = snapshot(number, settings.account_sid or "")
+    changes = pointing_at(url, voice=not args.sms_only, sms=not args.voice_only)
+    rows = diff(before.fields, dict(changes))
+    console = Console()
+    table = Table(title=f"{settings.phone_number} ({before.sid})")
+    for column in ("field", "before", "after"):
+        table.add_column(column)
+    for name, old, new in rows:
+        table.add_row(name, old or "(empty)", new, style=None)
+    if not rows:
+        console.print(f"{settings.phone_number} already points at {url}; nothing to change.")
+        return 0
+    console.print(table)
+    if args.dry_run:
+        console.print("Dry run: nothing was changed.")
+        return 0
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    saved = HISTORY_DIR / f"number-{settings.phone_number.lstrip('+')}-{stamp}.json"
+    write_backup(before, saved)
+    update(client, before, dict(changes))
+    console.print(f"Done. The previous configuration is saved in {saved}.")
+    console.print(f"To put it back: make restore FILE={saved}")
+    return 0
+
+
+if __name__ == "__main__":
+    cli.run(main)
