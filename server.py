@@ -18,7 +18,8 @@ from dialtone.errors import SettingsError
 from dialtone.serving import make_server
 from dialtone.settings import Settings
 from dialtone.signature import TwilioWebhookPlugin
-from routes import health, status
+from dialtone.twilio_api import TwilioHandle
+from routes import health, status, voice
 
 log = logging.getLogger("dialtone.server")
 
@@ -44,8 +45,10 @@ def create_app(
     )
     app.add_hook("before_request", _body_limit(settings.max_body_bytes))
     app.default_error_handler = _plain_error
+    twilio_handle = TwilioHandle(settings, twilio)
     health.install(app, settings)
     status.install(app, settings)
+    voice.install(app, settings, twilio_handle)
     return app
 
 
