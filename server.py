@@ -19,7 +19,7 @@ from dialtone.serving import make_server
 from dialtone.settings import Settings
 from dialtone.signature import TwilioWebhookPlugin
 from dialtone.twilio_api import TwilioHandle
-from routes import health, outbound, status
+from routes import health, outbound, status, voice
 
 log = logging.getLogger("dialtone.server")
 
@@ -48,6 +48,7 @@ def create_app(
     app.default_error_handler = _plain_error
     health.install(app, settings)
     status.install(app, settings)
+    voice.install(app, settings, twilio_handle)
     outbound.install(app, settings, twilio_handle)
     return app
 

@@ -1,0 +1,46 @@
+"""POST /voice_url and its siblings: the keypad menu (replies built in dialtone.voice_menu)."""
+
+from __future__ import annotations
+
+from functools import partial
+
+from bottle import Bottle, FormsDict, request
+from twilio.twiml.voice_response import VoiceResponse
+
+from dialtone import voice_menu as menu
+from dialtone.settings import Settings
+from dialtone.twilio_api import TwilioHandle
+
+
+def install(app: Bottle, settings: Settings, twilio_handle: TwilioHandle) -> None:
+    """Add POST /voice_url, /voice_url/menu, /recorded, /dialed, /hold and /agent."""
+    voice_route = partial(app.post, webhook=True, on_error=partial(menu.apology, settings))
+
+    def attempt() -> int:
+        return menu.parse_attempt(request.query.get("attempt"))
+
+    @voice_route(menu.VOICE_PATH)
+    def voice(form: FormsDict) -> VoiceResponse:
+        return menu.greeting(settings, menu.caller_of(form), attempt())
+
+    @voice_route(menu.MENU_PATH)
+    def choice(form: FormsDict) -> VoiceResponse:
+        caller = menu.caller_of(form)
+        text_link = partial(menu.send_link, twilio_handle, settings, caller)
+        return menu.choose(settings, form.get("Digits", ""), attempt(), text_link=text_link)
+
+    @voice_route(menu.RECORDED_PATH)
+    def recorded(form: FormsDict) -> VoiceResponse:
+        return menu.recorded(settings, form)
+
+    @voice_route(menu.DIALED_PATH)
+    def dialed(form: FormsDict) -> VoiceResponse:
+        return menu.dialed(settings, form.get("DialCallStatus", ""))
+
+    @voice_route(menu.HOLD_PATH)
+    def hold(form: FormsDict) -> VoiceResponse:
+        return menu.hold_music(settings, form.get("QueuePosition"))
+
+    @voice_route(menu.AGENT_PATH)
+    def agent(form: FormsDict) -> VoiceResponse:
+        return menu.connect_to_queue(settings)
