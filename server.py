@@ -7,13 +7,12 @@ from __future__ import annotations
 
 import json
 import logging
-import signal
 from collections.abc import Callable
 
 from bottle import Bottle, HTTPError, request, response
 from twilio.rest import Client
 
-from dialtone import cli, logs
+from dialtone import cli, logs, prefork
 from dialtone.errors import SettingsError
 from dialtone.serving import make_server
 from dialtone.settings import Settings
@@ -94,27 +93,23 @@ def startup_warnings(settings: Settings) -> list[str]:
 
 
 def main() -> int:
-    """Serve the app on waitress until interrupted."""
+    """Serve the app on waitress (WORKERS processes) until SIGTERM or Ctrl-C."""
     settings = cli.load_settings()
     logs.configure(settings.log_level)
+    if settings.workers > 1:
+        for warning in startup_warnings(settings):
+            log.warning(warning)
+        # Each worker process builds its own app after the fork (see dialtone.prefork).
+        return prefork.serve(settings, lambda: create_app(settings))
     app = create_app(settings)
     for warning in startup_warnings(settings):
         log.warning(warning)
     server = make_server(app, settings)
     log.info("Dialtone listening on http://%s:%s", settings.host, settings.port)
-    signal.signal(signal.SIGTERM, _stop)
-    try:
-        server.run()
-    except KeyboardInterrupt:
-        log.info("Stopping: finishing the requests in flight.")
-    finally:
-        server.close()
+    # SIGTERM (systemd stop) and Ctrl-C: finish the requests in flight, then exit 0.
+    prefork.serve_until_signalled(server)
+    log.info("Stopped.")
     return 0
-
-
-def _stop(signum: int, frame: object) -> None:
-    # SIGTERM (systemd stop) ends the serve loop the way Ctrl-C does.
-    raise KeyboardInterrupt
 
 
 if __name__ == "__main__":

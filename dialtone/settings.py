@@ -48,7 +48,8 @@ class Settings:
     port: int = 5000  # PORT
     trusted_proxy: str | None = None  # TRUSTED_PROXY: proxy address(es) or "*"
     trusted_proxy_count: int = 1  # TRUSTED_PROXY_COUNT
-    threads: int = 8  # THREADS, waitress worker threads
+    threads: int = 8  # THREADS, waitress worker threads (per worker process)
+    workers: int = 1  # WORKERS, server processes sharing the port (one per core)
     max_body_bytes: int = 64 * 1024  # MAX_BODY_BYTES, larger requests get 413
     log_level: str = "INFO"  # LOG_LEVEL
 
@@ -100,6 +101,7 @@ class Settings:
             trusted_proxy=reader.get("TRUSTED_PROXY"),
             trusted_proxy_count=reader.get("TRUSTED_PROXY_COUNT", _positive_int, 1),
             threads=reader.get("THREADS", _positive_int, 8),
+            workers=reader.get("WORKERS", _positive_int, 1),
             max_body_bytes=reader.get("MAX_BODY_BYTES", _positive_int, 64 * 1024),
             log_level=reader.get("LOG_LEVEL", _log_level, "INFO"),
             validate_signatures=reader.get("VALIDATE_SIGNATURES", _bool, True),

@@ -98,3 +98,10 @@ def test_settings_are_frozen() -> None:
     with pytest.raises(dataclasses.FrozenInstanceError):
         settings.port = 1  # type: ignore[misc]
     assert settings.with_overrides(port=6000).port == 6000
+
+
+def test_workers_default_to_one_and_must_be_positive() -> None:
+    assert Settings.from_env({}).workers == 1
+    assert Settings.from_env({"WORKERS": "2"}).workers == 2
+    with pytest.raises(SettingsError, match="WORKERS"):
+        Settings.from_env({"WORKERS": "0"})
