@@ -8,9 +8,10 @@ BIN    := $(VENV)/bin
 PY     := $(BIN)/python
 RUNTIME_STAMP := $(VENV)/.installed-runtime
 DEV_STAMP     := $(VENV)/.installed-dev
+BENCH_STAMP   := $(VENV)/.installed-bench
 
 .DEFAULT_GOAL := help
-.PHONY: help install install-dev serve dev restore webhooks test lint format clean
+.PHONY: help install install-dev serve dev restore webhooks test lint format bench clean
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  make %-12s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -26,6 +27,10 @@ $(RUNTIME_STAMP): requirements.txt | $(PY)
 
 $(DEV_STAMP): $(RUNTIME_STAMP) requirements-dev.txt
 	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+	@touch $@
+
+$(BENCH_STAMP): $(RUNTIME_STAMP) requirements-bench.txt
+	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-bench.txt
 	@touch $@
 
 install: $(RUNTIME_STAMP) ## create .venv and install the runtime requirements
@@ -56,6 +61,9 @@ lint: $(DEV_STAMP) ## ruff (lint and format check) and mypy
 format: $(DEV_STAMP) ## apply ruff's formatting and safe fixes
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
+
+bench: $(BENCH_STAMP) ## throughput, latency, memory vs Flask/gunicorn, on loopback (ARGS=--quick)
+	$(PY) -m bench.run $(ARGS)
 
 clean: ## remove the virtual environment and caches
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

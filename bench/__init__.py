@@ -1,0 +1,1 @@
+"""`make bench`: Dialtone against its ceiling and the usual Flask/gunicorn alternative."""

@@ -1,0 +1,383 @@
+"""`make bench`: signed webhooks per second, latency and memory, on real servers over loopback.
+
+python -m bench.run [--quick] [--route /sms_url] [--duration 5] [--connections 20]
+
+Targets, measured one after the other in the same run with the same load generator:
+  ceiling   a bare WSGI app on waitress returning a fixed TwiML string (bench/bare_server.py)
+  flask     Flask + gunicorn, 2 sync workers, same RequestValidator check and MessagingResponse
+  dialtone  server.py with WORKERS=2 (and WORKERS=1 for comparison), recording on when the store
+            exists; the route is --route, or /sms_url when the app has it, else /status
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import os
+import platform
+import shutil
+import signal
+import socket
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from bench import dev_ready, loadgen
+from dialtone.settings import setting_names
+
+ROOT = Path(__file__).resolve().parent.parent
+HOST = "127.0.0.1"
+AUTH_TOKEN = "bench-auth-token-0123456789abcdef"  # noqa: S105 (a made-up token)
+ACCOUNT_SID = "AC" + "b" * 32
+PHONE_NUMBER = "+15550001111"
+PUBLIC_URL = "https://bench.dialtone.test"
+MAX_RATE = 20000  # requests built per second of run: more than any target here answers
+GOAL_RATIO, GOAL_P99_MS, GOAL_IDLE_MB = 1.2, 10.0, 40.0
+
+
+@dataclass
+class Row:
+    """One target's line in the table."""
+
+    name: str
+    result: loadgen.LoadResult
+    note: str = ""
+    rss_idle: dict[int, float] = field(default_factory=dict)  # pid -> MB
+    rss_loaded: dict[int, float] = field(default_factory=dict)
+
+
+def free_port() -> int:
+    """A loopback TCP port nothing listens on."""
+    with socket.socket() as sock:
+        sock.bind((HOST, 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_until_listening(port: int, proc: subprocess.Popen[bytes], timeout: float = 15) -> None:
+    """Block until something accepts on `port`; fail if the process dies first."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise SystemExit(f"the server exited with code {proc.returncode} before listening")
+        try:
+            socket.create_connection((HOST, port), timeout=1).close()
+            return
+        except OSError:
+            time.sleep(0.02)
+    raise SystemExit(f"nothing listened on port {port} within {timeout:.0f} s")
+
+
+@contextmanager
+def server(cmd: Sequence[str], env: dict[str, str], log: Path, port: int) -> Iterator[int]:
+    """Run a server process (cwd: a temp dir, stderr to `log`); yield its pid; SIGTERM it."""
+    with log.open("ab") as out:
+        proc = subprocess.Popen(
+            list(cmd), cwd=log.parent, env={**os.environ, **env}, stdout=out, stderr=out
+        )
+    try:
+        wait_until_listening(port, proc)
+        yield proc.pid
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def children(pid: int) -> list[int]:
+    """The pids of a process's children, from /proc."""
+    text = Path(f"/proc/{pid}/task/{pid}/children").read_text()
+    return [int(word) for word in text.split()]
+
+
+def rss_mb(pid: int) -> float:
+    """Resident memory of one process in MB (VmRSS)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+class RssSampler(threading.Thread):
+    """Samples the peak RSS of some processes while a load runs."""
+
+    def __init__(self, pids: list[int]) -> None:
+        super().__init__(daemon=True)
+        self.pids = pids
+        self.peak = dict.fromkeys(pids, 0.0)
+        self.done = threading.Event()
+
+    def run(self) -> None:
+        while not self.done.wait(0.25):
+            self.sample()
+
+    def sample(self) -> None:
+        for pid in self.pids:
+            self.peak[pid] = max(self.peak[pid], rss_mb(pid))
+
+    def stop(self) -> dict[int, float]:
+        self.done.set()
+        self.join()
+        self.sample()
+        return self.peak
+
+
+def build_requests(port: int, route: str, first: int, count: int) -> list[bytes]:
+    """`count` signed inbound-SMS webhooks with MessageSids first..first+count-1."""
+    host = f"{HOST}:{port}"
+    return [
+        loadgen.signed_request(
+            host,
+            route,
+            loadgen.inbound_sms_form(index, ACCOUNT_SID, PHONE_NUMBER),
+            auth_token=AUTH_TOKEN,
+            public_url=PUBLIC_URL,
+            idempotency_token=f"bench-{index}",
+        )
+        for index in range(first, first + count)
+    ]
+
+
+def reused_requests(port: int, count: int, distinct: int = 2000) -> list[bytes]:
+    """`count` requests made of `distinct` signed ones repeated (for targets that record nothing)."""
+    pool = build_requests(port, "/sms_url", 0, distinct)
+    return (pool * (count // distinct + 1))[:count]
+
+
+def probe(port: int, request: bytes) -> int:
+    """Send one raw request; its status."""
+    with socket.create_connection((HOST, port), timeout=5) as sock:
+        sock.sendall(request)
+        answer = http.client.HTTPResponse(sock)
+        answer.begin()
+        answer.read()
+        return answer.status
+
+
+def measure(port: int, requests: list[bytes], args: argparse.Namespace) -> loadgen.LoadResult:
+    """A short warm-up, then the timed run."""
+    warm = max(1, len(requests) // 20)
+    loadgen.run(HOST, port, requests[:warm], connections=args.connections, duration=0.5)
+    return loadgen.run(
+        HOST, port, requests[warm:], connections=args.connections, duration=args.duration
+    )
+
+
+def run_ceiling(args: argparse.Namespace, work: Path) -> Row:
+    port = free_port()
+    cmd = [sys.executable, "-m", "bench.bare_server", str(port), "2", str(args.threads)]
+    env = {"PYTHONPATH": str(ROOT)}
+    with server(cmd, env, work / "ceiling.log", port):
+        result = measure(port, reused_requests(port, args.pool), args)
+    return Row("ceiling: bare WSGI on waitress, 2 processes", result)
+
+
+def run_flask(args: argparse.Namespace, work: Path) -> Row | None:
+    gunicorn = Path(sys.executable).with_name("gunicorn")
+    if not gunicorn.exists():
+        print("gunicorn is not installed: make bench installs requirements-bench.txt")
+        return None
+    port = free_port()
+    cmd = [str(gunicorn), "-w", "2", "-k", "sync", "-b", f"{HOST}:{port}"]
+    cmd += ["--chdir", str(ROOT), "bench.flask_app:create_app()"]
+    env = {"TWILIO_AUTH_TOKEN": AUTH_TOKEN, "PUBLIC_URL": PUBLIC_URL}
+    with server(cmd, env, work / "flask.log", port):
+        result = measure(port, reused_requests(port, args.pool), args)
+    return Row("Flask + gunicorn, 2 sync workers", result)
+
+
+def recording_available() -> bool:
+    """True once Dialtone has the SQLite record (a DATABASE_PATH setting)."""
+    return "database_path" in setting_names()
+
+
+def run_dialtone(
+    args: argparse.Namespace, work: Path, workers: int, *, check_record: bool
+) -> tuple[Row, list[str]]:
+    """Dialtone on `workers` processes; the row and, with check_record, the record's lines."""
+    port = free_port()
+    database = work / f"dialtone-{workers}.sqlite3"
+    env = {
+        "PORT": str(port),
+        "HOST": HOST,
+        "WORKERS": str(workers),
+        "THREADS": str(args.threads),
+        "TWILIO_ACCOUNT_SID": ACCOUNT_SID,
+        "TWILIO_AUTH_TOKEN": AUTH_TOKEN,
+        "TWILIO_PHONE_NUMBER": PHONE_NUMBER,
+        "PUBLIC_URL": PUBLIC_URL,
+        "VALIDATE_SIGNATURES": "true",
+        "RULES_FILE": str(ROOT / "rules.toml"),
+        "LOG_LEVEL": "INFO",
+        "DATABASE_PATH": str(database),
+    }
+    cmd = [sys.executable, str(ROOT / "server.py")]
+    record_lines: list[str] = []
+    sent_twice: set[int] = set()
+    with server(cmd, env, work / f"dialtone-{workers}.log", port) as pid:
+        route = args.route or pick_route(port)
+        pids = children(pid) or [pid]
+        idle = {p: rss_mb(p) for p in pids}
+        requests = build_requests(port, route, 0, args.pool)
+        sampler = RssSampler(pids)
+        sampler.start()
+        result = measure(port, requests, args)
+        loaded = sampler.stop()
+        sent = set(result.answered)
+        if check_record and recording_available():
+            pairs = max(100, args.pool // 20)
+            twice = loadgen.doubled(build_requests(port, route, 10**9, pairs))
+            dup = loadgen.run(HOST, port, twice, connections=args.connections, duration=30)
+            record_lines.append(
+                f"duplicates run: {pairs} messages sent twice each (same "
+                f"I-Twilio-Idempotency-Token, on two connections at once): "
+                f"{dict(dup.statuses)} {dict(dup.errors) or ''}"
+            )
+            sent_twice = {10**9 + index // 2 for index in dup.answered}
+    if check_record:
+        record_lines += check_database(database, sent, sent_twice, result)
+    recording = "recording on" if recording_available() else "no store yet"
+    name = f"Dialtone WORKERS={workers}, POST {route}, {recording}"
+    return Row(name, result, rss_idle=idle, rss_loaded=loaded), record_lines
+
+
+def pick_route(port: int) -> str:
+    """/sms_url when the app has it, else the signed /status route."""
+    request = build_requests(port, "/sms_url", 10**10, 1)[0]
+    return "/sms_url" if probe(port, request) != 404 else "/status"
+
+
+def check_database(
+    database: Path, sent: set[int], sent_twice: set[int], result: loadgen.LoadResult
+) -> list[str]:
+    """Every answered message in the record exactly once: messages rows and events."""
+    if not recording_available():
+        return ["not checked: this Dialtone has no store yet (no DATABASE_PATH setting)"]
+    if not database.exists():
+        return [f"FAILED: no database at {database}"]
+    expected = {f"SM{index:032x}" for index in sent | sent_twice}
+    with sqlite3.connect(f"file:{database}?mode=ro", uri=True) as conn:
+        rows = conn.execute("SELECT sid, COUNT(*) FROM messages GROUP BY sid").fetchall()
+        events = dict(conn.execute("SELECT sid, COUNT(*) FROM events GROUP BY sid").fetchall())
+    stored = dict(rows)
+    missing = expected - stored.keys()
+    extra = stored.keys() - expected - {f"SM{10**10:032x}"}  # the route probe
+    repeated = {sid for sid, count in stored.items() if count != 1}
+    repeated |= {sid for sid in expected if events.get(sid, 0) != 1}
+    verdict = "OK" if not (missing or repeated) else "FAILED"
+    return [
+        f"{verdict}: {len(expected)} messages answered 2xx ({len(sent)} in the load run, "
+        f"{len(sent_twice)} sent twice); in the database: {len(expected) - len(missing)}, "
+        f"missing {len(missing)}, more than once {len(repeated)}, unexpected {len(extra)}"
+    ]
+
+
+def ms(seconds: float) -> str:
+    return f"{seconds * 1000:.1f}"
+
+
+def report(rows: list[Row], record_lines: list[str], args: argparse.Namespace) -> bool:
+    """Print the tables; True if every goal was met."""
+    print()
+    print(
+        f"Dialtone benchmark: {args.connections} connections, {args.duration:g} s per target, "
+        f"loopback, {os.cpu_count()} CPUs, Python {platform.python_version()}, "
+        f"THREADS={args.threads}"
+    )
+    flask = next((row for row in rows if row.name.startswith("Flask")), None)
+    width = max(len(row.name) for row in rows)
+    header = f"{'target':<{width}}  {'req/s':>7}  {'p50 ms':>6}  {'p99 ms':>6}  {'vs Flask':>8}"
+    print(header + "  answers")
+    print("-" * (len(header) + 20))
+    for row in rows:
+        res = row.result
+        ratio = f"{res.rate / flask.result.rate:.2f}x" if flask and flask.result.rate else "-"
+        answers = " ".join(f"{status}:{n}" for status, n in sorted(res.statuses.items()))
+        errors = " ".join(f"{name}:{n}" for name, n in res.errors.items())
+        print(
+            f"{row.name:<{width}}  {res.rate:>7.0f}  {ms(res.percentile(50)):>6}  "
+            f"{ms(res.percentile(99)):>6}  {ratio:>8}  {answers} {errors}".rstrip()
+        )
+    met = True
+    main = rows[-1]
+    print()
+    if flask and flask.result.rate:
+        times = main.result.rate / flask.result.rate
+        ok = times >= GOAL_RATIO
+        met &= ok
+        print(f"goal: Dialtone >= {GOAL_RATIO}x Flask/gunicorn: {times:.2f}x  {_mark(ok)}")
+    p99 = main.result.percentile(99) * 1000
+    met &= p99 < GOAL_P99_MS
+    print(
+        f"goal: p99 < {GOAL_P99_MS:g} ms at {args.connections} connections: {p99:.1f} ms  {_mark(p99 < GOAL_P99_MS)}"
+    )
+    print()
+    print(f"Resident memory (VmRSS) of each Dialtone worker process, {main.name}:")
+    for pid, idle in main.rss_idle.items():
+        ok = idle < GOAL_IDLE_MB
+        met &= ok
+        print(
+            f"  pid {pid}: idle {idle:.1f} MB (goal < {GOAL_IDLE_MB:g} MB {_mark(ok)}), "
+            f"loaded (peak) {main.rss_loaded.get(pid, 0):.1f} MB"
+        )
+    print()
+    print("Record (every message answered during the load is stored exactly once):")
+    for line in record_lines:
+        print("  " + line)
+        met &= not line.startswith("FAILED")
+    print()
+    print("make dev, time from start to ready (issue 4):")
+    for line in dev_ready.measure(args.quick) or ["not measured yet"]:
+        print("  " + line)
+    return met
+
+
+def _mark(ok: bool) -> str:
+    return "met" if ok else "NOT MET"
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="a 1-second smoke run")
+    parser.add_argument("--duration", type=float, default=5.0, help="seconds per target")
+    parser.add_argument("--connections", type=int, default=20)
+    parser.add_argument("--threads", type=int, default=4, help="waitress threads per process")
+    parser.add_argument("--route", help="Dialtone's webhook route (default: /sms_url or /status)")
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.duration = min(args.duration, 1.0)
+    args.pool = int(args.duration * MAX_RATE)
+    return args
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run every target and print the report."""
+    args = parse_args(argv)
+    work = Path(tempfile.mkdtemp(prefix="dialtone-bench-"))
+    try:
+        rows = [run_ceiling(args, work)]
+        flask = run_flask(args, work)
+        rows += [flask] if flask else []
+        if not args.quick:
+            rows.append(run_dialtone(args, work, 1, check_record=False)[0])
+        row, record_lines = run_dialtone(args, work, 2, check_record=True)
+        rows.append(row)
+        met = report(rows, record_lines, args)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    print()
+    print("All goals met." if met else "Some goals NOT met (see above).")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
