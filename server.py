@@ -15,10 +15,11 @@ from twilio.rest import Client
 
 from dialtone import cli, logs
 from dialtone.errors import SettingsError
+from dialtone.rules import RulesFile
 from dialtone.serving import make_server
 from dialtone.settings import Settings
 from dialtone.signature import TwilioWebhookPlugin
-from routes import health, status
+from routes import health, sms, status
 
 log = logging.getLogger("dialtone.server")
 
@@ -46,6 +47,7 @@ def create_app(
     app.default_error_handler = _plain_error
     health.install(app, settings)
     status.install(app, settings)
+    sms.install(app, settings, RulesFile(settings.rules_file))
     return app
 
 
