@@ -212,6 +212,8 @@ class Rules:
     def reply(self, body: str, *, sender: str = "", media_types: Iterable[str] = ()) -> str | None:
         """The whole reply to an inbound message, within Twilio's limit; None for no reply."""
         types = list(media_types)
+        if self.keyword_for(body) in OPT_OUT_WORDS | OPT_IN_WORDS:
+            return None  # opt-out words get nothing but the carrier's (or the record's) answer
         if not types:
             return self.text_reply(body, sender=sender) or None
         ack = self.media_reply(types, sender=sender)

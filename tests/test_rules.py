@@ -93,6 +93,7 @@ def test_help_and_info_get_the_help_reply(text: str) -> None:
 @pytest.mark.parametrize("text", ["STOP", "stop", "Unsubscribe", "quit", "START", "yes", "unstop"])
 def test_opt_out_and_opt_in_words_are_never_auto_answered(text: str) -> None:
     assert rules().reply(text) is None
+    assert rules().reply(text, media_types=["image/jpeg"]) is None
     assert rules().keyword_for(text) == normalize_keyword(text)
 
 
