@@ -15,11 +15,12 @@ from twilio.rest import Client
 
 from dialtone import cli, logs
 from dialtone.errors import SettingsError
+from dialtone.rules import RulesFile
 from dialtone.serving import make_server
 from dialtone.settings import Settings
 from dialtone.signature import TwilioWebhookPlugin
 from dialtone.twilio_api import TwilioHandle
-from routes import health, outbound, status, voice
+from routes import health, outbound, sms, status, voice
 
 log = logging.getLogger("dialtone.server")
 
@@ -50,6 +51,7 @@ def create_app(
     status.install(app, settings)
     voice.install(app, settings, twilio_handle)
     outbound.install(app, settings, twilio_handle)
+    sms.install(app, settings, RulesFile(settings.rules_file))
     return app
 
 

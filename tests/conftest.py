@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -18,6 +19,7 @@ API_TOKEN = "test-api-token-abcdefghijklmnop"
 PHONE_NUMBER = "+15550001111"
 CALLER = "+15557654321"
 PUBLIC_URL = "https://dialtone.example.com"
+REPO = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture
@@ -29,6 +31,7 @@ def settings(tmp_path: Any) -> Settings:
         phone_number=PHONE_NUMBER,
         public_url=PUBLIC_URL,
         api_token=API_TOKEN,
+        rules_file=REPO / "rules.toml",
     )
 
 
