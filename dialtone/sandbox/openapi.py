@@ -89,7 +89,9 @@ class Spec:
         params = op.get("parameters", [])
         path = {p["name"]: p["schema"] for p in params if p["in"] == "path"}
         query = {p["name"]: p["schema"] for p in params if p["in"] == "query"}
-        required_query = frozenset(p["name"] for p in params if p["in"] == "query" and p.get("required"))
+        required_query = frozenset(
+            p["name"] for p in params if p["in"] == "query" and p.get("required")
+        )
         body_schema = (
             op.get("requestBody", {})
             .get("content", {})
@@ -140,7 +142,9 @@ class Spec:
         problems: list[str] = []
         for name, value in path_values.items():
             problems += self._value_problems(f"path parameter {name}", op.path_params[name], value)
-        problems += self._params_problems("query parameter", op.query_params, op.required_query, query)
+        problems += self._params_problems(
+            "query parameter", op.query_params, op.required_query, query
+        )
         if op.method == "POST":
             problems += self._params_problems("parameter", op.body, op.required_body, form)
         elif list(form):

@@ -184,7 +184,10 @@ class Message:
             "price_unit": "USD",
             "sid": self.sid,
             "status": self.status,
-            "subresource_uris": {"media": f"{base}/Media.json", "feedback": f"{base}/Feedback.json"},
+            "subresource_uris": {
+                "media": f"{base}/Media.json",
+                "feedback": f"{base}/Feedback.json",
+            },
             "to": self.to,
             "uri": self.uri,
         }
@@ -237,10 +240,17 @@ class Call:
     def to_json(self) -> dict[str, Any]:
         """Twilio's JSON for this call."""
         base = f"{API_ROOT}/{self.account_sid}/Calls/{self.sid}"
-        subresources = (
-            "notifications recordings payments events siprec streams transcriptions "
-            "user_defined_message_subscriptions user_defined_messages"
-        ).split()
+        subresources = [
+            "notifications",
+            "recordings",
+            "payments",
+            "events",
+            "siprec",
+            "streams",
+            "transcriptions",
+            "user_defined_message_subscriptions",
+            "user_defined_messages",
+        ]
         camel = {"user_defined_message_subscriptions": "UserDefinedMessageSubscriptions"}
         camel["user_defined_messages"] = "UserDefinedMessages"
         duration = self.duration

@@ -140,7 +140,7 @@ class _Api:
         if name:
             numbers = [n for n in numbers if n.friendly_name == name]
         items = [n.to_json() for n in numbers]
-        return 200, _page(items, "incoming_phone_numbers", request.path, params)
+        return 200, list_page(items, "incoming_phone_numbers", request.path, params)
 
     def fetch_number(self, params: Params, sid: str) -> Answer:
         return 200, self.state.number(sid).to_json()
@@ -171,7 +171,7 @@ class _Api:
             value = params.get(param)
             if value:
                 messages = [m for m in messages if getattr(m, attr) == value]
-        return 200, _page([m.to_json() for m in messages], "messages", request.path, params)
+        return 200, list_page([m.to_json() for m in messages], "messages", request.path, params)
 
     def fetch_message(self, params: Params, sid: str) -> Answer:
         return 200, self.state.message(sid).to_json()
@@ -181,7 +181,9 @@ class _Api:
         if not to:
             raise err.bad_request(err.TO_REQUIRED, "A 'To' phone number is required.")
         if not is_destination(to):
-            raise err.bad_request(err.INVALID_TO, f"The 'To' number {to} is not a valid phone number.")
+            raise err.bad_request(
+                err.INVALID_TO, f"The 'To' number {to} is not a valid phone number."
+            )
         from_ = self._message_sender(to, params.get("From"), params.get("MessagingServiceSid"))
         body = params.get("Body") or ""
         media = [url for url in params.getall("MediaUrl") if url]
@@ -194,7 +196,8 @@ class _Api:
         callback = params.get("StatusCallback") or None
         if callback and not _is_url(callback):
             raise err.bad_request(
-                err.INVALID_STATUS_CALLBACK, f"The StatusCallback URL {callback} is not a valid URL."
+                err.INVALID_STATUS_CALLBACK,
+                f"The StatusCallback URL {callback} is not a valid URL.",
             )
         message = self.state.create_message(
             to=to,
@@ -234,7 +237,7 @@ class _Api:
         parent = params.get("ParentCallSid")
         if parent:
             calls = [c for c in calls if c.parent_call_sid == parent]
-        return 200, _page([c.to_json() for c in calls], "calls", request.path, params)
+        return 200, list_page([c.to_json() for c in calls], "calls", request.path, params)
 
     def fetch_call(self, params: Params, sid: str) -> Answer:
         return 200, self.state.call(sid).to_json()
@@ -246,7 +249,9 @@ class _Api:
         if not from_:
             raise err.bad_request(err.CALL_FROM_REQUIRED, "A 'From' phone number is required.")
         if not (is_e164(to) or to.startswith(("client:", "sip:"))):
-            raise err.bad_request(err.INVALID_TO, f"The 'To' number {to} is not a valid phone number.")
+            raise err.bad_request(
+                err.INVALID_TO, f"The 'To' number {to} is not a valid phone number."
+            )
         if self.state.number_by_phone(from_) is None:
             raise err.bad_request(
                 err.CALL_FROM_NOT_VERIFIED,
@@ -258,7 +263,9 @@ class _Api:
         self._check_call_instructions(url, twiml)
         callback = params.get("StatusCallback") or None
         if callback and not _is_url(callback):
-            raise err.bad_request(err.CALL_URL_INVALID, f"StatusCallback is not a valid URL: {callback}")
+            raise err.bad_request(
+                err.CALL_URL_INVALID, f"StatusCallback is not a valid URL: {callback}"
+            )
         extra = {k: v for k, v in params.pairs if k not in _CALL_CREATE_FIELDS}
         call = self.state.create_call(
             to=to,
@@ -322,12 +329,22 @@ class _Api:
 
 
 _CALL_CREATE_FIELDS = frozenset(
-    "To From Url Twiml Method FallbackUrl FallbackMethod StatusCallback StatusCallbackMethod "
-    "StatusCallbackEvent".split()
+    [
+        "To",
+        "From",
+        "Url",
+        "Twiml",
+        "Method",
+        "FallbackUrl",
+        "FallbackMethod",
+        "StatusCallback",
+        "StatusCallbackMethod",
+        "StatusCallbackEvent",
+    ]
 )
 
 
-def _page(items: list[dict[str, Any]], key: str, path: str, params: Params) -> dict[str, Any]:
+def list_page(items: list[dict[str, Any]], key: str, path: str, params: Params) -> dict[str, Any]:
     """One page of a list, with the paging fields the twilio library follows."""
     page_size = _int_param(params, "PageSize", DEFAULT_PAGE_SIZE, 1, 1000)
     page = _int_param(params, "Page", 0, 0, None)

@@ -253,7 +253,12 @@ class SandboxState:
     ) -> Message:
         """A message from the phone to a number: direction inbound, status received."""
         return self.create_message(
-            to=to, from_=from_, body=body, media_urls=media_urls, direction="inbound", status="received"
+            to=to,
+            from_=from_,
+            body=body,
+            media_urls=media_urls,
+            direction="inbound",
+            status="received",
         )
 
     def set_message_status(
@@ -360,7 +365,9 @@ class SandboxState:
         self, sid: str, *, url: str | None = None, twiml: str | None = None, method: str = "POST"
     ) -> Call:
         """Point a live call at new TwiML (a URL or inline); emits CallUpdated with 'url'/'twiml'."""
-        call, changed = self._update(self._calls, sid, {"url": url, "twiml": twiml, "method": method})
+        call, changed = self._update(
+            self._calls, sid, {"url": url, "twiml": twiml, "method": method}
+        )
         # A redirect to the same URL is still a redirect: the carrier must fetch it again.
         changed = changed | {"url" if url is not None else "twiml"}
         self._emit(CallUpdated(call, changed))
