@@ -195,7 +195,7 @@ class OutboundApi:
                 f"Twilio refused the request: {exc.msg}",
                 twilio_code=exc.code,
                 twilio_status=exc.status,
-                more_info=exc.more_info,
+                more_info=f"https://www.twilio.com/docs/errors/{exc.code}" if exc.code else None,
             )
         except MissingCredentials as exc:
             fail(503, str(exc))
