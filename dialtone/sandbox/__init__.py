@@ -1,0 +1,1 @@
+"""The local sandbox: a stand-in for Twilio that runs on loopback."""
