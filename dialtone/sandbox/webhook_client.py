@@ -8,9 +8,11 @@ tried when one is configured, with ErrorCode and ErrorUrl added as Twilio adds t
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import socket
 import ssl
+import threading
 import time
 import uuid
 from collections.abc import Mapping
@@ -135,18 +137,26 @@ class WebhookClient:
         deadline = time.monotonic() + self.total_timeout
         cls = http.client.HTTPSConnection if split.scheme == "https" else http.client.HTTPConnection
         conn = cls(split.hostname or "", split.port, timeout=self.connect_timeout)
+        watchdog: threading.Timer | None = None
         try:
             _connect(conn, url)
             sock = conn.sock
             assert sock is not None
             sock.settimeout(_remaining(deadline))
+            # A server that trickles bytes would reset a per-read timeout forever: the watchdog
+            # shuts the socket at the deadline, so 15 s is 15 s for the whole exchange.
+            watchdog = threading.Timer(_remaining(deadline), _abort, (sock,))
+            watchdog.daemon = True
+            watchdog.start()
             conn.request(method, target, body=body, headers=headers)
             response = conn.getresponse()
             data = bytearray()
-            while chunk := _read(response, sock, deadline):
+            while chunk := response.read(8192):
                 data += chunk
                 if len(data) > MAX_BODY:
                     raise failure(11750, f"the answer is larger than {MAX_BODY // 1024} kB", url)
+            if time.monotonic() >= deadline:
+                raise TimeoutError
         except TwilioFailure:
             raise
         except TimeoutError:
@@ -155,11 +165,17 @@ class WebhookClient:
             ) from None
         except ssl.SSLError as exc:
             raise failure(11220, f"TLS handshake failed: {exc.reason}", url) from None
-        except http.client.HTTPException as exc:
-            raise failure(11206, f"the answer is not valid HTTP ({exc!r})", url) from None
-        except OSError as exc:
+        except (http.client.HTTPException, OSError) as exc:
+            if time.monotonic() >= deadline:
+                raise failure(
+                    11205, f"no complete answer within {self.total_timeout:g} s", url
+                ) from None
+            if isinstance(exc, http.client.HTTPException):
+                raise failure(11206, f"the answer is not valid HTTP ({exc!r})", url) from None
             raise failure(11205, f"the connection failed: {exc}", url) from None
         finally:
+            if watchdog is not None:
+                watchdog.cancel()
             conn.close()
         status = response.status
         location = response.getheader("Location") if 300 <= status < 400 else None
@@ -185,11 +201,9 @@ def _remaining(deadline: float) -> float:
     return left
 
 
-def _read(response: http.client.HTTPResponse, sock: socket.socket, deadline: float) -> bytes:
-    # Re-arm the socket timeout before every read so the 15 s limit covers the whole answer,
-    # not each read: a server that trickles bytes still runs out of time.
-    sock.settimeout(_remaining(deadline))
-    return response.read(8192)
+def _abort(sock: socket.socket) -> None:
+    with contextlib.suppress(OSError):  # already closed: the exchange finished just in time
+        sock.shutdown(socket.SHUT_RDWR)
 
 
 def media_type(content_type: str) -> str:
