@@ -262,7 +262,8 @@ def test_status_ranks_follow_the_brief() -> None:
     crank = call_status_rank
     assert crank("queued") < crank("initiated") < crank("ringing") < crank("in-progress")
     finals = {crank(s) for s in ("completed", "busy", "failed", "no-answer", "canceled")}
-    assert finals == {crank("completed")} and crank("completed") > crank("in-progress")
+    assert finals == {crank("completed")}
+    assert crank("completed") > crank("in-progress")
 
 
 def test_a_failure_keeps_its_error_code(store: Store) -> None:
@@ -548,8 +549,7 @@ def test_a_read_only_database_raises_store_unavailable(db_path: Path) -> None:
     db_path.parent.chmod(0o555)
     try:
         with pytest.raises(StoreUnavailable, match="writable"):
-            with Store(db_path) as store:
-                store.record_inbound_message(inbound("SM1"))
+            Store(db_path).close()
     finally:
         db_path.parent.chmod(0o755)
         db_path.chmod(0o644)
