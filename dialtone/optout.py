@@ -45,9 +45,9 @@ DEFAULT_OPT_IN_REPLY = (
 )
 DEFAULT_HELP_REPLY = "Reply STOP to unsubscribe. Msg&Data Rates May Apply."
 
-_KINDS = {word: Keyword.OPT_OUT for word in OPT_OUT_WORDS}
-_KINDS |= {word: Keyword.OPT_IN for word in OPT_IN_WORDS}
-_KINDS |= {word: Keyword.HELP for word in HELP_WORDS}
+_KINDS = dict.fromkeys(OPT_OUT_WORDS, Keyword.OPT_OUT)
+_KINDS |= dict.fromkeys(OPT_IN_WORDS, Keyword.OPT_IN)
+_KINDS |= dict.fromkeys(HELP_WORDS, Keyword.HELP)
 _LONGEST = max(len(word) for word in _KINDS)
 
 
@@ -73,8 +73,8 @@ def normalise(body: str | None) -> str:
 def classify(body: str | None) -> Keyword | None:
     """Which carrier keyword the whole message is, or None for an ordinary message."""
     word = (body or "").strip()
-    # Cheap exit for ordinary messages. ASCII only: "ſtop".upper() is "STOP" in Python, and a
-    # look-alike letter is not a keyword to Twilio.
+    # Cheap exit for ordinary messages. ASCII only: Twilio's keywords are plain ASCII words,
+    # and Python upper-cases a few other letters to ASCII ones (U+017F, the long s, to "S").
     if not word or len(word) > _LONGEST or not word.isascii():
         return None
     return _KINDS.get(word.upper())
