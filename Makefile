@@ -10,7 +10,7 @@ RUNTIME_STAMP := $(VENV)/.installed-runtime
 DEV_STAMP     := $(VENV)/.installed-dev
 
 .DEFAULT_GOAL := help
-.PHONY: help install install-dev serve dev test lint format typecheck clean
+.PHONY: help install install-dev serve dev history test lint format typecheck clean
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  make %-12s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -37,6 +37,9 @@ serve: $(RUNTIME_STAMP) ## serve the app on waitress (HOST, PORT from .env or th
 
 dev: $(RUNTIME_STAMP) ## the dev loop: serve with reload, tunnel, point the number, restore on exit
 	$(PY) scripts/dev.py $(ARGS)
+
+history: $(RUNTIME_STAMP) ## recent conversations from the record (ARGS="--number +1555... --limit 5")
+	$(PY) scripts/history.py $(ARGS)
 
 test: $(DEV_STAMP) ## run the test suite (no network, no account needed)
 	$(PY) -m pytest $(PYTEST_ARGS)

@@ -29,6 +29,7 @@ def settings(tmp_path: Any) -> Settings:
         phone_number=PHONE_NUMBER,
         public_url=PUBLIC_URL,
         api_token=API_TOKEN,
+        database_path=tmp_path / "var" / "dialtone.db",
     )
 
 
