@@ -523,6 +523,31 @@ def test_concurrent_writes_from_many_threads(store: Store, db_path: Path) -> Non
     assert shared.status == "delivered"
 
 
+def test_several_processes_share_one_record(db_path: Path) -> None:
+    # `make bench` runs servers in several processes on one socket; they share the file.
+    Store(db_path).close()
+    code = """
+        import sys
+        from dialtone.store import Store
+        name = sys.argv[1]
+        with Store({path!r}) as store:
+            for i in range(100):
+                store.record_inbound_message({{"MessageSid": f"SM{{name}}-{{i}}", "From": "+1"}})
+                store.record_inbound_message({{"MessageSid": f"SMboth-{{i}}", "From": "+1"}})
+        """
+    script = textwrap.dedent(code.format(path=str(db_path)))
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    workers = [
+        subprocess.Popen([sys.executable, "-c", script, name], env=env, stderr=subprocess.PIPE)
+        for name in ("a", "b", "c")
+    ]
+    for worker in workers:
+        _, stderr = worker.communicate(timeout=60)
+        assert worker.returncode == 0, stderr.decode()
+    assert count(db_path, "messages") == 3 * 100 + 100
+    assert count(db_path, "events") == 3 * 100 + 100
+
+
 # --- a database that cannot be written ------------------------------------------------------
 
 
