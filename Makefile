@@ -10,7 +10,7 @@ RUNTIME_STAMP := $(VENV)/.installed-runtime
 DEV_STAMP     := $(VENV)/.installed-dev
 
 .DEFAULT_GOAL := help
-.PHONY: help install install-dev serve dev restore webhooks test lint format clean
+.PHONY: help install install-dev serve dev restore webhooks history test lint format clean
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  make %-12s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -44,6 +44,9 @@ restore: $(RUNTIME_STAMP) ## put the number back from make dev's backup (or FILE
 webhooks: $(RUNTIME_STAMP) ## point the number at a deployed Dialtone: make webhooks URL=https://... [ARGS=--dry-run]
 	@test -n "$(URL)" || { echo "Usage: make webhooks URL=https://bot.example.com [ARGS=--dry-run]"; exit 2; }
 	$(PY) scripts/set_webhooks.py "$(URL)" $(ARGS)
+
+history: $(RUNTIME_STAMP) ## recent conversations from the record (ARGS="--number +1555... --limit 5")
+	$(PY) scripts/history.py $(ARGS)
 
 test: $(DEV_STAMP) ## run the test suite (no network, no account needed)
 	$(PY) -m pytest $(PYTEST_ARGS)

@@ -70,6 +70,9 @@ class Settings:
     # SMS auto-reply.
     rules_file: Path = Path("rules.toml")  # RULES_FILE
 
+    # The record (SQLite); the file and its directory are created on first start.
+    database_path: Path = Path("var/dialtone.db")  # DATABASE_PATH
+
     # Tunnel (make dev).
     ngrok_authtoken: str | None = field(default=None, repr=False)  # NGROK_AUTHTOKEN
     ngrok_domain: str | None = None  # NGROK_DOMAIN, a reserved domain
@@ -114,6 +117,7 @@ class Settings:
             sms_link=reader.get("SMS_LINK", _absolute_url, DEFAULT_SMS_LINK),
             menu_attempts=reader.get("MENU_ATTEMPTS", _positive_int, 3),
             rules_file=reader.get("RULES_FILE", Path, Path("rules.toml")),
+            database_path=reader.get("DATABASE_PATH", Path, Path("var/dialtone.db")),
             ngrok_authtoken=reader.get("NGROK_AUTHTOKEN"),
             ngrok_domain=reader.get("NGROK_DOMAIN"),
         )

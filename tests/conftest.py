@@ -35,6 +35,7 @@ def settings(tmp_path: Any) -> Settings:
         public_url=PUBLIC_URL,
         api_token=API_TOKEN,
         rules_file=REPO / "rules.toml",
+        database_path=tmp_path / "var" / "dialtone.db",
     )
 
 
