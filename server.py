@@ -106,10 +106,9 @@ def main() -> int:
     log.info("Dialtone listening on http://%s:%s", settings.host, settings.port)
     signal.signal(signal.SIGTERM, _stop)
     try:
-        server.run()
-    except KeyboardInterrupt:
-        log.info("Stopping: finishing the requests in flight.")
+        server.run()  # returns on Ctrl-C or SIGTERM (waitress catches the KeyboardInterrupt)
     finally:
+        log.info("Stopping: finishing the requests in flight.")
         server.close()
     return 0
 

@@ -5,8 +5,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from dialtone.limits import MAX_MEDIA
+
 # Twilio delivers at most 10 media items with one message.
-MAX_MEDIA = 10
 
 
 @dataclass(frozen=True)

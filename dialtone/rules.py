@@ -28,12 +28,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from dialtone.errors import DialtoneError
+from dialtone.limits import MAX_BODY_CHARS, clean, twilio_length
 
 log = logging.getLogger("dialtone.rules")
 
 # Twilio refuses a message body over 1,600 characters (error 21617). Length is counted in UTF-16
 # code units (an emoji counts twice), which is how Twilio sizes segments and never undercounts.
-MAX_REPLY_CHARS = 1600
+MAX_REPLY_CHARS = MAX_BODY_CHARS
 ELLIPSIS = "…"
 
 # Words carriers and Twilio treat specially. HELP words get the `help` reply; opt-out and opt-in
@@ -52,10 +53,6 @@ TOP_LEVEL_KEYS = ("help", "default", "empty", "media", "keywords")
 
 # Invisible characters that are spaces in all but name (NFKC keeps them, str.isspace() says no).
 _INVISIBLE_SPACES = dict.fromkeys(map(ord, "\u200b\u2060\ufeff"))
-# Characters XML 1.0 cannot carry: a sender's text never reaches the TwiML with them.
-_XML_ILLEGAL = dict.fromkeys(
-    [*range(0x00, 0x09), 0x0B, 0x0C, *range(0x0E, 0x20), 0xFFFE, 0xFFFF, *range(0xD800, 0xE000)]
-)
 
 
 class RulesError(DialtoneError):
@@ -82,16 +79,6 @@ def normalize_keyword(text: str) -> str:
     while end > start and unicodedata.category(text[end - 1]).startswith("P"):
         end -= 1
     return text[start:end]
-
-
-def twilio_length(text: str) -> int:
-    """The length Twilio's 1,600-character limit applies to (UTF-16 code units)."""
-    return len(text.encode("utf-16-le")) // 2
-
-
-def clean(text: str) -> str:
-    """A sender's text made safe to echo: characters XML cannot carry removed."""
-    return text.translate(_XML_ILLEGAL)
 
 
 def truncate(text: str, limit: int) -> str:

@@ -6,9 +6,13 @@
 
 from __future__ import annotations
 
+import json
 import threading
+from dataclasses import dataclass
+from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
+from twilio.base.exceptions import TwilioException, TwilioRestException, TwilioServiceException
 from twilio.http.http_client import TwilioHttpClient
 from twilio.http.response import Response
 from twilio.rest import Client
@@ -99,3 +103,33 @@ class TwilioHandle:
         if callback:
             optional["status_callback"] = callback
         return self.client.messages.create(to=to, **sender, **optional)
+
+
+@dataclass(frozen=True)
+class TwilioError:
+    """What Twilio said when it refused a request: its error code, HTTP status and message."""
+
+    code: int | None
+    status: int | None
+    message: str
+
+    @property
+    def more_info(self) -> str | None:
+        """Twilio's page about the error code."""
+        return f"https://www.twilio.com/docs/errors/{self.code}" if self.code else None
+
+
+def twilio_error(exc: TwilioException) -> TwilioError:
+    """Read the code, status and message out of any exception the twilio client raises."""
+    if isinstance(exc, TwilioRestException):
+        return TwilioError(exc.code, exc.status, exc.msg or str(exc.args[0] if exc.args else ""))
+    if isinstance(exc, TwilioServiceException):
+        return TwilioError(exc.code, exc.status, exc.detail or exc.title)
+    # A list page that is not HTTP 200 raises a plain TwilioException("Unable to fetch page",
+    # response), with Twilio's JSON error in the response.
+    response: Any = exc.args[1] if len(exc.args) > 1 else None
+    try:
+        body = json.loads(response.text)
+        return TwilioError(body.get("code"), response.status_code, str(body.get("message", "")))
+    except (AttributeError, ValueError, TypeError):
+        return TwilioError(None, None, str(exc.args[0] if exc.args else exc))

@@ -15,20 +15,19 @@ from typing import Any, NoReturn
 
 from bottle import Bottle, HTTPResponse, request
 from requests.exceptions import RequestException
-from twilio.base.exceptions import TwilioRestException
+from twilio.base.exceptions import TwilioException
 from twilio.twiml.voice_response import VoiceResponse
 
+from dialtone.limits import MAX_BODY_CHARS, MAX_MEDIA, MAX_TWIML_CHARS, clean, twilio_length
 from dialtone.phone_numbers import is_destination, is_e164
 from dialtone.ratelimit import RateLimiter
-from dialtone.settings import Settings
-from dialtone.twilio_api import MissingCredentials, TwilioHandle
+from dialtone.settings import Settings, absolute_url
+from dialtone.twilio_api import MissingCredentials, TwilioHandle, twilio_error
 
 log = logging.getLogger("dialtone.outbound")
 
 PATHS = frozenset({"/make_call", "/send_sms"})
-MAX_BODY_CHARS = 1600  # Twilio's limit for one message body
-MAX_MEDIA = 10  # Twilio's limit of media per MMS
-MAX_SPOKEN_CHARS = 4096  # Twilio's limit for <Say> text
+AUTH_FAILURES_PER_MINUTE = 10
 
 
 def json_error(status: int, message: str, **extra: Any) -> HTTPResponse:
@@ -65,7 +64,7 @@ def read_json() -> dict[str, Any]:
         fail(400, "Send a JSON body with Content-Type: application/json.")
     try:
         payload = json.loads(request.body.read() or b"null")
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, RecursionError):
         fail(400, "The body is not valid JSON.")
     if not isinstance(payload, dict):
         fail(400, 'The body must be a JSON object, like {"to": "+15551234567", ...}.')
@@ -87,14 +86,16 @@ def destination(payload: dict[str, Any], settings: Settings, *, calls: bool = Fa
 def parse_sms(payload: dict[str, Any], settings: Settings) -> SmsRequest:
     """Validate a /send_sms payload: `to`, and `body` and/or `media_url` (a URL or a list)."""
     to = destination(payload, settings)
-    body = payload.get("body")
-    if body is not None and not isinstance(body, str):
-        fail(400, '"body" must be a string.')
-    if body is not None and len(body) > MAX_BODY_CHARS:
-        fail(400, f'"body" is {len(body)} characters; Twilio accepts at most {MAX_BODY_CHARS}.')
+    body = text_field(payload, "body")
+    if body is not None and twilio_length(body) > MAX_BODY_CHARS:
+        fail(
+            400,
+            f'"body" is {twilio_length(body)} characters (emoji count as 2); '
+            f"Twilio accepts at most {MAX_BODY_CHARS}.",
+        )
     media = payload.get("media_url", [])
     media = [media] if isinstance(media, str) else media
-    if not isinstance(media, list) or not all(_is_http_url(url) for url in media):
+    if not isinstance(media, list) or not all(is_http_url(url) for url in media):
         fail(400, '"media_url" must be an http(s) URL or a list of them.')
     if len(media) > MAX_MEDIA:
         fail(400, f"At most {MAX_MEDIA} media URLs per message.")
@@ -106,16 +107,34 @@ def parse_sms(payload: dict[str, Any], settings: Settings) -> SmsRequest:
 def parse_call(payload: dict[str, Any], settings: Settings) -> CallRequest:
     """Validate a /make_call payload: `to`, and an optional `message` to say instead of the menu."""
     to = destination(payload, settings, calls=True)
-    message = payload.get("message")
-    if message is not None and (not isinstance(message, str) or not message.strip()):
-        fail(400, '"message" must be a non-empty string.')
-    if message is not None and len(message) > MAX_SPOKEN_CHARS:
-        fail(400, f'"message" is too long to say; at most {MAX_SPOKEN_CHARS} characters.')
-    return CallRequest(to, message)
+    message = text_field(payload, "message")
+    if message is not None and not clean(message).strip():
+        fail(400, '"message" must say something.')
+    return CallRequest(to, clean(message) if message is not None else None)
 
 
-def _is_http_url(value: object) -> bool:
-    return isinstance(value, str) and value.startswith(("https://", "http://")) and len(value) > 8
+def text_field(payload: dict[str, Any], name: str) -> str | None:
+    """An optional string field; 400 if it is not a string or cannot be encoded (lone surrogates)."""
+    value = payload.get(name)
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        fail(400, f'"{name}" must be a string.')
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        fail(400, f'"{name}" is not valid Unicode text.')
+    return value
+
+
+def is_http_url(value: object) -> bool:
+    """True for an absolute http(s) URL with a host."""
+    if not isinstance(value, str):
+        return False
+    try:
+        return absolute_url(value) == value.rstrip("/") and bool(value)
+    except ValueError:
+        return False
 
 
 class OutboundApi:
@@ -125,6 +144,8 @@ class OutboundApi:
         self.settings = settings
         self.twilio = twilio
         self.limiter = RateLimiter(settings.rate_limit_per_minute)
+        # Wrong or missing tokens, per client address: guessing API_TOKEN stays slow.
+        self.failures = RateLimiter(AUTH_FAILURES_PER_MINUTE)
 
     def authorize(self) -> None:
         """401 without a bearer token, 403 with a wrong one, 429 over the rate limit."""
@@ -132,23 +153,30 @@ class OutboundApi:
         if not expected:
             fail(503, "The outbound API is off: set API_TOKEN on the server to switch it on.")
         scheme, _, token = (request.get_header("Authorization") or "").partition(" ")
-        if scheme.lower() != "bearer" or not token.strip():
-            raise HTTPResponse(
-                json.dumps(
-                    {"error": {"status": 401, "message": "Send Authorization: Bearer <API_TOKEN>."}}
-                ),
-                401,
-                {"Content-Type": "application/json", "WWW-Authenticate": "Bearer"},
-            )
-        if not hmac.compare_digest(token.strip().encode(), expected.encode()):
-            fail(403, "The bearer token is not this server's API_TOKEN.")
-        wait = self.limiter.hit(expected)
+        token = token.strip()
+        if (
+            scheme.lower() == "bearer"
+            and token
+            and hmac.compare_digest(token.encode(), expected.encode())
+        ):
+            self.throttle(self.limiter, expected, "requests")
+            return
+        self.throttle(self.failures, request.remote_addr or "?", "failed authentications")
+        if scheme.lower() != "bearer" or not token:
+            error = json_error(401, "Send Authorization: Bearer <API_TOKEN>.")
+            error.set_header("WWW-Authenticate", "Bearer")
+            raise error
+        fail(403, "The bearer token is not this server's API_TOKEN.")
+
+    @staticmethod
+    def throttle(limiter: RateLimiter, key: str, what: str) -> None:
+        """Count a hit; 429 with Retry-After when `key` is over the limit."""
+        wait = limiter.hit(key)
         if wait is not None:
-            retry_after = str(max(1, math.ceil(wait)))
             error = json_error(
-                429, f"Rate limit of {self.limiter.limit} requests a minute reached; retry later."
+                429, f"Rate limit of {limiter.limit} {what} a minute reached; retry later."
             )
-            error.set_header("Retry-After", retry_after)
+            error.set_header("Retry-After", str(max(1, math.ceil(wait))))
             raise error
 
     def send_sms(self, sms: SmsRequest) -> dict[str, Any]:
@@ -167,6 +195,11 @@ class OutboundApi:
             spoken = VoiceResponse()
             spoken.say(call.message, voice=settings.say_voice, language=settings.say_language)
             how["twiml"] = str(spoken)
+            if len(how["twiml"]) > MAX_TWIML_CHARS:
+                fail(
+                    400,
+                    f'"message" is too long: Twilio takes at most {MAX_TWIML_CHARS} characters of TwiML.',
+                )
         elif settings.public_url:
             how["url"] = settings.public_url + "/voice_url"
         else:
@@ -188,18 +221,20 @@ class OutboundApi:
         """Run a Twilio request, turning its failures into JSON errors."""
         try:
             return action()
-        except TwilioRestException as exc:
-            log.warning("Twilio refused: %s %s", exc.code, exc.msg)
-            fail(
-                502,
-                f"Twilio refused the request: {exc.msg}",
-                twilio_code=exc.code,
-                twilio_status=exc.status,
-                more_info=f"https://www.twilio.com/docs/errors/{exc.code}" if exc.code else None,
-            )
         except MissingCredentials as exc:
             fail(503, str(exc))
-        except RequestException as exc:
+        except TwilioException as exc:
+            error = twilio_error(exc)
+            log.warning("Twilio refused: %s %s", error.code, error.message)
+            fail(
+                502,
+                f"Twilio refused the request: {error.message}",
+                twilio_code=error.code,
+                twilio_status=error.status,
+                more_info=error.more_info,
+            )
+        except (RequestException, ValueError) as exc:
+            # The network, or an answer that is not Twilio's JSON (a proxy's error page).
             log.warning("Could not reach Twilio: %s", type(exc).__name__)
             fail(502, "Could not reach Twilio; try again.")
 

@@ -12,7 +12,7 @@ log = logging.getLogger("dialtone.status")
 
 
 def describe(form: FormsDict) -> str:
-    """One line for a status callback: `SM... queued -> delivered` style, with any error code."""
+    """One line for a status callback: `message SM... is delivered`, with any error code."""
     sid = form.get("MessageSid") or form.get("CallSid") or "?"
     status = form.get("MessageStatus") or form.get("CallStatus") or "?"
     kind = "message" if "MessageSid" in form else "call"

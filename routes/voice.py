@@ -8,6 +8,7 @@ from bottle import Bottle, FormsDict, request
 from twilio.twiml.voice_response import VoiceResponse
 
 from dialtone import voice_menu as menu
+from dialtone.ratelimit import RateLimiter
 from dialtone.settings import Settings
 from dialtone.twilio_api import TwilioHandle
 
@@ -15,6 +16,7 @@ from dialtone.twilio_api import TwilioHandle
 def install(app: Bottle, settings: Settings, twilio_handle: TwilioHandle) -> None:
     """Add POST /voice_url, /voice_url/menu, /recorded, /dialed, /hold and /agent."""
     voice_route = partial(app.post, webhook=True, on_error=partial(menu.apology, settings))
+    link_limiter = RateLimiter(settings.link_texts_per_hour, window=3600)
 
     def attempt() -> int:
         return menu.parse_attempt(request.query.get("attempt"))
@@ -26,8 +28,9 @@ def install(app: Bottle, settings: Settings, twilio_handle: TwilioHandle) -> Non
     @voice_route(menu.MENU_PATH)
     def choice(form: FormsDict) -> VoiceResponse:
         caller = menu.caller_of(form)
-        text_link = partial(menu.send_link, twilio_handle, settings, caller)
-        return menu.choose(settings, form.get("Digits", ""), attempt(), text_link=text_link)
+        text_link = partial(menu.send_link, twilio_handle, settings, caller, link_limiter)
+        digits = form.get("Digits", "")
+        return menu.choose(settings, digits, attempt(), text_link=text_link, caller=caller)
 
     @voice_route(menu.RECORDED_PATH)
     def recorded(form: FormsDict) -> VoiceResponse:
@@ -43,4 +46,4 @@ def install(app: Bottle, settings: Settings, twilio_handle: TwilioHandle) -> Non
 
     @voice_route(menu.AGENT_PATH)
     def agent(form: FormsDict) -> VoiceResponse:
-        return menu.connect_to_queue(settings)
+        return menu.agent(settings, menu.caller_of(form))

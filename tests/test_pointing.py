@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -14,7 +15,7 @@ from dialtone.number_config import (
     backup_path,
     read_backup,
 )
-from dialtone.pointing import point_number
+from dialtone.pointing import PointedNumber, point_number
 from dialtone.sandbox.server import SandboxServer
 from dialtone.settings import Settings
 from dialtone.twilio_api import make_client
@@ -34,7 +35,9 @@ TUNNEL = "https://abc123.ngrok-free.app"
 def number(sandbox: SandboxServer) -> str:
     """The sandbox number, configured as a developer's number might be."""
     state = sandbox.state
-    sid = state.number_by_phone(state.phone_number).sid  # type: ignore[union-attr]
+    found = state.number_by_phone(str(state.phone_number))
+    assert found is not None
+    sid = found.sid
     state.update_number(sid, **ORIGINAL)
     return sid
 
@@ -44,14 +47,14 @@ def fields_of(sandbox: SandboxServer, sid: str) -> dict[str, str]:
     return {name: data[name] for name in WEBHOOK_FIELDS}
 
 
-def point(settings: Settings, backups: Path, **kwargs: object):  # type: ignore[no-untyped-def]
+def point(settings: Settings, backups: Path, **kwargs: Any) -> PointedNumber:
     return point_number(
         make_client(settings),
         str(settings.account_sid),
         str(settings.phone_number),
         TUNNEL,
         backup_dir=backups,
-        **kwargs,  # type: ignore[arg-type]
+        **kwargs,
     )
 
 
