@@ -73,6 +73,7 @@ class Settings:
     # Tunnel (make dev).
     ngrok_authtoken: str | None = field(default=None, repr=False)  # NGROK_AUTHTOKEN
     ngrok_domain: str | None = None  # NGROK_DOMAIN, a reserved domain
+    ngrok_path: Path | None = None  # NGROK_PATH, an ngrok binary instead of pyngrok's download
 
     @property
     def has_credentials(self) -> bool:
@@ -116,6 +117,7 @@ class Settings:
             rules_file=reader.get("RULES_FILE", Path, Path("rules.toml")),
             ngrok_authtoken=reader.get("NGROK_AUTHTOKEN"),
             ngrok_domain=reader.get("NGROK_DOMAIN"),
+            ngrok_path=reader.get("NGROK_PATH", _existing_file),
         )
         if reader.problems:
             raise SettingsError(reader.problems)
@@ -177,6 +179,13 @@ def _absolute_url(raw: str) -> str:
     if parts.query or parts.fragment:
         raise ValueError("must not have a query string or fragment")
     return raw.rstrip("/")
+
+
+def _existing_file(raw: str) -> Path:
+    path = Path(raw).expanduser()
+    if not path.is_file():
+        raise ValueError("no such file; give the full path to the ngrok program")
+    return path
 
 
 def _port(raw: str) -> int:
