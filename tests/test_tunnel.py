@@ -5,6 +5,8 @@ from __future__ import annotations
 import http.client
 import json
 import socket
+import subprocess
+import sys
 import threading
 from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -322,6 +324,34 @@ def test_a_silent_agent_api_is_explained() -> None:
     exc = PyngrokNgrokURLError("ngrok client exception, URLError: timed out", "timed out")
     error = tunnel.explain(exc, ngrok_path="/p/ngrok")
     assert "stopped answering" in str(error)
+
+
+def test_a_subprocess_uses_the_fake_agent_through_its_environment(
+    fake_ngrok: FakeNgrok, tmp_path: Path
+) -> None:
+    # What scripts/dev.py does, as a real process: settings from the environment, then the tunnel.
+    script = (
+        "from dialtone.cli import load_settings\n"
+        "from dialtone.tunnel import open_tunnel\n"
+        "s = load_settings()\n"
+        "t = open_tunnel(5000, authtoken=s.ngrok_authtoken, ngrok_path=s.ngrok_path)\n"
+        "print(t.public_url)\n"
+        "t.close()\n"
+    )
+    env = fake_ngrok.environ()
+    env["PYTHONPATH"] = str(Path(__file__).resolve().parent.parent)
+    done = subprocess.run(
+        [sys.executable, "-c", script],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip().startswith("https://")
+    assert (tmp_path / "xdg" / "ngrok" / "ngrok.yml").exists()  # not ~/.config/ngrok
+    assert agent_stopped(fake_ngrok)
 
 
 def test_ngrok_path_setting_must_exist(tmp_path: Path) -> None:

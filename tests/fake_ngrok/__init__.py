@@ -6,8 +6,9 @@
         # a request to `forwarder` reaches localhost:port as ngrok would deliver it to
         # tunnel.public_url: Host and X-Forwarded-Host the public host, X-Forwarded-Proto https
 
-A subprocess (scripts/dev.py) finds it through the environment the fixture sets up: NGROK_PATH=
-fake_ngrok.path, and the agent writes its state to FAKE_NGROK_STATE (fake_ngrok.state_file).
+A subprocess (scripts/dev.py) gets it through `fake_ngrok.environ()`: NGROK_PATH is the fake,
+NGROK_AUTHTOKEN a fake token, and the agent writes its state (pid, public URL -> forwarder) to
+FAKE_NGROK_STATE, which is `fake_ngrok.state_file`, so `fake_ngrok.forwarder(url)` works there too.
 """
 
 from __future__ import annotations
@@ -49,6 +50,20 @@ class FakeNgrok:
     def forwarder(self, public_url: str) -> str:
         """The loopback address that plays `public_url`'s public side."""
         return str(self.state()["endpoints"][public_url.rstrip("/")]["forwarder"])
+
+    def environ(self, authtoken: str = "fake-ngrok-authtoken") -> dict[str, str]:
+        """The environment for a subprocess (scripts/dev.py) that should use this fake agent.
+
+        It carries FAKE_NGROK_STATE and the dead download proxies from `set_up`, and points
+        pyngrok's default config directory (XDG_CONFIG_HOME) into tmp_path, away from ~/.config.
+        """
+        env = dict(os.environ)
+        env.update(
+            NGROK_PATH=str(self.path),
+            NGROK_AUTHTOKEN=authtoken,
+            XDG_CONFIG_HOME=str(self.config_path.parent / "xdg"),
+        )
+        return env
 
     def pid(self) -> int | None:
         """The pid of the last agent started, if one was."""
