@@ -78,6 +78,7 @@ class Settings:
     # Tunnel (make dev).
     ngrok_authtoken: str | None = field(default=None, repr=False)  # NGROK_AUTHTOKEN
     ngrok_domain: str | None = None  # NGROK_DOMAIN, a reserved domain
+    ngrok_path: Path | None = None  # NGROK_PATH, an ngrok binary instead of pyngrok's download
 
     @property
     def agents(self) -> frozenset[str]:
@@ -129,6 +130,7 @@ class Settings:
             database_path=reader.get("DATABASE_PATH", Path, Path("var/dialtone.db")),
             ngrok_authtoken=reader.get("NGROK_AUTHTOKEN"),
             ngrok_domain=reader.get("NGROK_DOMAIN"),
+            ngrok_path=reader.get("NGROK_PATH", _existing_file),
         )
         if reader.problems:
             raise SettingsError(reader.problems)
@@ -192,6 +194,13 @@ def absolute_url(raw: str) -> str:
     except ValueError:
         raise ValueError("has a port that is not a number from 0 to 65535") from None
     return raw.rstrip("/")
+
+
+def _existing_file(raw: str) -> Path:
+    path = Path(raw).expanduser()
+    if not path.is_file():
+        raise ValueError("no such file; give the full path to the ngrok program")
+    return path
 
 
 def _port(raw: str) -> int:

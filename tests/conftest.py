@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
 import pytest
 import webtest
+from pyngrok import conf, ngrok
 
+from dialtone import tunnel
 from dialtone.settings import Settings
 from server import create_app
+from tests import fake_ngrok as fake_ngrok_agent
 from tests.sandbox_fixtures import sandbox, sandbox_settings
 from tests.twilio_signing import sign
 
@@ -76,3 +79,15 @@ def post_webhook(app: webtest.TestApp) -> Callable[..., webtest.TestResponse]:
         )
 
     return post
+
+
+@pytest.fixture
+def fake_ngrok(
+    tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[fake_ngrok_agent.FakeNgrok]:
+    """The fake ngrok agent for pyngrok to start; no download is ever attempted; nothing left running."""
+    fake = fake_ngrok_agent.set_up(tmp_path, monkeypatch)
+    yield fake
+    tunnel.close_all()
+    # A test that failed half-way may have left an agent that pyngrok still tracks: stop it.
+    ngrok.kill(conf.PyngrokConfig(ngrok_path=str(fake.path)))
