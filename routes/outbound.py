@@ -252,9 +252,16 @@ class OutboundApi:
         except TwilioException as exc:
             error = twilio_error(exc)
             log.warning("Twilio refused: %s %s", error.code, error.message)
+            message = f"Twilio refused the request: {error.message}"
+            if error.status and error.status >= 500:
+                # Not retried (see dialtone.twilio_api): Twilio may have acted on it.
+                message += (
+                    " Twilio may have sent it anyway: check Twilio's console or the status "
+                    "callbacks before you try again."
+                )
             answer = json_error(
                 502,
-                f"Twilio refused the request: {error.message}",
+                message,
                 twilio_code=error.code,
                 twilio_status=error.status,
                 more_info=error.more_info,
