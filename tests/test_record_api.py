@@ -100,7 +100,8 @@ def test_paging_with_the_before_cursor_and_next_link(
         url = answer["next"]
         pages += 1
         if url:
-            assert "number=%2B15557654321" in url and "limit=3" in url
+            assert "number=%2B15557654321" in url
+            assert "limit=3" in url
     assert pages == 3  # 3 + 3 + 1
     assert len(seen) == len(set(seen)) == 7
 
