@@ -121,8 +121,9 @@ def startup_warnings(settings: Settings) -> list[str]:
         )
     if not settings.api_token:
         warnings.append(
-            "API_TOKEN is not set, so POST /make_call and POST /send_sms are switched off "
-            "(they answer 503). Set API_TOKEN to a long random string to use them."
+            "API_TOKEN is not set, so POST /make_call, POST /send_sms, GET /messages and "
+            "GET /calls are switched off (they answer 503). Set API_TOKEN to a long random "
+            "string to use them."
         )
     if settings.validate_signatures and not settings.public_url and not settings.trusted_proxy:
         warnings.append(
