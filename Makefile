@@ -10,7 +10,7 @@ RUNTIME_STAMP := $(VENV)/.installed-runtime
 DEV_STAMP     := $(VENV)/.installed-dev
 
 .DEFAULT_GOAL := help
-.PHONY: help install install-dev serve dev restore webhooks history test lint format clean
+.PHONY: help install install-dev serve dev restore webhooks history test fuzz lint format clean
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  make %-12s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -50,6 +50,9 @@ history: $(RUNTIME_STAMP) ## recent conversations from the record (ARGS="--numbe
 
 test: $(DEV_STAMP) ## run the test suite (no network, no account needed)
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+fuzz: $(DEV_STAMP) ## fuzz the webhook routes longer than make test does (FUZZ_EXAMPLES=2000)
+	FUZZ_EXAMPLES=$${FUZZ_EXAMPLES:-2000} $(PY) -m pytest tests/test_fuzz.py --timeout=900 $(PYTEST_ARGS)
 
 lint: $(DEV_STAMP) ## ruff (lint and format check) and mypy
 	$(BIN)/ruff check .

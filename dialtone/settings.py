@@ -71,6 +71,11 @@ class Settings:
 
     # SMS auto-reply.
     rules_file: Path = Path("rules.toml")  # RULES_FILE
+    # SEND_OPT_OUT_CONFIRMATIONS: answer STOP and START with a confirmation from Dialtone. Off by
+    # default: on long codes and toll-free numbers Twilio sends its own, and a reply to a number
+    # that has just texted STOP fails with error 21610. On for short codes without a Messaging
+    # Service, numbers with Twilio's STOP handling switched off, and the local sandbox.
+    send_opt_out_confirmations: bool = False
 
     # The record (SQLite); the file and its directory are created on first start.
     database_path: Path = Path("var/dialtone.db")  # DATABASE_PATH
@@ -127,6 +132,7 @@ class Settings:
             sms_link=reader.get("SMS_LINK", absolute_url, DEFAULT_SMS_LINK),
             menu_attempts=reader.get("MENU_ATTEMPTS", _positive_int, 3),
             rules_file=reader.get("RULES_FILE", Path, Path("rules.toml")),
+            send_opt_out_confirmations=reader.get("SEND_OPT_OUT_CONFIRMATIONS", _bool, False),
             database_path=reader.get("DATABASE_PATH", Path, Path("var/dialtone.db")),
             ngrok_authtoken=reader.get("NGROK_AUTHTOKEN"),
             ngrok_domain=reader.get("NGROK_DOMAIN"),

@@ -80,6 +80,10 @@ IDEMPOTENCY_HEADER = "I-Twilio-Idempotency-Token"
 
 T = TypeVar("T")
 
+# How long a write or read waits for another thread's transaction before giving up: with SQLite's
+# own busy timeout for other processes (5 s) a webhook still answers within Twilio's 15 s.
+LOCK_TIMEOUT = 5.0
+
 
 def open_store(settings: Settings) -> Store:
     """Open the record at settings.database_path, creating and migrating it as needed."""
@@ -100,10 +104,12 @@ class Store:
         readonly: bool = False,
         clock: Callable[[], datetime] | None = None,
         migrations: Sequence[str] = MIGRATIONS,
+        lock_timeout: float = LOCK_TIMEOUT,
     ) -> None:
         """Open `path` (":memory:" for a throwaway record); `readonly` neither creates nor migrates."""
         self.path: Path | str = ":memory:" if str(path) == ":memory:" else Path(path)
         self.readonly = readonly
+        self.lock_timeout = lock_timeout
         self._clock = clock or (lambda: datetime.now(UTC))
         self._lock = threading.Lock()
         if readonly:
@@ -147,11 +153,26 @@ class Store:
         return self._conn
 
     @contextmanager
+    def _locked(self) -> Iterator[None]:
+        """Hold the lock, waiting at most lock_timeout for another thread's transaction."""
+        if not self._lock.acquire(timeout=self.lock_timeout):
+            raise StoreUnavailable(
+                f"The record at {self.path} is busy: another thread has held it for over "
+                f"{self.lock_timeout:g} s (a slow or stuck disk?).",
+                path=self.path,
+                code="DIALTONE_LOCK_TIMEOUT",
+            )
+        try:
+            yield
+        finally:
+            self._lock.release()
+
+    @contextmanager
     def _write(self) -> Iterator[None]:
         """One transaction, committed whole or rolled back whole."""
         if self.readonly:
             raise StoreUnavailable(f"The record at {self.path} is read-only.", path=self.path)
-        with self._lock:
+        with self._locked():
             conn = self._connection()
             try:
                 conn.execute("BEGIN IMMEDIATE")
@@ -169,7 +190,7 @@ class Store:
 
     def _read(self, query: Callable[[sqlite3.Connection], T]) -> T:
         """Run `query` on one consistent snapshot."""
-        with self._lock:
+        with self._locked():
             conn = self._connection()
             try:
                 conn.execute("BEGIN")
@@ -296,11 +317,24 @@ class Store:
         return self._record_call(values, idempotency_key, "call-status", "outbound")
 
     def record_outbound_call(
-        self, sid: str, to: str, from_: str | None, status: str = "queued"
+        self,
+        sid: str | None,
+        to: str,
+        from_: str | None,
+        status: str = "queued",
+        *,
+        error_code: int | None = None,
+        error_message: str | None = None,
     ) -> Outcome:
-        """Record a call placed through the REST API."""
+        """Record a call placed through the REST API (`sid` None: Twilio refused it, and the
+        row gets a local SID and status "failed"; the error is kept in its event)."""
+        sid = forms.text(sid) if sid else f"local-{uuid.uuid4().hex}"
         values = forms.clean_form({"CallSid": sid, "To": to, "From": from_ or ""})
         values["CallStatus"] = status
+        if error_code is not None:
+            values["ErrorCode"] = str(error_code)
+        if error_message:
+            values["ErrorMessage"] = forms.text(error_message)
         return self._record_call(values, None, "outbound-call", "outbound")
 
     def _record_call(

@@ -1,44 +1,46 @@
 """POST /make_call and POST /send_sms: a token-protected JSON API that places calls and texts.
 
 These cost money, so: POST only, `Authorization: Bearer <API_TOKEN>`, destinations validated
-(E.164 or whatsapp:) and optionally allow-listed, and a per-token rate limit.
+(E.164 or whatsapp:) and optionally allow-listed, and a per-token rate limit (dialtone.api_auth,
+shared with GET /messages and /calls). What is sent is recorded with the SID and status Twilio
+answered, or with Twilio's error code; a text to a number that has opted out (STOP) is refused
+with 409 before anything reaches Twilio.
 """
 
 from __future__ import annotations
 
-import hmac
 import json
 import logging
-import math
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, NoReturn
+from typing import Any, TypeVar
 
 from bottle import Bottle, HTTPResponse, request
 from requests.exceptions import RequestException
 from twilio.base.exceptions import TwilioException
 from twilio.twiml.voice_response import VoiceResponse
 
+from dialtone.api_auth import ApiGuard, fail, json_answer, json_error
 from dialtone.limits import MAX_BODY_CHARS, MAX_MEDIA, MAX_TWIML_CHARS, clean, twilio_length
 from dialtone.phone_numbers import is_destination, is_e164
-from dialtone.ratelimit import RateLimiter
+from dialtone.recording import Recorder
 from dialtone.settings import Settings, absolute_url
-from dialtone.twilio_api import MissingCredentials, TwilioHandle, twilio_error
+from dialtone.twilio_api import MissingCredentials, TwilioError, TwilioHandle, twilio_error
 
 log = logging.getLogger("dialtone.outbound")
 
 PATHS = frozenset({"/make_call", "/send_sms"})
-AUTH_FAILURES_PER_MINUTE = 10
+OPTED_OUT_CODE = 21610  # Twilio: the recipient replied STOP
+T = TypeVar("T")
 
 
-def json_error(status: int, message: str, **extra: Any) -> HTTPResponse:
-    """A JSON error answer: {"error": {"status": ..., "message": ..., ...}}."""
-    body = json.dumps({"error": {"status": status, "message": message, **extra}})
-    return HTTPResponse(body, status, {"Content-Type": "application/json"})
+class TwilioFailed(Exception):
+    """Twilio refused a request, or could not be reached; `answer` is the JSON error for it."""
 
-
-def fail(status: int, message: str, **extra: Any) -> NoReturn:
-    """Stop handling the request with a JSON error."""
-    raise json_error(status, message, **extra)
+    def __init__(self, answer: HTTPResponse, error: TwilioError | None) -> None:
+        super().__init__(error.message if error else "could not reach Twilio")
+        self.answer = answer
+        self.error = error
 
 
 @dataclass(frozen=True)
@@ -138,55 +140,63 @@ def is_http_url(value: object) -> bool:
 
 
 class OutboundApi:
-    """Authentication, rate limiting and the Twilio calls behind the two routes."""
+    """The Twilio calls behind the two routes, and their record."""
 
-    def __init__(self, settings: Settings, twilio: TwilioHandle) -> None:
+    def __init__(self, settings: Settings, twilio: TwilioHandle, recorder: Recorder) -> None:
         self.settings = settings
         self.twilio = twilio
-        self.limiter = RateLimiter(settings.rate_limit_per_minute)
-        # Wrong or missing tokens, per client address: guessing API_TOKEN stays slow.
-        self.failures = RateLimiter(AUTH_FAILURES_PER_MINUTE)
-
-    def authorize(self) -> None:
-        """401 without a bearer token, 403 with a wrong one, 429 over the rate limit."""
-        expected = self.settings.api_token
-        if not expected:
-            fail(503, "The outbound API is off: set API_TOKEN on the server to switch it on.")
-        scheme, _, token = (request.get_header("Authorization") or "").partition(" ")
-        token = token.strip()
-        if (
-            scheme.lower() == "bearer"
-            and token
-            and hmac.compare_digest(token.encode(), expected.encode())
-        ):
-            self.throttle(self.limiter, expected, "requests")
-            return
-        self.throttle(self.failures, request.remote_addr or "?", "failed authentications")
-        if scheme.lower() != "bearer" or not token:
-            error = json_error(401, "Send Authorization: Bearer <API_TOKEN>.")
-            error.set_header("WWW-Authenticate", "Bearer")
-            raise error
-        fail(403, "The bearer token is not this server's API_TOKEN.")
-
-    @staticmethod
-    def throttle(limiter: RateLimiter, key: str, what: str) -> None:
-        """Count a hit; 429 with Retry-After when `key` is over the limit."""
-        wait = limiter.hit(key)
-        if wait is not None:
-            error = json_error(
-                429, f"Rate limit of {limiter.limit} {what} a minute reached; retry later."
-            )
-            error.set_header("Retry-After", str(max(1, math.ceil(wait))))
-            raise error
+        self.recorder = recorder
 
     def send_sms(self, sms: SmsRequest) -> dict[str, Any]:
-        """Send the message through Twilio; the new SID and status."""
-        message = self._twilio(lambda: self.twilio.send_message(sms.to, sms.body, sms.media_urls))
+        """Send the message through Twilio and record it; the new SID and status."""
+        if self.recorder.is_opted_out(sms.to):
+            fail(
+                409,
+                f"{sms.to} has opted out (texted STOP); they must text START before you can "
+                "message them again.",
+                opted_out=True,
+            )
+        sender = self.settings.phone_number
+        try:
+            message = self._twilio(
+                lambda: self.twilio.send_message(sms.to, sms.body, sms.media_urls)
+            )
+        except TwilioFailed as failed:
+            self._record_refused_message(sms, sender, failed.error)
+            raise failed.answer from None
+        self.recorder.outbound_message(
+            message.sid,
+            sms.to,
+            getattr(message, "from_", None) or sender,
+            sms.body or "",
+            sms.media_urls,
+            message.status or "queued",
+        )
         log.info("sent message %s to %s (%s)", message.sid, sms.to, message.status)
         return {"sid": message.sid, "status": message.status, "to": sms.to}
 
+    def _record_refused_message(
+        self, sms: SmsRequest, sender: str | None, error: TwilioError | None
+    ) -> None:
+        code = error.code if error else None
+        message = error.message if error else "could not reach Twilio"
+        self.recorder.outbound_message(
+            None,
+            sms.to,
+            sender,
+            sms.body or "",
+            sms.media_urls,
+            "failed",
+            error_code=code,
+            error_message=message,
+        )
+        if code == OPTED_OUT_CODE:
+            # Twilio knows of a STOP this record missed (sent while the server was down, or to
+            # another number of a Messaging Service): remember it.
+            self.recorder.set_opt_out(sms.to, True, None)
+
     def make_call(self, call: CallRequest) -> dict[str, Any]:
-        """Start the call through Twilio; the new SID and status."""
+        """Start the call through Twilio and record it; the new SID and status."""
         settings = self.settings
         if not settings.phone_number:
             fail(503, "Calls need TWILIO_PHONE_NUMBER on the server.")
@@ -211,14 +221,30 @@ class OutboundApi:
         callback = self.twilio.callback_url("/status")
         if callback:
             how["status_callback"] = callback
-        created = self._twilio(
-            lambda: self.twilio.client.calls.create(to=call.to, from_=settings.phone_number, **how)
-        )
+        try:
+            created = self._twilio(
+                lambda: self.twilio.client.calls.create(
+                    to=call.to, from_=settings.phone_number, **how
+                )
+            )
+        except TwilioFailed as failed:
+            error = failed.error
+            self.recorder.outbound_call(
+                None,
+                call.to,
+                settings.phone_number,
+                "failed",
+                error_code=error.code if error else None,
+                error_message=error.message if error else "could not reach Twilio",
+            )
+            raise failed.answer from None
+        status = created.status or "queued"
+        self.recorder.outbound_call(created.sid, call.to, settings.phone_number, status)
         log.info("started call %s to %s (%s)", created.sid, call.to, created.status)
         return {"sid": created.sid, "status": created.status, "to": call.to}
 
-    def _twilio(self, action: Any) -> Any:
-        """Run a Twilio request, turning its failures into JSON errors."""
+    def _twilio(self, action: Callable[[], T]) -> T:
+        """Run a Twilio request; its failures become TwilioFailed carrying the JSON error."""
         try:
             return action()
         except MissingCredentials as exc:
@@ -226,34 +252,41 @@ class OutboundApi:
         except TwilioException as exc:
             error = twilio_error(exc)
             log.warning("Twilio refused: %s %s", error.code, error.message)
-            fail(
+            message = f"Twilio refused the request: {error.message}"
+            if error.status and error.status >= 500:
+                # Not retried (see dialtone.twilio_api): Twilio may have acted on it.
+                message += (
+                    " Twilio may have sent it anyway: check Twilio's console or the status "
+                    "callbacks before you try again."
+                )
+            answer = json_error(
                 502,
-                f"Twilio refused the request: {error.message}",
+                message,
                 twilio_code=error.code,
                 twilio_status=error.status,
                 more_info=error.more_info,
             )
+            raise TwilioFailed(answer, error) from None
         except (RequestException, ValueError) as exc:
             # The network, or an answer that is not Twilio's JSON (a proxy's error page).
             log.warning("Could not reach Twilio: %s", type(exc).__name__)
-            fail(502, "Could not reach Twilio; try again.")
+            raise TwilioFailed(
+                json_error(502, "Could not reach Twilio; try again."), None
+            ) from None
 
 
-def install(app: Bottle, settings: Settings, twilio: TwilioHandle) -> None:
+def install(
+    app: Bottle, settings: Settings, twilio: TwilioHandle, guard: ApiGuard, recorder: Recorder
+) -> None:
     """Add POST /make_call and POST /send_sms."""
-    api = OutboundApi(settings, twilio)
+    api = OutboundApi(settings, twilio, recorder)
 
     @app.post("/send_sms")
     def send_sms() -> HTTPResponse:
-        api.authorize()
-        return created(api.send_sms(parse_sms(read_json(), settings)))
+        guard.authorize()
+        return json_answer(api.send_sms(parse_sms(read_json(), settings)), 201)
 
     @app.post("/make_call")
     def make_call() -> HTTPResponse:
-        api.authorize()
-        return created(api.make_call(parse_call(read_json(), settings)))
-
-
-def created(result: dict[str, Any]) -> HTTPResponse:
-    """A 201 JSON answer."""
-    return HTTPResponse(json.dumps(result), 201, {"Content-Type": "application/json"})
+        guard.authorize()
+        return json_answer(api.make_call(parse_call(read_json(), settings)), 201)

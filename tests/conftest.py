@@ -12,7 +12,7 @@ from pyngrok import conf, ngrok
 
 from dialtone import tunnel
 from dialtone.settings import Settings
-from server import create_app
+from server import close_app, create_app
 from tests import fake_ngrok as fake_ngrok_agent
 from tests.sandbox_fixtures import sandbox, sandbox_settings
 from tests.twilio_signing import sign
@@ -43,13 +43,19 @@ def settings(tmp_path: Any) -> Settings:
 
 
 @pytest.fixture
-def make_app() -> Callable[..., webtest.TestApp]:
-    """Build a fresh app (wrapped in WebTest) from settings, with optional create_app extras."""
+def make_app() -> Iterator[Callable[..., webtest.TestApp]]:
+    """Build a fresh app (wrapped in WebTest) from settings, with optional create_app extras;
+    each is closed (its record too) when the test ends."""
+    apps = []
 
     def build(settings: Settings, **kwargs: Any) -> webtest.TestApp:
-        return webtest.TestApp(create_app(settings, **kwargs))
+        app = create_app(settings, **kwargs)
+        apps.append(app)
+        return webtest.TestApp(app)
 
-    return build
+    yield build
+    for app in apps:
+        close_app(app)
 
 
 @pytest.fixture

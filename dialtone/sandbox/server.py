@@ -16,6 +16,7 @@ from typing import Any
 
 from waitress.server import create_server
 
+from dialtone.sandbox.faults import Faults
 from dialtone.sandbox.openapi import Violation, ViolationLog
 from dialtone.sandbox.rest import create_rest_app
 from dialtone.sandbox.state import SandboxState
@@ -23,13 +24,18 @@ from dialtone.settings import Settings
 
 
 class SandboxServer:
-    """The sandbox REST API served by waitress; `.url`, `.state` and `.violations` once started."""
+    """The sandbox REST API served by waitress; `.url`, `.state` and `.violations` once started.
+
+    `.faults` makes it fail on purpose (`faults.fail_next(2, status=503)`) and lists the
+    requests it saw (`faults.seen`); see dialtone.sandbox.faults.
+    """
 
     def __init__(
         self, state: SandboxState | None = None, *, host: str = "127.0.0.1", port: int = 0
     ) -> None:
         self.state = state or SandboxState()
         self.violations = ViolationLog()
+        self.faults = Faults(create_rest_app(self.state, violations=self.violations))
         self.host = host
         self.port = port
         self._server: Any = None
@@ -46,9 +52,8 @@ class SandboxServer:
         """Bind and serve in a daemon thread; returns self."""
         if self._server is not None:
             return self
-        app = create_rest_app(self.state, violations=self.violations)
         self._server = create_server(
-            app,
+            self.faults,
             host=self.host,
             port=self.port,
             threads=4,
