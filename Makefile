@@ -11,7 +11,7 @@ DEV_STAMP     := $(VENV)/.installed-dev
 BENCH_STAMP   := $(VENV)/.installed-bench
 
 .DEFAULT_GOAL := help
-.PHONY: help install install-dev serve dev restore webhooks test lint format bench clean
+.PHONY: help install install-dev serve dev restore webhooks history test fuzz lint format bench clean
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  make %-12s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -50,8 +50,14 @@ webhooks: $(RUNTIME_STAMP) ## point the number at a deployed Dialtone: make webh
 	@test -n "$(URL)" || { echo "Usage: make webhooks URL=https://bot.example.com [ARGS=--dry-run]"; exit 2; }
 	$(PY) scripts/set_webhooks.py "$(URL)" $(ARGS)
 
+history: $(RUNTIME_STAMP) ## recent conversations from the record (ARGS="--number +1555... --limit 5")
+	$(PY) scripts/history.py $(ARGS)
+
 test: $(DEV_STAMP) ## run the test suite (no network, no account needed)
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+fuzz: $(DEV_STAMP) ## fuzz the webhook routes longer than make test does (FUZZ_EXAMPLES=2000)
+	FUZZ_EXAMPLES=$${FUZZ_EXAMPLES:-2000} $(PY) -m pytest tests/test_fuzz.py --timeout=900 $(PYTEST_ARGS)
 
 lint: $(DEV_STAMP) ## ruff (lint and format check) and mypy
 	$(BIN)/ruff check .

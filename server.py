@@ -13,20 +13,31 @@ from bottle import Bottle, HTTPError, request, response
 from twilio.rest import Client
 
 from dialtone import cli, logs, prefork
+from dialtone.api_auth import ApiGuard
 from dialtone.errors import SettingsError
+from dialtone.recording import Recorder
+from dialtone.rules import RulesFile
 from dialtone.serving import make_server
 from dialtone.settings import Settings
 from dialtone.signature import TwilioWebhookPlugin
+from dialtone.store import Store, open_store
 from dialtone.twilio_api import TwilioHandle
-from routes import health, outbound, status, voice
+from routes import health, outbound, records, sms, status, voice
 
 log = logging.getLogger("dialtone.server")
 
 
+JSON_PATHS = outbound.PATHS | records.PATHS
+
+
 def create_app(
-    settings: Settings, *, twilio: Client | None = None, store: object | None = None
+    settings: Settings, *, twilio: Client | None = None, store: Store | None = None
 ) -> Bottle:
-    """The whole app, configured by `settings`; `twilio` replaces the client made from them."""
+    """The whole app, configured by `settings`; `twilio` replaces the client made from them.
+
+    The record is opened from DATABASE_PATH unless `store` is given (then the caller closes it);
+    call `close_app(app)` once the server has stopped.
+    """
     twilio_handle = TwilioHandle(settings, twilio)
     if settings.validate_signatures and not settings.auth_token:
         raise SettingsError(
@@ -35,7 +46,13 @@ def create_app(
                 "webhooks. Set it, or set VALIDATE_SIGNATURES=false for a local experiment."
             ]
         )
+    rules = RulesFile(settings.rules_file)
     app = Bottle()
+    if store is None:
+        store = open_store(settings)
+        app.install(_CloseOnShutdown(store))
+    recorder = Recorder(store)
+    guard = ApiGuard(settings)
     app.install(
         TwilioWebhookPlugin(
             settings.auth_token,
@@ -46,10 +63,33 @@ def create_app(
     app.add_hook("before_request", _body_limit(settings.max_body_bytes))
     app.default_error_handler = _plain_error
     health.install(app, settings)
-    status.install(app, settings)
-    voice.install(app, settings, twilio_handle)
-    outbound.install(app, settings, twilio_handle)
+    status.install(app, settings, recorder)
+    voice.install(app, settings, twilio_handle, recorder)
+    outbound.install(app, settings, twilio_handle, guard, recorder)
+    records.install(app, guard, store)
+    sms.install(app, settings, rules, recorder)
     return app
+
+
+def close_app(app: Bottle) -> None:
+    """Close what create_app opened (the record: WAL checkpointed). Safe to call twice."""
+    app.close()
+
+
+class _CloseOnShutdown:
+    """A Bottle plugin that changes no route; Bottle.close() closes the record it holds."""
+
+    name = "dialtone_record"
+    api = 2
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+
+    def apply(self, callback: Callable[..., object], route: object) -> Callable[..., object]:
+        return callback
+
+    def close(self) -> None:
+        self.store.close()
 
 
 def _body_limit(limit: int) -> Callable[[], None]:
@@ -63,7 +103,7 @@ def _body_limit(limit: int) -> Callable[[], None]:
 def _plain_error(error: HTTPError) -> str:
     """Errors as one plain line (JSON for JSON clients), never an HTML page or a traceback."""
     message = error.body if isinstance(error.body, str) and error.body else error.status_line
-    if "application/json" in (request.get_header("Accept") or "") or request.path in outbound.PATHS:
+    if "application/json" in (request.get_header("Accept") or "") or request.path in JSON_PATHS:
         response.content_type = "application/json"
         return json.dumps({"error": {"status": error.status_code, "message": message}})
     response.content_type = "text/plain; charset=utf-8"
@@ -80,8 +120,9 @@ def startup_warnings(settings: Settings) -> list[str]:
         )
     if not settings.api_token:
         warnings.append(
-            "API_TOKEN is not set, so POST /make_call and POST /send_sms are switched off "
-            "(they answer 503). Set API_TOKEN to a long random string to use them."
+            "API_TOKEN is not set, so POST /make_call, POST /send_sms, GET /messages and "
+            "GET /calls are switched off (they answer 503). Set API_TOKEN to a long random "
+            "string to use them."
         )
     if settings.validate_signatures and not settings.public_url and not settings.trusted_proxy:
         warnings.append(
@@ -100,15 +141,20 @@ def main() -> int:
         for warning in startup_warnings(settings):
             log.warning(warning)
         # Each worker process builds its own app after the fork (see dialtone.prefork).
-        return prefork.serve(settings, lambda: create_app(settings))
+        return prefork.serve(settings, lambda: create_app(settings), close_app=close_app)
     app = create_app(settings)
     for warning in startup_warnings(settings):
         log.warning(warning)
     server = make_server(app, settings)
     log.info("Dialtone listening on http://%s:%s", settings.host, settings.port)
     # SIGTERM (systemd stop) and Ctrl-C: finish the requests in flight, then exit 0.
-    prefork.serve_until_signalled(server)
-    log.info("Stopped.")
+    try:
+        prefork.serve_until_signalled(server)
+    finally:
+        # Every request has been answered and its write committed; closing checkpoints the
+        # WAL into the database file.
+        close_app(app)
+    log.info("Stopped; the record is closed.")
     return 0
 
 

@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from bench import dev_ready, loadgen
-from dialtone.settings import setting_names
+from dialtone.settings import Settings
 
 ROOT = Path(__file__).resolve().parent.parent
 HOST = "127.0.0.1"
@@ -197,7 +197,7 @@ def run_flask(args: argparse.Namespace, work: Path) -> Row | None:
 
 def recording_available() -> bool:
     """True once Dialtone has the SQLite record (a DATABASE_PATH setting)."""
-    return "database_path" in setting_names()
+    return hasattr(Settings(), "database_path")
 
 
 def run_dialtone(

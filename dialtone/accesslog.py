@@ -43,15 +43,24 @@ class RequestRecord:
 
 
 def _quote(value: str) -> str:
-    value = value.replace("\n", " ")
     if len(value) > 60:
         value = value[:57] + "..."
     return repr(value) if (" " in value or not value) else value
 
 
+def printable(value: str, limit: int = 200) -> str:
+    """`value` safe for a terminal or log file: control characters escaped, length bounded."""
+    value = value[:limit]
+    if value.isprintable():
+        return value
+    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode() for c in value)
+
+
 def note(environ: dict[str, Any], **fields: str) -> None:
-    """Add fields to this request's access-log line."""
-    environ.setdefault(NOTE_KEY, {}).update(fields)
+    """Add fields to this request's access-log line (they may come from anyone: escaped)."""
+    environ.setdefault(NOTE_KEY, {}).update(
+        {key: printable(value) for key, value in fields.items()}
+    )
 
 
 # The webhook fields worth a glance in the log, in the order they are shown.

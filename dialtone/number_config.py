@@ -15,10 +15,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from twilio.base.exceptions import TwilioException, TwilioRestException
+from twilio.base.exceptions import TwilioException
 from twilio.rest import Client
 
 from dialtone.errors import DialtoneError
+from dialtone.twilio_api import twilio_error
 
 # Every field of an IncomingPhoneNumber that decides where Twilio sends requests. They are all
 # saved and restored together, so a restore puts back exactly what was there.
@@ -110,22 +111,10 @@ def read_backup(path: Path) -> NumberConfig | None:
         ) from None
 
 
-def twilio_error(exc: TwilioException) -> tuple[int | None, str]:
-    """Twilio's error code and message from either kind of exception the client raises."""
-    if isinstance(exc, TwilioRestException):
-        return exc.code, exc.msg
-    # A failed list page raises a plain TwilioException("Unable to fetch page", response).
-    response: Any = exc.args[1] if len(exc.args) > 1 else None
-    try:
-        body = json.loads(response.text)
-        return body.get("code"), body.get("message", str(exc))
-    except (AttributeError, ValueError, TypeError):
-        return None, str(exc.args[0] if exc.args else exc)
-
-
 def explain(exc: TwilioException, phone_number: str) -> NumberError:
     """A one-paragraph NumberError for a Twilio failure while finding or changing the number."""
-    code, message = twilio_error(exc)
+    error = twilio_error(exc)
+    code, message = error.code, error.message
     if code == INVALID_CREDENTIALS:
         return NumberError(
             "Twilio refused the credentials (error 20003). Check TWILIO_ACCOUNT_SID and "

@@ -5,13 +5,13 @@ from __future__ import annotations
 import re
 
 # E.164: a plus, a non-zero country digit, at most 15 digits in all.
-E164_RE = re.compile(r"^\+[1-9]\d{1,14}$")
+E164_RE = re.compile(r"\+[1-9][0-9]{1,14}")
 WHATSAPP_PREFIX = "whatsapp:"
 
 
 def is_e164(value: str) -> bool:
     """True for an E.164 number such as +15551234567."""
-    return bool(E164_RE.match(value))
+    return E164_RE.fullmatch(value) is not None
 
 
 def is_destination(value: str) -> bool:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
@@ -64,16 +64,32 @@ class Settings:
     say_language: str = "en-US"  # SAY_LANGUAGE
     forward_to: str | None = None  # FORWARD_TO, the number menu option 4 dials
     blocked_callers: frozenset[str] = frozenset()  # BLOCKED_CALLERS, rejected outright
+    agent_numbers: frozenset[str] = frozenset()  # AGENT_NUMBERS, may pick up callers on hold
+    link_texts_per_hour: int = 3  # LINK_TEXTS_PER_HOUR, option 3's texts to one caller
     hold_music_url: str = DEFAULT_HOLD_MUSIC  # HOLD_MUSIC_URL
     sms_link: str = DEFAULT_SMS_LINK  # SMS_LINK, texted by option 3
     menu_attempts: int = 3  # MENU_ATTEMPTS before hanging up on no input
 
     # SMS auto-reply.
     rules_file: Path = Path("rules.toml")  # RULES_FILE
+    # SEND_OPT_OUT_CONFIRMATIONS: answer STOP and START with a confirmation from Dialtone. Off by
+    # default: on long codes and toll-free numbers Twilio sends its own, and a reply to a number
+    # that has just texted STOP fails with error 21610. On for short codes without a Messaging
+    # Service, numbers with Twilio's STOP handling switched off, and the local sandbox.
+    send_opt_out_confirmations: bool = False
+
+    # The record (SQLite); the file and its directory are created on first start.
+    database_path: Path = Path("var/dialtone.db")  # DATABASE_PATH
 
     # Tunnel (make dev).
     ngrok_authtoken: str | None = field(default=None, repr=False)  # NGROK_AUTHTOKEN
     ngrok_domain: str | None = None  # NGROK_DOMAIN, a reserved domain
+    ngrok_path: Path | None = None  # NGROK_PATH, an ngrok binary instead of pyngrok's download
+
+    @property
+    def agents(self) -> frozenset[str]:
+        """Who may pick up a caller on hold: AGENT_NUMBERS and FORWARD_TO."""
+        return self.agent_numbers | ({self.forward_to} if self.forward_to else set())
 
     @property
     def has_credentials(self) -> bool:
@@ -93,14 +109,14 @@ class Settings:
             auth_token=reader.get("TWILIO_AUTH_TOKEN"),
             phone_number=reader.get("TWILIO_PHONE_NUMBER", _e164),
             messaging_service_sid=reader.get("TWILIO_MESSAGING_SERVICE_SID", _messaging_sid),
-            twilio_api_url=reader.get("TWILIO_API_URL", _absolute_url),
+            twilio_api_url=reader.get("TWILIO_API_URL", absolute_url),
             twilio_timeout=reader.get("TWILIO_TIMEOUT", _positive_float, 10.0),
-            public_url=reader.get("PUBLIC_URL", _absolute_url),
+            public_url=reader.get("PUBLIC_URL", absolute_url),
             host=reader.get("HOST", str, "127.0.0.1"),
             port=reader.get("PORT", _port, 5000),
             trusted_proxy=reader.get("TRUSTED_PROXY"),
             trusted_proxy_count=reader.get("TRUSTED_PROXY_COUNT", _positive_int, 1),
-            threads=reader.get("THREADS", _positive_int, 8),
+            threads=reader.get("THREADS", _thread_count, 8),
             workers=reader.get("WORKERS", _positive_int, 1),
             max_body_bytes=reader.get("MAX_BODY_BYTES", _positive_int, 64 * 1024),
             log_level=reader.get("LOG_LEVEL", _log_level, "INFO"),
@@ -112,21 +128,21 @@ class Settings:
             say_language=reader.get("SAY_LANGUAGE", str, "en-US"),
             forward_to=reader.get("FORWARD_TO", _e164),
             blocked_callers=reader.get("BLOCKED_CALLERS", _address_set, frozenset()),
-            hold_music_url=reader.get("HOLD_MUSIC_URL", _absolute_url, DEFAULT_HOLD_MUSIC),
-            sms_link=reader.get("SMS_LINK", _absolute_url, DEFAULT_SMS_LINK),
+            agent_numbers=reader.get("AGENT_NUMBERS", _address_set, frozenset()),
+            link_texts_per_hour=reader.get("LINK_TEXTS_PER_HOUR", _positive_int, 3),
+            hold_music_url=reader.get("HOLD_MUSIC_URL", absolute_url, DEFAULT_HOLD_MUSIC),
+            sms_link=reader.get("SMS_LINK", absolute_url, DEFAULT_SMS_LINK),
             menu_attempts=reader.get("MENU_ATTEMPTS", _positive_int, 3),
             rules_file=reader.get("RULES_FILE", Path, Path("rules.toml")),
+            send_opt_out_confirmations=reader.get("SEND_OPT_OUT_CONFIRMATIONS", _bool, False),
+            database_path=reader.get("DATABASE_PATH", Path, Path("var/dialtone.db")),
             ngrok_authtoken=reader.get("NGROK_AUTHTOKEN"),
             ngrok_domain=reader.get("NGROK_DOMAIN"),
+            ngrok_path=reader.get("NGROK_PATH", _existing_file),
         )
         if reader.problems:
             raise SettingsError(reader.problems)
         return settings
-
-
-def setting_names() -> list[str]:
-    """The dataclass field names, for tools that list or document settings."""
-    return [f.name for f in fields(Settings)]
 
 
 class _Reader:
@@ -172,13 +188,27 @@ def _e164(raw: str) -> str:
     return raw
 
 
-def _absolute_url(raw: str) -> str:
+def absolute_url(raw: str) -> str:
+    """`raw` as a base URL (no trailing slash); ValueError saying what is wrong with it."""
     parts = urlsplit(raw)
-    if parts.scheme not in ("http", "https") or not parts.netloc:
+    if parts.scheme not in ("http", "https") or not parts.hostname:
         raise ValueError("must be an absolute http(s) URL, like https://example.ngrok.app")
-    if parts.query or parts.fragment:
+    if parts.query or parts.fragment or "?" in raw or "#" in raw:
         raise ValueError("must not have a query string or fragment")
+    if parts.username is not None or parts.password is not None:
+        raise ValueError("must not carry a user name or password")
+    try:
+        parts.port  # noqa: B018 (urlsplit checks the port only when asked)
+    except ValueError:
+        raise ValueError("has a port that is not a number from 0 to 65535") from None
     return raw.rstrip("/")
+
+
+def _existing_file(raw: str) -> Path:
+    path = Path(raw).expanduser()
+    if not path.is_file():
+        raise ValueError("no such file; give the full path to the ngrok program")
+    return path
 
 
 def _port(raw: str) -> int:
@@ -201,13 +231,20 @@ def _positive_int(raw: str) -> int:
     return value
 
 
+def _thread_count(raw: str) -> int:
+    value = _positive_int(raw)
+    if value > 256:
+        raise ValueError("must be at most 256 (each thread is a real OS thread)")
+    return value
+
+
 def _positive_float(raw: str) -> float:
     try:
         value = float(raw)
     except ValueError:
         raise ValueError("must be a number of seconds greater than 0") from None
-    if not value > 0:
-        raise ValueError("must be a number of seconds greater than 0")
+    if not 0 < value < 3600:
+        raise ValueError("must be a number of seconds greater than 0 (and under an hour)")
     return value
 
 

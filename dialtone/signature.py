@@ -83,7 +83,7 @@ class TwilioWebhookPlugin:
     ) -> None:
         if validate and not auth_token:
             raise ValueError("checking signatures needs TWILIO_AUTH_TOKEN")
-        self.validator = RequestValidator(auth_token) if validate and auth_token else None
+        self.validator = RequestValidator(auth_token) if auth_token and validate else None
         self.public_url = public_url
 
     def apply(self, callback: Handler, route: Route) -> Callable[..., Any]:
@@ -97,15 +97,14 @@ class TwilioWebhookPlugin:
             accesslog.note_webhook(form)
             self.check_signature(form)
             try:
-                result = callback(form, *args, **kwargs)
+                return twiml_response(callback(form, *args, **kwargs))
             except HTTPResponse:
                 raise
             except Exception:
                 log.exception(
                     "%s %s failed; answering with the error reply", route.method, route.rule
                 )
-                result = on_error()
-            return twiml_response(result)
+                return twiml_response(on_error())
 
         return wrapper
 
@@ -117,9 +116,14 @@ class TwilioWebhookPlugin:
         signature = request.headers.get(SIGNATURE_HEADER, "")
         # Twilio names the algorithm (HMAC-SHA1 unless it says otherwise) in a header.
         algorithm = get_signature_algorithm(request.headers.get(SIGNATURE_SETTINGS_HEADER))
-        if signature and self.validator.validate(url, form, signature, algorithm):
-            return
-        reason = "missing X-Twilio-Signature" if not signature else "signature does not match"
+        try:
+            if signature and self.validator.validate(url, form, signature, algorithm):
+                return
+            reason = "missing X-Twilio-Signature" if not signature else "signature does not match"
+        except ValueError:
+            # The validator parses the URL; a Host header such as "x:abc" makes that fail.
+            reason = "the request's host is not a valid URL host"
+        url = accesslog.printable(url)
         accesslog.note(request.environ, rejected=f"{reason} for {url}")
         log.warning(
             "403 for %s %s: %s; checked against %s "

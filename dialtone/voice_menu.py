@@ -15,6 +15,7 @@ from twilio.base.exceptions import TwilioException
 from twilio.twiml.voice_response import Dial, Gather, VoiceResponse
 
 from dialtone.phone_numbers import is_e164
+from dialtone.ratelimit import RateLimiter
 from dialtone.settings import Settings
 from dialtone.twilio_api import MissingCredentials, TwilioHandle
 
@@ -116,7 +117,12 @@ def retry(reply: VoiceResponse, settings: Settings, attempt: int, problem: str) 
 
 
 def choose(
-    settings: Settings, digits: str, attempt: int, *, text_link: Callable[[], bool]
+    settings: Settings,
+    digits: str,
+    attempt: int,
+    *,
+    text_link: Callable[[], bool],
+    caller: str = "",
 ) -> VoiceResponse:
     """POST /voice_url/menu: the reply to the key pressed; `text_link()` sends option 3's SMS."""
     if digits == "1":
@@ -129,7 +135,7 @@ def choose(
         return forward(settings, attempt)
     if digits == "5":
         return hold(settings)
-    if digits == "9":
+    if digits == "9" and caller in settings.agents:
         return connect_to_queue(settings)
     problem = "I did not hear a choice." if not digits else f"{digits} is not on the menu."
     return retry(VoiceResponse(), settings, attempt, problem)
@@ -175,10 +181,18 @@ def recorded(settings: Settings, form: Mapping[str, str]) -> VoiceResponse:
     return reply
 
 
-def send_link(handle: TwilioHandle, settings: Settings, caller: str) -> bool:
-    """Text SMS_LINK to the caller through the REST API; False (and a log line) if that fails."""
+def send_link(
+    handle: TwilioHandle, settings: Settings, caller: str, limiter: RateLimiter | None = None
+) -> bool:
+    """Text SMS_LINK to the caller through the REST API; False (and a log line) if that fails.
+
+    Caller IDs can be spoofed, and each text costs money: `limiter` bounds texts per caller.
+    """
     if not is_e164(caller):
         log.warning("not texting the link: the caller %r is not a phone number", caller)
+        return False
+    if limiter is not None and limiter.hit(caller) is not None:
+        log.warning("not texting the link: %s asked too often", caller)
         return False
     try:
         sent = handle.send_message(caller, f"Here is your link from Dialtone: {settings.sms_link}")
@@ -204,9 +218,8 @@ def forward(settings: Settings, attempt: int) -> VoiceResponse:
     """Option 4: <Dial> FORWARD_TO, or say it is not available and go back to the menu."""
     reply = VoiceResponse()
     if not settings.forward_to:
-        say(reply, settings, "Sorry, speaking to a person is not available on this line.")
-        reply.redirect(menu_url(attempt), method="POST")
-        return reply
+        problem = "Sorry, speaking to a person is not available on this line."
+        return retry(reply, settings, attempt, problem)
     say(reply, settings, "Connecting you now.")
     reply.dial(settings.forward_to, action=DIALED_PATH, method="POST", timeout=DIAL_TIMEOUT)
     return reply
@@ -243,8 +256,18 @@ def hold_music(settings: Settings, position: str | None) -> VoiceResponse:
     return reply
 
 
+def agent(settings: Settings, caller: str) -> VoiceResponse:
+    """POST /voice_url/agent: an agent is connected to the queue; anyone else is turned away."""
+    if caller in settings.agents:
+        return connect_to_queue(settings)
+    reply = VoiceResponse()
+    say(reply, settings, "Sorry, this line is for agents only. Goodbye.")
+    reply.hangup()
+    return reply
+
+
 def connect_to_queue(settings: Settings) -> VoiceResponse:
-    """Option 9 and POST /voice_url/agent: <Dial><Queue> to the caller waiting longest."""
+    """Option 9 (for agents) and POST /voice_url/agent: <Dial><Queue> to the longest waiting."""
     reply = VoiceResponse()
     say(reply, settings, "Connecting you to the next caller on hold.")
     dial = Dial(timeout=DIAL_TIMEOUT)

@@ -16,6 +16,4 @@ def install(app: Bottle, settings: Settings) -> None:
         return {
             "status": "ok",
             "version": __version__,
-            "signatures_checked": settings.validate_signatures,
-            "outbound_api": bool(settings.api_token),
         }

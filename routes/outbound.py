@@ -1,45 +1,46 @@
 """POST /make_call and POST /send_sms: a token-protected JSON API that places calls and texts.
 
 These cost money, so: POST only, `Authorization: Bearer <API_TOKEN>`, destinations validated
-(E.164 or whatsapp:) and optionally allow-listed, and a per-token rate limit.
+(E.164 or whatsapp:) and optionally allow-listed, and a per-token rate limit (dialtone.api_auth,
+shared with GET /messages and /calls). What is sent is recorded with the SID and status Twilio
+answered, or with Twilio's error code; a text to a number that has opted out (STOP) is refused
+with 409 before anything reaches Twilio.
 """
 
 from __future__ import annotations
 
-import hmac
 import json
 import logging
-import math
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, NoReturn
+from typing import Any, TypeVar
 
 from bottle import Bottle, HTTPResponse, request
 from requests.exceptions import RequestException
-from twilio.base.exceptions import TwilioRestException
+from twilio.base.exceptions import TwilioException
 from twilio.twiml.voice_response import VoiceResponse
 
+from dialtone.api_auth import ApiGuard, fail, json_answer, json_error
+from dialtone.limits import MAX_BODY_CHARS, MAX_MEDIA, MAX_TWIML_CHARS, clean, twilio_length
 from dialtone.phone_numbers import is_destination, is_e164
-from dialtone.ratelimit import RateLimiter
-from dialtone.settings import Settings
-from dialtone.twilio_api import MissingCredentials, TwilioHandle
+from dialtone.recording import Recorder
+from dialtone.settings import Settings, absolute_url
+from dialtone.twilio_api import MissingCredentials, TwilioError, TwilioHandle, twilio_error
 
 log = logging.getLogger("dialtone.outbound")
 
 PATHS = frozenset({"/make_call", "/send_sms"})
-MAX_BODY_CHARS = 1600  # Twilio's limit for one message body
-MAX_MEDIA = 10  # Twilio's limit of media per MMS
-MAX_SPOKEN_CHARS = 4096  # Twilio's limit for <Say> text
+OPTED_OUT_CODE = 21610  # Twilio: the recipient replied STOP
+T = TypeVar("T")
 
 
-def json_error(status: int, message: str, **extra: Any) -> HTTPResponse:
-    """A JSON error answer: {"error": {"status": ..., "message": ..., ...}}."""
-    body = json.dumps({"error": {"status": status, "message": message, **extra}})
-    return HTTPResponse(body, status, {"Content-Type": "application/json"})
+class TwilioFailed(Exception):
+    """Twilio refused a request, or could not be reached; `answer` is the JSON error for it."""
 
-
-def fail(status: int, message: str, **extra: Any) -> NoReturn:
-    """Stop handling the request with a JSON error."""
-    raise json_error(status, message, **extra)
+    def __init__(self, answer: HTTPResponse, error: TwilioError | None) -> None:
+        super().__init__(error.message if error else "could not reach Twilio")
+        self.answer = answer
+        self.error = error
 
 
 @dataclass(frozen=True)
@@ -65,7 +66,7 @@ def read_json() -> dict[str, Any]:
         fail(400, "Send a JSON body with Content-Type: application/json.")
     try:
         payload = json.loads(request.body.read() or b"null")
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, RecursionError):
         fail(400, "The body is not valid JSON.")
     if not isinstance(payload, dict):
         fail(400, 'The body must be a JSON object, like {"to": "+15551234567", ...}.')
@@ -87,14 +88,16 @@ def destination(payload: dict[str, Any], settings: Settings, *, calls: bool = Fa
 def parse_sms(payload: dict[str, Any], settings: Settings) -> SmsRequest:
     """Validate a /send_sms payload: `to`, and `body` and/or `media_url` (a URL or a list)."""
     to = destination(payload, settings)
-    body = payload.get("body")
-    if body is not None and not isinstance(body, str):
-        fail(400, '"body" must be a string.')
-    if body is not None and len(body) > MAX_BODY_CHARS:
-        fail(400, f'"body" is {len(body)} characters; Twilio accepts at most {MAX_BODY_CHARS}.')
+    body = text_field(payload, "body")
+    if body is not None and twilio_length(body) > MAX_BODY_CHARS:
+        fail(
+            400,
+            f'"body" is {twilio_length(body)} characters (emoji count as 2); '
+            f"Twilio accepts at most {MAX_BODY_CHARS}.",
+        )
     media = payload.get("media_url", [])
     media = [media] if isinstance(media, str) else media
-    if not isinstance(media, list) or not all(_is_http_url(url) for url in media):
+    if not isinstance(media, list) or not all(is_http_url(url) for url in media):
         fail(400, '"media_url" must be an http(s) URL or a list of them.')
     if len(media) > MAX_MEDIA:
         fail(400, f"At most {MAX_MEDIA} media URLs per message.")
@@ -106,59 +109,94 @@ def parse_sms(payload: dict[str, Any], settings: Settings) -> SmsRequest:
 def parse_call(payload: dict[str, Any], settings: Settings) -> CallRequest:
     """Validate a /make_call payload: `to`, and an optional `message` to say instead of the menu."""
     to = destination(payload, settings, calls=True)
-    message = payload.get("message")
-    if message is not None and (not isinstance(message, str) or not message.strip()):
-        fail(400, '"message" must be a non-empty string.')
-    if message is not None and len(message) > MAX_SPOKEN_CHARS:
-        fail(400, f'"message" is too long to say; at most {MAX_SPOKEN_CHARS} characters.')
-    return CallRequest(to, message)
+    message = text_field(payload, "message")
+    if message is not None and not clean(message).strip():
+        fail(400, '"message" must say something.')
+    return CallRequest(to, clean(message) if message is not None else None)
 
 
-def _is_http_url(value: object) -> bool:
-    return isinstance(value, str) and value.startswith(("https://", "http://")) and len(value) > 8
+def text_field(payload: dict[str, Any], name: str) -> str | None:
+    """An optional string field; 400 if it is not a string or cannot be encoded (lone surrogates)."""
+    value = payload.get(name)
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        fail(400, f'"{name}" must be a string.')
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        fail(400, f'"{name}" is not valid Unicode text.')
+    return value
+
+
+def is_http_url(value: object) -> bool:
+    """True for an absolute http(s) URL with a host."""
+    if not isinstance(value, str):
+        return False
+    try:
+        return absolute_url(value) == value.rstrip("/") and bool(value)
+    except ValueError:
+        return False
 
 
 class OutboundApi:
-    """Authentication, rate limiting and the Twilio calls behind the two routes."""
+    """The Twilio calls behind the two routes, and their record."""
 
-    def __init__(self, settings: Settings, twilio: TwilioHandle) -> None:
+    def __init__(self, settings: Settings, twilio: TwilioHandle, recorder: Recorder) -> None:
         self.settings = settings
         self.twilio = twilio
-        self.limiter = RateLimiter(settings.rate_limit_per_minute)
-
-    def authorize(self) -> None:
-        """401 without a bearer token, 403 with a wrong one, 429 over the rate limit."""
-        expected = self.settings.api_token
-        if not expected:
-            fail(503, "The outbound API is off: set API_TOKEN on the server to switch it on.")
-        scheme, _, token = (request.get_header("Authorization") or "").partition(" ")
-        if scheme.lower() != "bearer" or not token.strip():
-            raise HTTPResponse(
-                json.dumps(
-                    {"error": {"status": 401, "message": "Send Authorization: Bearer <API_TOKEN>."}}
-                ),
-                401,
-                {"Content-Type": "application/json", "WWW-Authenticate": "Bearer"},
-            )
-        if not hmac.compare_digest(token.strip().encode(), expected.encode()):
-            fail(403, "The bearer token is not this server's API_TOKEN.")
-        wait = self.limiter.hit(expected)
-        if wait is not None:
-            retry_after = str(max(1, math.ceil(wait)))
-            error = json_error(
-                429, f"Rate limit of {self.limiter.limit} requests a minute reached; retry later."
-            )
-            error.set_header("Retry-After", retry_after)
-            raise error
+        self.recorder = recorder
 
     def send_sms(self, sms: SmsRequest) -> dict[str, Any]:
-        """Send the message through Twilio; the new SID and status."""
-        message = self._twilio(lambda: self.twilio.send_message(sms.to, sms.body, sms.media_urls))
+        """Send the message through Twilio and record it; the new SID and status."""
+        if self.recorder.is_opted_out(sms.to):
+            fail(
+                409,
+                f"{sms.to} has opted out (texted STOP); they must text START before you can "
+                "message them again.",
+                opted_out=True,
+            )
+        sender = self.settings.phone_number
+        try:
+            message = self._twilio(
+                lambda: self.twilio.send_message(sms.to, sms.body, sms.media_urls)
+            )
+        except TwilioFailed as failed:
+            self._record_refused_message(sms, sender, failed.error)
+            raise failed.answer from None
+        self.recorder.outbound_message(
+            message.sid,
+            sms.to,
+            getattr(message, "from_", None) or sender,
+            sms.body or "",
+            sms.media_urls,
+            message.status or "queued",
+        )
         log.info("sent message %s to %s (%s)", message.sid, sms.to, message.status)
         return {"sid": message.sid, "status": message.status, "to": sms.to}
 
+    def _record_refused_message(
+        self, sms: SmsRequest, sender: str | None, error: TwilioError | None
+    ) -> None:
+        code = error.code if error else None
+        message = error.message if error else "could not reach Twilio"
+        self.recorder.outbound_message(
+            None,
+            sms.to,
+            sender,
+            sms.body or "",
+            sms.media_urls,
+            "failed",
+            error_code=code,
+            error_message=message,
+        )
+        if code == OPTED_OUT_CODE:
+            # Twilio knows of a STOP this record missed (sent while the server was down, or to
+            # another number of a Messaging Service): remember it.
+            self.recorder.set_opt_out(sms.to, True, None)
+
     def make_call(self, call: CallRequest) -> dict[str, Any]:
-        """Start the call through Twilio; the new SID and status."""
+        """Start the call through Twilio and record it; the new SID and status."""
         settings = self.settings
         if not settings.phone_number:
             fail(503, "Calls need TWILIO_PHONE_NUMBER on the server.")
@@ -167,6 +205,11 @@ class OutboundApi:
             spoken = VoiceResponse()
             spoken.say(call.message, voice=settings.say_voice, language=settings.say_language)
             how["twiml"] = str(spoken)
+            if len(how["twiml"]) > MAX_TWIML_CHARS:
+                fail(
+                    400,
+                    f'"message" is too long: Twilio takes at most {MAX_TWIML_CHARS} characters of TwiML.',
+                )
         elif settings.public_url:
             how["url"] = settings.public_url + "/voice_url"
         else:
@@ -178,47 +221,72 @@ class OutboundApi:
         callback = self.twilio.callback_url("/status")
         if callback:
             how["status_callback"] = callback
-        created = self._twilio(
-            lambda: self.twilio.client.calls.create(to=call.to, from_=settings.phone_number, **how)
-        )
+        try:
+            created = self._twilio(
+                lambda: self.twilio.client.calls.create(
+                    to=call.to, from_=settings.phone_number, **how
+                )
+            )
+        except TwilioFailed as failed:
+            error = failed.error
+            self.recorder.outbound_call(
+                None,
+                call.to,
+                settings.phone_number,
+                "failed",
+                error_code=error.code if error else None,
+                error_message=error.message if error else "could not reach Twilio",
+            )
+            raise failed.answer from None
+        status = created.status or "queued"
+        self.recorder.outbound_call(created.sid, call.to, settings.phone_number, status)
         log.info("started call %s to %s (%s)", created.sid, call.to, created.status)
         return {"sid": created.sid, "status": created.status, "to": call.to}
 
-    def _twilio(self, action: Any) -> Any:
-        """Run a Twilio request, turning its failures into JSON errors."""
+    def _twilio(self, action: Callable[[], T]) -> T:
+        """Run a Twilio request; its failures become TwilioFailed carrying the JSON error."""
         try:
             return action()
-        except TwilioRestException as exc:
-            log.warning("Twilio refused: %s %s", exc.code, exc.msg)
-            fail(
-                502,
-                f"Twilio refused the request: {exc.msg}",
-                twilio_code=exc.code,
-                twilio_status=exc.status,
-                more_info=exc.more_info,
-            )
         except MissingCredentials as exc:
             fail(503, str(exc))
-        except RequestException as exc:
+        except TwilioException as exc:
+            error = twilio_error(exc)
+            log.warning("Twilio refused: %s %s", error.code, error.message)
+            message = f"Twilio refused the request: {error.message}"
+            if error.status and error.status >= 500:
+                # Not retried (see dialtone.twilio_api): Twilio may have acted on it.
+                message += (
+                    " Twilio may have sent it anyway: check Twilio's console or the status "
+                    "callbacks before you try again."
+                )
+            answer = json_error(
+                502,
+                message,
+                twilio_code=error.code,
+                twilio_status=error.status,
+                more_info=error.more_info,
+            )
+            raise TwilioFailed(answer, error) from None
+        except (RequestException, ValueError) as exc:
+            # The network, or an answer that is not Twilio's JSON (a proxy's error page).
             log.warning("Could not reach Twilio: %s", type(exc).__name__)
-            fail(502, "Could not reach Twilio; try again.")
+            raise TwilioFailed(
+                json_error(502, "Could not reach Twilio; try again."), None
+            ) from None
 
 
-def install(app: Bottle, settings: Settings, twilio: TwilioHandle) -> None:
+def install(
+    app: Bottle, settings: Settings, twilio: TwilioHandle, guard: ApiGuard, recorder: Recorder
+) -> None:
     """Add POST /make_call and POST /send_sms."""
-    api = OutboundApi(settings, twilio)
+    api = OutboundApi(settings, twilio, recorder)
 
     @app.post("/send_sms")
     def send_sms() -> HTTPResponse:
-        api.authorize()
-        return created(api.send_sms(parse_sms(read_json(), settings)))
+        guard.authorize()
+        return json_answer(api.send_sms(parse_sms(read_json(), settings)), 201)
 
     @app.post("/make_call")
     def make_call() -> HTTPResponse:
-        api.authorize()
-        return created(api.make_call(parse_call(read_json(), settings)))
-
-
-def created(result: dict[str, Any]) -> HTTPResponse:
-    """A 201 JSON answer."""
-    return HTTPResponse(json.dumps(result), 201, {"Content-Type": "application/json"})
+        guard.authorize()
+        return json_answer(api.make_call(parse_call(read_json(), settings)), 201)

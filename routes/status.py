@@ -1,4 +1,4 @@
-"""POST /status: message and call status callbacks, logged as transitions."""
+"""POST /status: message and call status callbacks, recorded (never backwards) and logged."""
 
 from __future__ import annotations
 
@@ -6,13 +6,14 @@ import logging
 
 from bottle import Bottle, FormsDict
 
+from dialtone.recording import Recorder, delivery_key
 from dialtone.settings import Settings
 
 log = logging.getLogger("dialtone.status")
 
 
 def describe(form: FormsDict) -> str:
-    """One line for a status callback: `SM... queued -> delivered` style, with any error code."""
+    """One line for a status callback: `message SM... is delivered`, with any error code."""
     sid = form.get("MessageSid") or form.get("CallSid") or "?"
     status = form.get("MessageStatus") or form.get("CallStatus") or "?"
     kind = "message" if "MessageSid" in form else "call"
@@ -24,9 +25,10 @@ def describe(form: FormsDict) -> str:
     return ", ".join(parts)
 
 
-def install(app: Bottle, settings: Settings) -> None:
+def install(app: Bottle, settings: Settings, recorder: Recorder) -> None:
     """Add POST /status."""
 
     @app.post("/status", webhook=True)
     def status(form: FormsDict) -> None:
-        log.info("status: %s", describe(form))
+        outcome = recorder.status(form, delivery_key())
+        log.info("status: %s (%s)", describe(form), outcome or "not recorded")

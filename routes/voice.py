@@ -1,20 +1,50 @@
-"""POST /voice_url and its siblings: the keypad menu (replies built in dialtone.voice_menu)."""
+"""POST /voice_url and its siblings: the keypad menu (replies built in dialtone.voice_menu).
+
+Every webhook is recorded before it is answered: the call (and its status) on each of them, and
+the keys pressed on /voice_url/menu. A record that cannot be written is logged; the caller still
+hears the menu.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from functools import partial
 
 from bottle import Bottle, FormsDict, request
 from twilio.twiml.voice_response import VoiceResponse
 
 from dialtone import voice_menu as menu
+from dialtone.ratelimit import RateLimiter
+from dialtone.recording import Recorder, delivery_key
 from dialtone.settings import Settings
 from dialtone.twilio_api import TwilioHandle
 
+Handler = Callable[[FormsDict], VoiceResponse]
 
-def install(app: Bottle, settings: Settings, twilio_handle: TwilioHandle) -> None:
+
+def install(
+    app: Bottle, settings: Settings, twilio_handle: TwilioHandle, recorder: Recorder
+) -> None:
     """Add POST /voice_url, /voice_url/menu, /recorded, /dialed, /hold and /agent."""
-    voice_route = partial(app.post, webhook=True, on_error=partial(menu.apology, settings))
+    on_error = partial(menu.apology, settings)
+
+    def voice_route(path: str) -> Callable[[Handler], Handler]:
+        """A webhook route that records the call before the handler answers."""
+
+        def decorate(handler: Handler) -> Handler:
+            def recorded(form: FormsDict) -> VoiceResponse:
+                if path == menu.MENU_PATH:
+                    recorder.digits(form, delivery_key())
+                else:
+                    recorder.call(form, delivery_key())
+                return handler(form)
+
+            app.post(path, webhook=True, on_error=on_error)(recorded)
+            return handler
+
+        return decorate
+
+    link_limiter = RateLimiter(settings.link_texts_per_hour, window=3600)
 
     def attempt() -> int:
         return menu.parse_attempt(request.query.get("attempt"))
@@ -26,8 +56,9 @@ def install(app: Bottle, settings: Settings, twilio_handle: TwilioHandle) -> Non
     @voice_route(menu.MENU_PATH)
     def choice(form: FormsDict) -> VoiceResponse:
         caller = menu.caller_of(form)
-        text_link = partial(menu.send_link, twilio_handle, settings, caller)
-        return menu.choose(settings, form.get("Digits", ""), attempt(), text_link=text_link)
+        text_link = partial(menu.send_link, twilio_handle, settings, caller, link_limiter)
+        digits = form.get("Digits", "")
+        return menu.choose(settings, digits, attempt(), text_link=text_link, caller=caller)
 
     @voice_route(menu.RECORDED_PATH)
     def recorded(form: FormsDict) -> VoiceResponse:
@@ -43,4 +74,4 @@ def install(app: Bottle, settings: Settings, twilio_handle: TwilioHandle) -> Non
 
     @voice_route(menu.AGENT_PATH)
     def agent(form: FormsDict) -> VoiceResponse:
-        return menu.connect_to_queue(settings)
+        return menu.agent(settings, menu.caller_of(form))

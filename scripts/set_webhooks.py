@@ -27,7 +27,7 @@ from dialtone.number_config import (
     update,
     write_backup,
 )
-from dialtone.settings import _absolute_url
+from dialtone.settings import absolute_url
 from dialtone.twilio_api import make_client
 
 HISTORY_DIR = BACKUP_DIR / "history"
@@ -48,7 +48,7 @@ def main(argv: list[str] | None = None) -> int:
     """Point the number at URL."""
     args = parse_args(argv)
     try:
-        url = _absolute_url(args.url)
+        url = absolute_url(args.url)
     except ValueError as exc:
         raise DialtoneError(f"URL {args.url!r} {exc}.") from None
     if not url.startswith("https://"):

@@ -2,15 +2,22 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from pathlib import Path
 from typing import Any
 
 import pytest
 import webtest
+from pyngrok import conf, ngrok
 
+from dialtone import tunnel
 from dialtone.settings import Settings
-from server import create_app
+from server import close_app, create_app
+from tests import fake_ngrok as fake_ngrok_agent
+from tests.sandbox_fixtures import sandbox, sandbox_settings
 from tests.twilio_signing import sign
+
+__all__ = ["sandbox", "sandbox_settings"]  # fixtures re-exported for every test module
 
 ACCOUNT_SID = "AC" + "0123456789abcdef" * 2
 AUTH_TOKEN = "test-auth-token-0123456789abcdef"
@@ -18,6 +25,7 @@ API_TOKEN = "test-api-token-abcdefghijklmnop"
 PHONE_NUMBER = "+15550001111"
 CALLER = "+15557654321"
 PUBLIC_URL = "https://dialtone.example.com"
+REPO = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture
@@ -29,17 +37,25 @@ def settings(tmp_path: Any) -> Settings:
         phone_number=PHONE_NUMBER,
         public_url=PUBLIC_URL,
         api_token=API_TOKEN,
+        rules_file=REPO / "rules.toml",
+        database_path=tmp_path / "var" / "dialtone.db",
     )
 
 
 @pytest.fixture
-def make_app() -> Callable[..., webtest.TestApp]:
-    """Build a fresh app (wrapped in WebTest) from settings, with optional create_app extras."""
+def make_app() -> Iterator[Callable[..., webtest.TestApp]]:
+    """Build a fresh app (wrapped in WebTest) from settings, with optional create_app extras;
+    each is closed (its record too) when the test ends."""
+    apps = []
 
     def build(settings: Settings, **kwargs: Any) -> webtest.TestApp:
-        return webtest.TestApp(create_app(settings, **kwargs))
+        app = create_app(settings, **kwargs)
+        apps.append(app)
+        return webtest.TestApp(app)
 
-    return build
+    yield build
+    for app in apps:
+        close_app(app)
 
 
 @pytest.fixture
@@ -69,3 +85,15 @@ def post_webhook(app: webtest.TestApp) -> Callable[..., webtest.TestResponse]:
         )
 
     return post
+
+
+@pytest.fixture
+def fake_ngrok(
+    tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[fake_ngrok_agent.FakeNgrok]:
+    """The fake ngrok agent for pyngrok to start; no download is ever attempted; nothing left running."""
+    fake = fake_ngrok_agent.set_up(tmp_path, monkeypatch)
+    yield fake
+    tunnel.close_all()
+    # A test that failed half-way may have left an agent that pyngrok still tracks: stop it.
+    ngrok.kill(conf.PyngrokConfig(ngrok_path=str(fake.path)))

@@ -352,7 +352,14 @@ def test_option_4_without_forwarding_says_not_available(post_webhook: Post) -> N
     root = press(post_webhook, "4", attempt=2)
     assert root.find("Dial") is None
     assert "not available" in spoken(root)
-    assert follow(one(root, "Redirect")) == "/voice_url?attempt=2"
+    assert follow(one(root, "Redirect")) == "/voice_url?attempt=3"  # it counts as a wrong key
+
+
+@with_settings(menu_attempts=2)
+def test_option_4_without_forwarding_cannot_loop_forever(post_webhook: Post) -> None:
+    root = press(post_webhook, "4", attempt=2)
+    assert root.find("Redirect") is None
+    assert verbs(root)[-1] == "Hangup"
 
 
 @pytest.mark.parametrize("status", ["busy", "no-answer", "failed"])
@@ -384,12 +391,36 @@ def test_option_5_enqueues_with_a_wait_url_that_plays_music(
     assert "number 2 in line" in spoken(music)
 
 
+@with_settings(agent_numbers=frozenset({CALLER}))
 @pytest.mark.parametrize("route", ["/voice_url/menu?attempt=1", "/voice_url/agent"])
 def test_option_9_and_the_agent_route_dial_the_queue(post_webhook: Post, route: str) -> None:
     root = twiml(post_webhook(route, {**CALL, "Digits": "9"}))
     queue = one(root, "Dial/Queue")
     assert queue.text == HOLD_QUEUE
     assert "9" not in spoken(one(twiml(post_webhook("/voice_url", CALL)), "Gather"))
+
+
+@with_settings(forward_to=CALLER)
+def test_the_forwarding_number_is_an_agent(post_webhook: Post) -> None:
+    assert one(press(post_webhook, "9"), "Dial/Queue").text == HOLD_QUEUE
+
+
+def test_strangers_cannot_pick_up_callers_on_hold(post_webhook: Post) -> None:
+    menu = press(post_webhook, "9")
+    assert menu.find("Dial") is None
+    assert "9 is not on the menu" in spoken(menu)
+    agent_line = twiml(post_webhook("/voice_url/agent", CALL))
+    assert agent_line.find("Dial") is None
+    assert "agents only" in spoken(agent_line)
+
+
+@with_settings(link_texts_per_hour=2)
+def test_the_link_is_texted_a_bounded_number_of_times_per_caller(
+    post_webhook: Post, fake_http: RecordingHttpClient
+) -> None:
+    answers = [spoken(press(post_webhook, "3")) for _ in range(3)]
+    assert ["sent you a text" in answer for answer in answers] == [True, True, False]
+    assert len(fake_http.requests) == 2
 
 
 # --- security and errors --------------------------------------------------------------------

@@ -1,0 +1,109 @@
+"""Run the sandbox's REST API on real waitress, on loopback, in a background thread.
+
+    sandbox = SandboxServer().start()      # port 0: the OS picks a free port
+    settings = sandbox.settings()          # TWILIO_API_URL, Account SID, token and number
+    ...
+    sandbox.stop()
+
+Also a context manager: `with SandboxServer() as sandbox: ...`.
+"""
+
+from __future__ import annotations
+
+import threading
+from types import TracebackType
+from typing import Any
+
+from waitress.server import create_server
+
+from dialtone.sandbox.faults import Faults
+from dialtone.sandbox.openapi import Violation, ViolationLog
+from dialtone.sandbox.rest import create_rest_app
+from dialtone.sandbox.state import SandboxState
+from dialtone.settings import Settings
+
+
+class SandboxServer:
+    """The sandbox REST API served by waitress; `.url`, `.state` and `.violations` once started.
+
+    `.faults` makes it fail on purpose (`faults.fail_next(2, status=503)`) and lists the
+    requests it saw (`faults.seen`); see dialtone.sandbox.faults.
+    """
+
+    def __init__(
+        self, state: SandboxState | None = None, *, host: str = "127.0.0.1", port: int = 0
+    ) -> None:
+        self.state = state or SandboxState()
+        self.violations = ViolationLog()
+        self.faults = Faults(create_rest_app(self.state, violations=self.violations))
+        self.host = host
+        self.port = port
+        self._server: Any = None
+        self._thread: threading.Thread | None = None
+
+    @property
+    def url(self) -> str:
+        """The base URL to use as TWILIO_API_URL."""
+        if self._server is None:
+            raise RuntimeError("the sandbox is not running; call start() first")
+        return f"http://{self.host}:{self.port}"
+
+    def start(self) -> SandboxServer:
+        """Bind and serve in a daemon thread; returns self."""
+        if self._server is not None:
+            return self
+        self._server = create_server(
+            self.faults,
+            host=self.host,
+            port=self.port,
+            threads=4,
+            ident="dialtone-sandbox",
+            clear_untrusted_proxy_headers=True,
+        )
+        self.port = self._server.effective_port
+        self._thread = threading.Thread(
+            target=self._server.run, name=f"sandbox-rest:{self.port}", daemon=True
+        )
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        """Stop serving: close every connection, end the loop thread and the workers."""
+        server, thread = self._server, self._thread
+        if server is None or thread is None:
+            return
+
+        def close_all() -> None:
+            # Runs in the loop thread; an empty socket map ends waitress's loop.
+            for channel in list(server._map.values()):
+                channel.close()
+
+        server.trigger.pull_trigger(close_all)
+        thread.join(timeout=5)
+        server.task_dispatcher.shutdown(timeout=5)
+        self._server = self._thread = None
+
+    def take_violations(self) -> list[Violation]:
+        """The OpenAPI violations seen so far (and forget them)."""
+        return self.violations.take()
+
+    def settings(self, base: Settings | None = None, **overrides: Any) -> Settings:
+        """Settings (from `base`, or defaults) that point Dialtone's Twilio client at the sandbox."""
+        return (base or Settings()).with_overrides(
+            account_sid=self.state.account_sid,
+            auth_token=self.state.auth_token,
+            phone_number=self.state.phone_number,
+            twilio_api_url=self.url,
+            **overrides,
+        )
+
+    def __enter__(self) -> SandboxServer:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
