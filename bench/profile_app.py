@@ -1,6 +1,6 @@
 """Where Dialtone's time goes per webhook, without the network: cProfile over the WSGI app.
 
-python -m bench.profile_app [--route /status] [--count 20000]
+python -m bench.profile_app [--route /sms_url] [--count 20000]   (recording into a temp file)
 """
 
 from __future__ import annotations
@@ -10,7 +10,9 @@ import cProfile
 import io
 import logging
 import pstats
+import tempfile
 import time
+from pathlib import Path
 from typing import Any
 
 from bench import loadgen
@@ -48,7 +50,7 @@ def environ_for(raw: bytes) -> dict[str, Any]:
 def main() -> None:
     """Profile `count` signed webhooks through AccessLog(app), as waitress would call it."""
     parser = argparse.ArgumentParser()
-    parser.add_argument("--route", default="/status")
+    parser.add_argument("--route", default="/sms_url")
     parser.add_argument("--count", type=int, default=20000)
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, stream=io.StringIO())  # log lines formatted, kept
@@ -57,6 +59,8 @@ def main() -> None:
         auth_token=AUTH_TOKEN,
         phone_number=PHONE_NUMBER,
         public_url=PUBLIC_URL,
+        rules_file=Path(__file__).resolve().parent.parent / "rules.toml",
+        database_path=Path(tempfile.mkdtemp(prefix="dialtone-profile-")) / "profile.db",
     )
     app = AccessLog(create_app(settings))
     raws = [

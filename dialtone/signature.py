@@ -16,6 +16,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from typing import Any
+from urllib.parse import parse_qsl
 
 from bottle import FormsDict, HTTPError, HTTPResponse, Route, request, response
 from twilio.request_validator import RequestValidator, get_signature_algorithm
@@ -27,6 +28,7 @@ log = logging.getLogger("dialtone.signature")
 
 SIGNATURE_HEADER = "X-Twilio-Signature"
 SIGNATURE_SETTINGS_HEADER = "X-Twilio-Webhooks-Signature-Settings"
+URLENCODED = "application/x-www-form-urlencoded"
 
 Handler = Callable[..., TwiML | None]
 ErrorReply = Callable[[], TwiML | None]
@@ -38,13 +40,28 @@ def read_form() -> FormsDict:
     if cached is not None:
         return cached
     try:
-        raw = request.forms
-        form = FormsDict()
-        for key, value in raw.allitems():
-            form.append(_utf8(key), _utf8(value))
+        if (request.content_type or "").lower().startswith(URLENCODED):
+            form = parse_urlencoded(request.body.read())
+        else:  # multipart and anything else: Bottle's parser, then undo its latin-1
+            form = FormsDict()
+            for key, value in request.forms.allitems():
+                form.append(_utf8(key), _utf8(value))
     except UnicodeError:
         raise HTTPError(400, "The form is not valid UTF-8.") from None
     request.environ["dialtone.form"] = form
+    return form
+
+
+def parse_urlencoded(body: bytes) -> FormsDict:
+    """An x-www-form-urlencoded body as UTF-8 fields, strictly (UnicodeDecodeError otherwise).
+
+    What Bottle's `request.forms` + re-decoding gave, at about half the cost: every Twilio
+    webhook is urlencoded, and this was the largest step of a webhook outside the record.
+    """
+    form = FormsDict()
+    pairs = parse_qsl(body.decode("utf-8"), keep_blank_values=True, errors="strict")
+    for key, value in pairs:
+        form.append(key, value)
     return form
 
 
