@@ -14,9 +14,14 @@ from __future__ import annotations
 import argparse
 import http.client
 import os
+import platform
+import shutil
 import signal
 import socket
+import sqlite3
 import subprocess
+import sys
+import tempfile
 import threading
 import time
 from collections.abc import Iterator, Sequence
@@ -24,7 +29,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bench import loadgen
+from bench import dev_ready, loadgen
+from dialtone.settings import Settings
 
 ROOT = Path(__file__).resolve().parent.parent
 HOST = "127.0.0.1"
@@ -166,3 +172,214 @@ def measure(port: int, requests: list[bytes], args: argparse.Namespace) -> loadg
     )
     result.answered = warmup.answered + [warm + index for index in result.answered]
     return result
+
+
+def run_ceiling(args: argparse.Namespace, work: Path) -> Row:
+    port = free_port()
+    cmd = [sys.executable, "-m", "bench.bare_server", str(port), "2", str(args.threads)]
+    env = {"PYTHONPATH": str(ROOT)}
+    with server(cmd, env, work / "ceiling.log", port):
+        result = measure(port, reused_requests(port, args.pool), args)
+    return Row("ceiling: bare WSGI on waitress, 2 processes", result)
+
+
+def run_flask(args: argparse.Namespace, work: Path) -> Row | None:
+    gunicorn = Path(sys.executable).with_name("gunicorn")
+    if not gunicorn.exists():
+        print("gunicorn is not installed: make bench installs requirements-bench.txt")
+        return None
+    port = free_port()
+    cmd = [str(gunicorn), "-w", "2", "-k", "sync", "-b", f"{HOST}:{port}"]
+    cmd += ["--chdir", str(ROOT), "bench.flask_app:create_app()"]
+    env = {"TWILIO_AUTH_TOKEN": AUTH_TOKEN, "PUBLIC_URL": PUBLIC_URL}
+    with server(cmd, env, work / "flask.log", port):
+        result = measure(port, reused_requests(port, args.pool), args)
+    return Row("Flask + gunicorn, 2 sync workers", result)
+
+
+def recording_available() -> bool:
+    """True once Dialtone has the SQLite record (a DATABASE_PATH setting)."""
+    return hasattr(Settings(), "database_path")
+
+
+def run_dialtone(
+    args: argparse.Namespace, work: Path, workers: int, *, check_record: bool
+) -> tuple[Row, list[str]]:
+    """Dialtone on `workers` processes; the row and, with check_record, the record's lines."""
+    port = free_port()
+    database = work / f"dialtone-{workers}.sqlite3"
+    env = {
+        "PORT": str(port),
+        "HOST": HOST,
+        "WORKERS": str(workers),
+        "THREADS": str(args.threads),
+        "TWILIO_ACCOUNT_SID": ACCOUNT_SID,
+        "TWILIO_AUTH_TOKEN": AUTH_TOKEN,
+        "TWILIO_PHONE_NUMBER": PHONE_NUMBER,
+        "PUBLIC_URL": PUBLIC_URL,
+        "VALIDATE_SIGNATURES": "true",
+        "RULES_FILE": str(ROOT / "rules.toml"),
+        "LOG_LEVEL": "INFO",
+        "DATABASE_PATH": str(database),
+    }
+    cmd = [sys.executable, str(ROOT / "server.py")]
+    record_lines: list[str] = []
+    sent_twice: set[int] = set()
+    with server(cmd, env, work / f"dialtone-{workers}.log", port) as pid:
+        route = args.route or pick_route(port)
+        pids = children(pid) or [pid]
+        idle = {p: rss_mb(p) for p in pids}
+        requests = build_requests(port, route, 0, args.pool)
+        sampler = RssSampler(pids)
+        sampler.start()
+        result = measure(port, requests, args)
+        loaded = sampler.stop()
+        sent = set(result.answered)
+        if check_record and recording_available():
+            pairs = max(100, args.pool // 20)
+            twice = loadgen.doubled(build_requests(port, route, 10**9, pairs))
+            dup = loadgen.run(HOST, port, twice, connections=args.connections, duration=30)
+            record_lines.append(
+                f"duplicates run: {pairs} messages sent twice each (same "
+                f"I-Twilio-Idempotency-Token, on two connections at once): "
+                f"{dict(dup.statuses)} {dict(dup.errors) or ''}"
+            )
+            sent_twice = {10**9 + index // 2 for index in dup.answered}
+    if check_record:
+        record_lines += check_database(database, sent, sent_twice, result)
+    recording = "recording on" if recording_available() else "no store yet"
+    name = f"Dialtone WORKERS={workers}, POST {route}, {recording}"
+    return Row(name, result, rss_idle=idle, rss_loaded=loaded), record_lines
+
+
+def pick_route(port: int) -> str:
+    """/sms_url when the app has it, else the signed /status route."""
+    request = build_requests(port, "/sms_url", 10**10, 1)[0]
+    return "/sms_url" if probe(port, request) != 404 else "/status"
+
+
+def check_database(
+    database: Path, sent: set[int], sent_twice: set[int], result: loadgen.LoadResult
+) -> list[str]:
+    """Every answered message in the record exactly once: messages rows and events."""
+    if not recording_available():
+        return ["not checked: this Dialtone has no store yet (no DATABASE_PATH setting)"]
+    if not database.exists():
+        return [f"FAILED: no database at {database}"]
+    expected = {f"SM{index:032x}" for index in sent | sent_twice}
+    with sqlite3.connect(f"file:{database}?mode=ro", uri=True) as conn:
+        rows = conn.execute("SELECT sid, COUNT(*) FROM messages GROUP BY sid").fetchall()
+        events = dict(conn.execute("SELECT sid, COUNT(*) FROM events GROUP BY sid").fetchall())
+    stored = dict(rows)
+    missing = expected - stored.keys()
+    extra = stored.keys() - expected - {f"SM{10**10:032x}"}  # the route probe
+    repeated = {sid for sid, count in stored.items() if count != 1}
+    repeated |= {sid for sid in expected if events.get(sid, 0) != 1}
+    verdict = "OK" if not (missing or repeated) else "FAILED"
+    return [
+        f"{verdict}: {len(expected)} messages answered 2xx ({len(sent)} in the warm-up and timed run, "
+        f"{len(sent_twice)} sent twice); in the database: {len(expected) - len(missing)}, "
+        f"missing {len(missing)}, more than once {len(repeated)}, unexpected {len(extra)}"
+    ]
+
+
+def ms(seconds: float) -> str:
+    return f"{seconds * 1000:.1f}"
+
+
+def report(rows: list[Row], record_lines: list[str], args: argparse.Namespace) -> bool:
+    """Print the tables; True if every goal was met."""
+    print()
+    print(
+        f"Dialtone benchmark: {args.connections} connections, {args.duration:g} s per target, "
+        f"loopback, {os.cpu_count()} CPUs, Python {platform.python_version()}, "
+        f"THREADS={args.threads}"
+    )
+    flask = next((row for row in rows if row.name.startswith("Flask")), None)
+    width = max(len(row.name) for row in rows)
+    header = f"{'target':<{width}}  {'req/s':>7}  {'p50 ms':>6}  {'p99 ms':>6}  {'vs Flask':>8}"
+    print(header + "  answers")
+    print("-" * (len(header) + 20))
+    for row in rows:
+        res = row.result
+        ratio = f"{res.rate / flask.result.rate:.2f}x" if flask and flask.result.rate else "-"
+        answers = " ".join(f"{status}:{n}" for status, n in sorted(res.statuses.items()))
+        errors = " ".join(f"{name}:{n}" for name, n in res.errors.items())
+        print(
+            f"{row.name:<{width}}  {res.rate:>7.0f}  {ms(res.percentile(50)):>6}  "
+            f"{ms(res.percentile(99)):>6}  {ratio:>8}  {answers} {errors}".rstrip()
+        )
+    met = True
+    main = rows[-1]
+    print()
+    if flask and flask.result.rate:
+        times = main.result.rate / flask.result.rate
+        ok = times >= GOAL_RATIO
+        met &= ok
+        print(f"goal: Dialtone >= {GOAL_RATIO}x Flask/gunicorn: {times:.2f}x  {_mark(ok)}")
+    p99 = main.result.percentile(99) * 1000
+    met &= p99 < GOAL_P99_MS
+    print(
+        f"goal: p99 < {GOAL_P99_MS:g} ms at {args.connections} connections: {p99:.1f} ms  {_mark(p99 < GOAL_P99_MS)}"
+    )
+    print()
+    print(f"Resident memory (VmRSS) of each Dialtone worker process, {main.name}:")
+    for pid, idle in main.rss_idle.items():
+        ok = idle < GOAL_IDLE_MB
+        met &= ok
+        print(
+            f"  pid {pid}: idle {idle:.1f} MB (goal < {GOAL_IDLE_MB:g} MB {_mark(ok)}), "
+            f"loaded (peak) {main.rss_loaded.get(pid, 0):.1f} MB"
+        )
+    print()
+    print("Record (every message answered during the load is stored exactly once):")
+    for line in record_lines:
+        print("  " + line)
+        met &= not line.startswith("FAILED")
+    print()
+    print("make dev, time from start to ready (issue 4):")
+    for line in dev_ready.measure(args.quick) or ["not measured yet"]:
+        print("  " + line)
+    return met
+
+
+def _mark(ok: bool) -> str:
+    return "met" if ok else "NOT MET"
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="a 1-second smoke run")
+    parser.add_argument("--duration", type=float, default=5.0, help="seconds per target")
+    parser.add_argument("--connections", type=int, default=20)
+    parser.add_argument("--threads", type=int, default=4, help="waitress threads per process")
+    parser.add_argument("--route", help="Dialtone's webhook route (default: /sms_url or /status)")
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.duration = min(args.duration, 1.0)
+    args.pool = int(args.duration * MAX_RATE)
+    return args
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run every target and print the report."""
+    args = parse_args(argv)
+    work = Path(tempfile.mkdtemp(prefix="dialtone-bench-"))
+    try:
+        rows = [run_ceiling(args, work)]
+        flask = run_flask(args, work)
+        rows += [flask] if flask else []
+        if not args.quick:
+            rows.append(run_dialtone(args, work, 1, check_record=False)[0])
+        row, record_lines = run_dialtone(args, work, 2, check_record=True)
+        rows.append(row)
+        met = report(rows, record_lines, args)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    print()
+    print("All goals met." if met else "Some goals NOT met (see above).")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
