@@ -2,8 +2,9 @@
 
 One connection, guarded by a lock, serves waitress's whole thread pool. SQLite allows one writer
 at a time anyway, and every write here is a few indexed statements that commit in microseconds,
-so the lock costs little and rules out SQLITE_BUSY between our own threads. The busy timeout
-covers other processes (several servers sharing a socket, `make history`).
+so the lock costs little and rules out SQLITE_BUSY between our own threads. Worker processes
+sharing the file (WORKERS > 1) also take a writer lock (store_lock) around each write, which
+hands over far faster than SQLite's sleeping busy handler; the busy timeout covers the rest.
 
 WAL with synchronous=NORMAL: a commit appends to the WAL without an fsync; the WAL is synced at
 checkpoints. The file cannot be corrupted this way, and a crash of the process loses nothing
@@ -36,6 +37,7 @@ from dialtone.store_errors import (
     is_environmental,
     unavailable,
 )
+from dialtone.store_lock import WriterLock
 from dialtone.store_queries import DEFAULT_PAGE, Filters, Queries
 from dialtone.store_rows import (
     Call,
@@ -118,6 +120,8 @@ class Store:
             conn = open_connection(self.path, migrations)
         self._conn: sqlite3.Connection | None = conn
         self._queries = Queries(conn)
+        # Other Dialtone processes writing the same file (WORKERS > 1): see store_lock.
+        self._writer = None if readonly else WriterLock.beside(self.path)
 
     @property
     def schema_version(self) -> int:
@@ -138,6 +142,8 @@ class Store:
                 log.warning("Closing the record at %s without a checkpoint: %s", self.path, exc)
             finally:
                 conn.close()
+                if self._writer is not None:
+                    self._writer.close()
 
     def __enter__(self) -> Store:
         return self
@@ -168,11 +174,31 @@ class Store:
             self._lock.release()
 
     @contextmanager
+    def _other_processes_out(self) -> Iterator[None]:
+        """Hold the writer lock shared with other processes, waiting at most lock_timeout."""
+        self._connection()  # a closed record says so, as StoreUnavailable, before any lock
+        writer = self._writer
+        if writer is None:
+            yield
+            return
+        if not writer.acquire(self.lock_timeout):
+            raise StoreUnavailable(
+                f"The record at {self.path} is busy: another process has held it for over "
+                f"{self.lock_timeout:g} s (a slow or stuck disk?).",
+                path=self.path,
+                code="DIALTONE_LOCK_TIMEOUT",
+            )
+        try:
+            yield
+        finally:
+            writer.release()
+
+    @contextmanager
     def _write(self) -> Iterator[None]:
         """One transaction, committed whole or rolled back whole."""
         if self.readonly:
             raise StoreUnavailable(f"The record at {self.path} is read-only.", path=self.path)
-        with self._locked():
+        with self._locked(), self._other_processes_out():
             conn = self._connection()
             try:
                 conn.execute("BEGIN IMMEDIATE")
