@@ -354,6 +354,11 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--connections", type=int, default=20)
     parser.add_argument("--threads", type=int, default=4, help="waitress threads per process")
     parser.add_argument("--route", help="Dialtone's webhook route (default: /sms_url or /status)")
+    parser.add_argument(
+        "--targets",
+        default="ceiling,flask,dialtone1",
+        help="which targets besides Dialtone WORKERS=2, comma-separated (default: all)",
+    )
     args = parser.parse_args(argv)
     if args.quick:
         args.duration = min(args.duration, 1.0)
@@ -366,10 +371,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     work = Path(tempfile.mkdtemp(prefix="dialtone-bench-"))
     try:
-        rows = [run_ceiling(args, work)]
-        flask = run_flask(args, work)
+        rows = [run_ceiling(args, work)] if "ceiling" in args.targets else []
+        flask = run_flask(args, work) if "flask" in args.targets else None
         rows += [flask] if flask else []
-        if not args.quick:
+        if "dialtone1" in args.targets and not args.quick:
             rows.append(run_dialtone(args, work, 1, check_record=False)[0])
         row, record_lines = run_dialtone(args, work, 2, check_record=True)
         rows.append(row)
