@@ -28,6 +28,17 @@ class LoadResult:
     errors: Counter[str] = field(default_factory=Counter)
     elapsed: float = 0.0
     answered: list[int] = field(default_factory=list)  # indexes of requests answered 2xx
+    sent: int = 0  # requests taken from the list (answered, failed or cut off)
+    cpu: float = 0.0  # CPU seconds the server used meanwhile, when the caller measures it
+
+    def merge(self, other: LoadResult) -> None:
+        """Add another run's answers, latencies, errors and time to this one."""
+        self.statuses.update(other.statuses)
+        self.latencies.extend(other.latencies)
+        self.errors.update(other.errors)
+        self.elapsed += other.elapsed
+        self.sent += other.sent
+        self.cpu += other.cpu
 
     @property
     def count(self) -> int:
@@ -103,9 +114,12 @@ async def _connection(
     writer: asyncio.StreamWriter | None = None
     clock = time.perf_counter
     try:
-        for index, request in work:
-            if clock() >= deadline:
+        while clock() < deadline:
+            taken = next(work, None)
+            if taken is None:
                 break
+            index, request = taken
+            result.sent += 1
             if writer is None:
                 reader, writer = await asyncio.open_connection(host, port)
             assert reader is not None

@@ -52,6 +52,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--route", default="/sms_url")
     parser.add_argument("--count", type=int, default=20000)
+    parser.add_argument("--sort", default="cumulative", help="pstats order: cumulative, tottime")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, stream=io.StringIO())  # log lines formatted, kept
     settings = Settings(
@@ -88,7 +89,7 @@ def main() -> None:
     elapsed = time.perf_counter() - started
     print(f"{args.count} requests, {elapsed / args.count * 1e6:.0f} us each under cProfile")
     print("statuses:", sorted(set(statuses)))
-    pstats.Stats(profiler).sort_stats("cumulative").print_stats(35)
+    pstats.Stats(profiler).sort_stats(args.sort).print_stats(35)
 
 
 if __name__ == "__main__":

@@ -25,7 +25,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -99,6 +99,18 @@ def children(pid: int) -> list[int]:
     return [int(word) for word in text.split()]
 
 
+def cpu_seconds(pid: int) -> float:
+    """CPU time (user + system) used so far by a server process and its children."""
+    total = 0
+    for one in [pid, *children(pid)]:
+        try:
+            fields = Path(f"/proc/{one}/stat").read_text().rsplit(")", 1)[1].split()
+        except FileNotFoundError:
+            continue
+        total += int(fields[11]) + int(fields[12])  # utime, stime
+    return total / os.sysconf("SC_CLK_TCK")
+
+
 def rss_mb(pid: int) -> float:
     """Resident memory of one process in MB (VmRSS)."""
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
@@ -163,27 +175,53 @@ def probe(port: int, request: bytes) -> int:
         return answer.status
 
 
-def measure(port: int, requests: list[bytes], args: argparse.Namespace) -> loadgen.LoadResult:
-    """A short warm-up, then the timed run; `answered` holds indexes into `requests` for both."""
-    warm = max(1, len(requests) // 20)
-    warmup = loadgen.run(HOST, port, requests[:warm], connections=args.connections, duration=0.5)
-    result = loadgen.run(
-        HOST, port, requests[warm:], connections=args.connections, duration=args.duration
-    )
-    result.answered = warmup.answered + [warm + index for index in result.answered]
-    return result
+@dataclass
+class Target:
+    """A running server under test and the requests it is sent."""
+
+    name: str
+    port: int
+    requests: list[bytes]
+    pid: int = 0
+    result: loadgen.LoadResult = field(default_factory=loadgen.LoadResult)
+    offset: int = 0  # requests already sent (each is sent once: fresh MessageSids)
+    answered: set[int] = field(default_factory=set)  # indexes into requests, answered 2xx
+
+    def send(self, args: argparse.Namespace, duration: float) -> loadgen.LoadResult:
+        """The next requests for `duration` seconds; answers counted into `answered`."""
+        cpu_before = cpu_seconds(self.pid)
+        result = loadgen.run(
+            HOST,
+            self.port,
+            self.requests[self.offset :],
+            connections=args.connections,
+            duration=duration,
+        )
+        self.answered |= {self.offset + index for index in result.answered}
+        self.offset += result.sent
+        result.cpu = cpu_seconds(self.pid) - cpu_before
+        return result
 
 
-def run_ceiling(args: argparse.Namespace, work: Path) -> Row:
+def measure(targets: list[Target], args: argparse.Namespace) -> None:
+    """Warm each target up, then load them in turn, ROUNDS times each, so that whatever else
+    the machine is doing meanwhile weighs on every target alike; results are merged."""
+    for target in targets:
+        target.send(args, 0.5)
+    for _ in range(args.rounds):
+        for target in targets:
+            target.result.merge(target.send(args, args.duration / args.rounds))
+
+
+def start_ceiling(args: argparse.Namespace, work: Path, stack: ExitStack) -> Target:
     port = free_port()
     cmd = [sys.executable, "-m", "bench.bare_server", str(port), "2", str(args.threads)]
-    env = {"PYTHONPATH": str(ROOT)}
-    with server(cmd, env, work / "ceiling.log", port):
-        result = measure(port, reused_requests(port, args.pool), args)
-    return Row("ceiling: bare WSGI on waitress, 2 processes", result)
+    pid = stack.enter_context(server(cmd, {"PYTHONPATH": str(ROOT)}, work / "ceiling.log", port))
+    name = "ceiling: bare WSGI on waitress, 2 processes"
+    return Target(name, port, reused_requests(port, args.pool), pid)
 
 
-def run_flask(args: argparse.Namespace, work: Path) -> Row | None:
+def start_flask(args: argparse.Namespace, work: Path, stack: ExitStack) -> Target | None:
     gunicorn = Path(sys.executable).with_name("gunicorn")
     if not gunicorn.exists():
         print("gunicorn is not installed: make bench installs requirements-bench.txt")
@@ -192,9 +230,8 @@ def run_flask(args: argparse.Namespace, work: Path) -> Row | None:
     cmd = [str(gunicorn), "-w", "2", "-k", "sync", "-b", f"{HOST}:{port}"]
     cmd += ["--chdir", str(ROOT), "bench.flask_app:create_app()"]
     env = {"TWILIO_AUTH_TOKEN": AUTH_TOKEN, "PUBLIC_URL": PUBLIC_URL}
-    with server(cmd, env, work / "flask.log", port):
-        result = measure(port, reused_requests(port, args.pool), args)
-    return Row("Flask + gunicorn, 2 sync workers", result)
+    pid = stack.enter_context(server(cmd, env, work / "flask.log", port))
+    return Target("Flask + gunicorn, 2 sync workers", port, reused_requests(port, args.pool), pid)
 
 
 def recording_available() -> bool:
@@ -202,12 +239,13 @@ def recording_available() -> bool:
     return hasattr(Settings(), "database_path")
 
 
-def run_dialtone(
-    args: argparse.Namespace, work: Path, workers: int, *, check_record: bool
-) -> tuple[Row, list[str]]:
-    """Dialtone on `workers` processes; the row and, with check_record, the record's lines."""
+def dialtone_database(work: Path, workers: int) -> Path:
+    return work / f"dialtone-{workers}.sqlite3"
+
+
+def start_dialtone(args: argparse.Namespace, work: Path, stack: ExitStack, workers: int) -> Target:
+    """server.py on `workers` processes, recording into a fresh database."""
     port = free_port()
-    database = work / f"dialtone-{workers}.sqlite3"
     env = {
         "PORT": str(port),
         "HOST": HOST,
@@ -220,36 +258,26 @@ def run_dialtone(
         "VALIDATE_SIGNATURES": "true",
         "RULES_FILE": str(ROOT / "rules.toml"),
         "LOG_LEVEL": "INFO",
-        "DATABASE_PATH": str(database),
+        "DATABASE_PATH": str(dialtone_database(work, workers)),
     }
     cmd = [sys.executable, str(ROOT / "server.py")]
-    record_lines: list[str] = []
-    sent_twice: set[int] = set()
-    with server(cmd, env, work / f"dialtone-{workers}.log", port) as pid:
-        route = args.route or pick_route(port)
-        pids = children(pid) or [pid]
-        idle = {p: rss_mb(p) for p in pids}
-        requests = build_requests(port, route, 0, args.pool)
-        sampler = RssSampler(pids)
-        sampler.start()
-        result = measure(port, requests, args)
-        loaded = sampler.stop()
-        sent = set(result.answered)
-        if check_record and recording_available():
-            pairs = max(100, args.pool // 20)
-            twice = loadgen.doubled(build_requests(port, route, 10**9, pairs))
-            dup = loadgen.run(HOST, port, twice, connections=args.connections, duration=30)
-            record_lines.append(
-                f"duplicates run: {pairs} messages sent twice each (same "
-                f"I-Twilio-Idempotency-Token, on two connections at once): "
-                f"{dict(dup.statuses)} {dict(dup.errors) or ''}"
-            )
-            sent_twice = {10**9 + index // 2 for index in dup.answered}
-    if check_record:
-        record_lines += check_database(database, sent, sent_twice, result)
+    pid = stack.enter_context(server(cmd, env, work / f"dialtone-{workers}.log", port))
+    route = args.route or pick_route(port)
     recording = "recording on" if recording_available() else "no store yet"
-    name = f"Dialtone WORKERS={workers}, POST {route}, {recording}"
-    return Row(name, result, rss_idle=idle, rss_loaded=loaded), record_lines
+    name = f"Dialtone WORKERS={workers} THREADS={args.threads}, POST {route}, {recording}"
+    return Target(name, port, build_requests(port, route, 0, args.pool), pid)
+
+
+def send_twice(target: Target, route: str, args: argparse.Namespace) -> tuple[set[int], str]:
+    """Messages each sent twice at about once; the indexes answered and a summary line."""
+    pairs = max(100, args.pool // 20)
+    twice = loadgen.doubled(build_requests(target.port, route, 10**9, pairs))
+    dup = loadgen.run(HOST, target.port, twice, connections=args.connections, duration=30)
+    line = (
+        f"duplicates run: {pairs} messages sent twice each (same I-Twilio-Idempotency-Token, "
+        f"on two connections at once): {dict(dup.statuses)} {dict(dup.errors) or ''}"
+    )
+    return {10**9 + index // 2 for index in dup.answered}, line
 
 
 def pick_route(port: int) -> str:
@@ -258,9 +286,7 @@ def pick_route(port: int) -> str:
     return "/sms_url" if probe(port, request) != 404 else "/status"
 
 
-def check_database(
-    database: Path, sent: set[int], sent_twice: set[int], result: loadgen.LoadResult
-) -> list[str]:
+def check_database(database: Path, sent: set[int], sent_twice: set[int]) -> list[str]:
     """Every answered message in the record exactly once: messages rows and events."""
     if not recording_available():
         return ["not checked: this Dialtone has no store yet (no DATABASE_PATH setting)"]
@@ -291,13 +317,16 @@ def report(rows: list[Row], record_lines: list[str], args: argparse.Namespace) -
     """Print the tables; True if every goal was met."""
     print()
     print(
-        f"Dialtone benchmark: {args.connections} connections, {args.duration:g} s per target, "
-        f"loopback, {os.cpu_count()} CPUs, Python {platform.python_version()}, "
-        f"THREADS={args.threads}"
+        f"Dialtone benchmark: {args.connections} connections, {args.duration:g} s per target "
+        f"in {args.rounds} interleaved rounds, loopback, {os.cpu_count()} CPUs, "
+        f"Python {platform.python_version()}"
     )
     flask = next((row for row in rows if row.name.startswith("Flask")), None)
     width = max(len(row.name) for row in rows)
-    header = f"{'target':<{width}}  {'req/s':>7}  {'p50 ms':>6}  {'p99 ms':>6}  {'vs Flask':>8}"
+    header = (
+        f"{'target':<{width}}  {'req/s':>7}  {'p50 ms':>6}  {'p99 ms':>6}  {'vs Flask':>8}  "
+        f"{'CPU us/req':>10}"
+    )
     print(header + "  answers")
     print("-" * (len(header) + 20))
     for row in rows:
@@ -305,9 +334,10 @@ def report(rows: list[Row], record_lines: list[str], args: argparse.Namespace) -
         ratio = f"{res.rate / flask.result.rate:.2f}x" if flask and flask.result.rate else "-"
         answers = " ".join(f"{status}:{n}" for status, n in sorted(res.statuses.items()))
         errors = " ".join(f"{name}:{n}" for name, n in res.errors.items())
+        cpu = f"{res.cpu / res.count * 1e6:.0f}" if res.count else "-"
         print(
             f"{row.name:<{width}}  {res.rate:>7.0f}  {ms(res.percentile(50)):>6}  "
-            f"{ms(res.percentile(99)):>6}  {ratio:>8}  {answers} {errors}".rstrip()
+            f"{ms(res.percentile(99)):>6}  {ratio:>8}  {cpu:>10}  {answers} {errors}".rstrip()
         )
     met = True
     main = rows[-1]
@@ -352,7 +382,10 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--quick", action="store_true", help="a 1-second smoke run")
     parser.add_argument("--duration", type=float, default=5.0, help="seconds per target")
     parser.add_argument("--connections", type=int, default=20)
-    parser.add_argument("--threads", type=int, default=4, help="waitress threads per process")
+    parser.add_argument(
+        "--threads", type=int, default=1, help="THREADS: waitress threads per worker process"
+    )
+    parser.add_argument("--rounds", type=int, default=3, help="turns each target gets")
     parser.add_argument("--route", help="Dialtone's webhook route (default: /sms_url or /status)")
     parser.add_argument(
         "--targets",
@@ -361,23 +394,40 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     )
     args = parser.parse_args(argv)
     if args.quick:
-        args.duration = min(args.duration, 1.0)
+        args.duration, args.rounds = min(args.duration, 1.0), 1
     args.pool = int(args.duration * MAX_RATE)
     return args
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run every target and print the report."""
+    """Start every target, load them in interleaved rounds and print the report."""
     args = parse_args(argv)
     work = Path(tempfile.mkdtemp(prefix="dialtone-bench-"))
+    record_lines: list[str] = []
     try:
-        rows = [run_ceiling(args, work)] if "ceiling" in args.targets else []
-        flask = run_flask(args, work) if "flask" in args.targets else None
-        rows += [flask] if flask else []
-        if "dialtone1" in args.targets and not args.quick:
-            rows.append(run_dialtone(args, work, 1, check_record=False)[0])
-        row, record_lines = run_dialtone(args, work, 2, check_record=True)
-        rows.append(row)
+        with ExitStack() as stack:
+            targets = [start_ceiling(args, work, stack)] if "ceiling" in args.targets else []
+            flask = start_flask(args, work, stack) if "flask" in args.targets else None
+            targets += [flask] if flask else []
+            if "dialtone1" in args.targets and not args.quick:
+                targets.append(start_dialtone(args, work, stack, 1))
+            main_target = start_dialtone(args, work, stack, 2)
+            targets.append(main_target)
+            pids = children(main_target.pid) or [main_target.pid]
+            idle = {pid: rss_mb(pid) for pid in pids}
+            sampler = RssSampler(pids)
+            sampler.start()
+            measure(targets, args)
+            loaded = sampler.stop()
+            sent_twice: set[int] = set()
+            if recording_available():
+                route = main_target.name.split("POST ", 1)[1].split(",")[0]
+                sent_twice, line = send_twice(main_target, route, args)
+                record_lines.append(line)
+        # The servers have stopped (and closed the record) before it is read.
+        record_lines += check_database(dialtone_database(work, 2), main_target.answered, sent_twice)
+        rows = [Row(target.name, target.result) for target in targets if target is not main_target]
+        rows.append(Row(main_target.name, main_target.result, rss_idle=idle, rss_loaded=loaded))
         met = report(rows, record_lines, args)
     finally:
         shutil.rmtree(work, ignore_errors=True)
