@@ -43,7 +43,8 @@ class ServerProcess:
         )
         self.lines: list[str] = []
         self.changed = threading.Condition()
-        threading.Thread(target=self._read, daemon=True).start()
+        self.reader = threading.Thread(target=self._read, daemon=True)
+        self.reader.start()
 
     def _read(self) -> None:
         assert self.proc.stderr is not None
@@ -71,7 +72,19 @@ class ServerProcess:
     def stop(self) -> int:
         """SIGTERM, and the exit code."""
         self.proc.send_signal(signal.SIGTERM)
-        return self.proc.wait(timeout=WAIT)
+        return self.finish()
+
+    def finish(self) -> int:
+        """Wait for the process to end (killing it after WAIT) and close its pipe; exit code."""
+        try:
+            code = self.proc.wait(timeout=WAIT)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            code = self.proc.wait()
+        self.reader.join(timeout=WAIT)
+        assert self.proc.stderr is not None
+        self.proc.stderr.close()
+        return code
 
 
 @pytest.fixture
@@ -85,7 +98,7 @@ def target() -> Iterator[tuple[ServerProcess, int]]:
     finally:
         if server.proc.poll() is None:
             server.proc.kill()
-            server.proc.wait()
+        server.finish()
 
 
 def get(port: int, path: str, sent: threading.Semaphore | None = None) -> tuple[int, str]:
@@ -163,7 +176,7 @@ def test_a_dead_worker_is_logged_and_replaced(target: tuple[ServerProcess, int])
 
 def test_a_worker_that_cannot_start_stops_the_server() -> None:
     server = ServerProcess(["-m", "tests.prefork_target", str(free_port()), "--fail"])
-    assert server.proc.wait(timeout=WAIT) == 2
+    assert server.finish() == 2
     server.wait_for("could not start")
     assert "this worker was told to fail" in server.output
 
@@ -209,4 +222,4 @@ def test_server_py_with_two_workers_answers_signed_webhooks() -> None:
     finally:
         if server.proc.poll() is None:
             server.proc.kill()
-            server.proc.wait()
+        server.finish()
