@@ -5,6 +5,7 @@ from __future__ import annotations
 import http.client
 import socket
 import threading
+import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -83,3 +84,12 @@ def https_terminating_proxy(upstream_port: int) -> Iterator[int]:
         proxy.shutdown()
         proxy.server_close()
         thread.join(timeout=5)
+
+
+def urlopen(request: urllib.request.Request | str, timeout: float = 10) -> Any:
+    """urllib's urlopen without proxies: loopback only, and immune to the proxy variables other
+    tests set (urllib's global opener keeps the proxies it saw first, forever)."""
+    return _DIRECT.open(request, timeout=timeout)
+
+
+_DIRECT = urllib.request.build_opener(urllib.request.ProxyHandler({}))

@@ -30,6 +30,7 @@ from tests.conftest import (
     PUBLIC_URL,
     REPO,
 )
+from tests.live_server import urlopen
 from tests.twilio_signing import sign
 
 SID = "SM" + "7" * 32
@@ -186,7 +187,7 @@ def post_text(port: int, form: Mapping[str, str], token: str) -> int:
             IDEMPOTENCY_HEADER: token,
         },
     )
-    with urllib.request.urlopen(request, timeout=10) as answer:
+    with urlopen(request, timeout=10) as answer:
         return int(answer.status)
 
 
@@ -196,7 +197,7 @@ def get_messages(port: int) -> list[str]:
     request = urllib.request.Request(
         f"http://127.0.0.1:{port}/messages", headers={"Authorization": f"Bearer {API_TOKEN}"}
     )
-    with urllib.request.urlopen(request, timeout=10) as answer:
+    with urlopen(request, timeout=10) as answer:
         return [m["sid"] for m in json.load(answer)["messages"]]
 
 
