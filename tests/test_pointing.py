@@ -34,7 +34,7 @@ TUNNEL = "https://abc123.ngrok-free.app"
 def number(sandbox: SandboxServer) -> str:
     """The sandbox number, configured as a developer's number might be."""
     state = sandbox.state
-    sid = state.number_by_phone(state.phone_number).sid  # type: ignore[union-attr]
+    sid = state.number_by_phone(str(state.phone_number)).sid  # type: ignore[union-attr]
     state.update_number(sid, **ORIGINAL)
     return sid
 
@@ -44,7 +44,7 @@ def fields_of(sandbox: SandboxServer, sid: str) -> dict[str, str]:
     return {name: data[name] for name in WEBHOOK_FIELDS}
 
 
-def point(settings: Settings, backups: Path, **kwargs: object):  # type: ignore[no-untyped-def]
+def point(settings: Settings, backups: Path, **kwargs: object):
     return point_number(
         make_client(settings),
         str(settings.account_sid),

@@ -38,7 +38,7 @@ def run(script: str, *args: str, settings: Settings, cwd: Path) -> subprocess.Co
 
 
 def fields(sandbox: SandboxServer) -> dict[str, str]:
-    number = sandbox.state.number_by_phone(sandbox.state.phone_number)
+    number = sandbox.state.number_by_phone(str(sandbox.state.phone_number))
     assert number is not None
     data = number.to_json()
     return {name: data[name] for name in WEBHOOK_FIELDS}
@@ -46,7 +46,7 @@ def fields(sandbox: SandboxServer) -> dict[str, str]:
 
 @pytest.fixture
 def configured(sandbox: SandboxServer) -> dict[str, str]:
-    number = sandbox.state.number_by_phone(sandbox.state.phone_number)
+    number = sandbox.state.number_by_phone(str(sandbox.state.phone_number))
     assert number is not None
     sandbox.state.update_number(number.sid, voice_url="https://old.example.com/v", sms_url="")
     return fields(sandbox)

@@ -5,6 +5,9 @@
     ...
     sandbox.stop()
 
+With a `Carrier` (`SandboxServer(carrier=Carrier(state))`, or `with_carrier=True`), the carrier is
+started and stopped with the server and the phone API is served under `/_phone/`.
+
 Also a context manager: `with SandboxServer() as sandbox: ...`.
 """
 
@@ -16,7 +19,9 @@ from typing import Any
 
 from waitress.server import create_server
 
+from dialtone.sandbox.carrier import Carrier
 from dialtone.sandbox.openapi import Violation, ViolationLog
+from dialtone.sandbox.phone_api import PREFIX, create_phone_app
 from dialtone.sandbox.rest import create_rest_app
 from dialtone.sandbox.state import SandboxState
 from dialtone.settings import Settings
@@ -26,9 +31,19 @@ class SandboxServer:
     """The sandbox REST API served by waitress; `.url`, `.state` and `.violations` once started."""
 
     def __init__(
-        self, state: SandboxState | None = None, *, host: str = "127.0.0.1", port: int = 0
+        self,
+        state: SandboxState | None = None,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        carrier: Carrier | None = None,
+        with_carrier: bool = False,
+        time_scale: float = 1.0,
     ) -> None:
-        self.state = state or SandboxState()
+        self.state = carrier.state if carrier else state or SandboxState()
+        if carrier is None and with_carrier:
+            carrier = Carrier(self.state, time_scale=time_scale)
+        self.carrier = carrier
         self.violations = ViolationLog()
         self.host = host
         self.port = port
@@ -46,7 +61,9 @@ class SandboxServer:
         """Bind and serve in a daemon thread; returns self."""
         if self._server is not None:
             return self
-        app = create_rest_app(self.state, violations=self.violations)
+        app: Any = create_rest_app(self.state, violations=self.violations)
+        if self.carrier is not None:
+            app = _Dispatch(app, PREFIX + "/", create_phone_app(self.carrier))
         self._server = create_server(
             app,
             host=self.host,
@@ -56,6 +73,8 @@ class SandboxServer:
             clear_untrusted_proxy_headers=True,
         )
         self.port = self._server.effective_port
+        if self.carrier is not None:
+            self.carrier.start()
         self._thread = threading.Thread(
             target=self._server.run, name=f"sandbox-rest:{self.port}", daemon=True
         )
@@ -67,6 +86,8 @@ class SandboxServer:
         server, thread = self._server, self._thread
         if server is None or thread is None:
             return
+        if self.carrier is not None:
+            self.carrier.stop()  # first: it wakes the phone's long polls
 
         def close_all() -> None:
             # Runs in the loop thread; an empty socket map ends waitress's loop.
@@ -102,3 +123,15 @@ class SandboxServer:
         tb: TracebackType | None,
     ) -> None:
         self.stop()
+
+
+class _Dispatch:
+    """WSGI: paths under `prefix` go to `other`, everything else to `main`."""
+
+    def __init__(self, main: Any, prefix: str, other: Any) -> None:
+        self.main, self.prefix, self.other = main, prefix, other
+
+    def __call__(self, environ: dict[str, Any], start_response: Any) -> Any:
+        path = environ.get("PATH_INFO", "")
+        app = self.other if path.startswith(self.prefix) else self.main
+        return app(environ, start_response)
