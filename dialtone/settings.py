@@ -70,6 +70,10 @@ class Settings:
     # SMS auto-reply.
     rules_file: Path = Path("rules.toml")  # RULES_FILE
 
+    # Local sandbox (make dev without credentials, make sandbox, make phone).
+    sandbox_port: int = 5055  # SANDBOX_PORT, where the sandbox listens on 127.0.0.1
+    sandbox_url: str | None = None  # SANDBOX_URL, where `make phone` finds it (default: the port)
+
     # Tunnel (make dev).
     ngrok_authtoken: str | None = field(default=None, repr=False)  # NGROK_AUTHTOKEN
     ngrok_domain: str | None = None  # NGROK_DOMAIN, a reserved domain
@@ -114,6 +118,8 @@ class Settings:
             sms_link=reader.get("SMS_LINK", _absolute_url, DEFAULT_SMS_LINK),
             menu_attempts=reader.get("MENU_ATTEMPTS", _positive_int, 3),
             rules_file=reader.get("RULES_FILE", Path, Path("rules.toml")),
+            sandbox_port=reader.get("SANDBOX_PORT", _port, 5055),
+            sandbox_url=reader.get("SANDBOX_URL", _absolute_url),
             ngrok_authtoken=reader.get("NGROK_AUTHTOKEN"),
             ngrok_domain=reader.get("NGROK_DOMAIN"),
         )

@@ -12,9 +12,10 @@ import webtest
 from dialtone.settings import Settings
 from server import create_app
 from tests.sandbox_fixtures import sandbox, sandbox_settings
+from tests.sandbox_world import world
 from tests.twilio_signing import sign
 
-__all__ = ["sandbox", "sandbox_settings"]  # fixtures re-exported for every test module
+__all__ = ["sandbox", "sandbox_settings", "world"]  # fixtures re-exported for every test module
 
 ACCOUNT_SID = "AC" + "0123456789abcdef" * 2
 AUTH_TOKEN = "test-auth-token-0123456789abcdef"

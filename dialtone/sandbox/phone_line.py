@@ -107,8 +107,14 @@ class PhoneLine:
 
     def gather(self, num_digits: int | None, timeout: int, finish_on_key: str) -> str | None:
         """Wait for keys: `num_digits` of them, the finish key, or `timeout` s after the last."""
-        self._show("gather", num_digits=num_digits, timeout=timeout, finish_on_key=finish_on_key)
         limit = timeout * self.input_scale
+        self._show(
+            "gather",
+            num_digits=num_digits,
+            timeout=timeout,
+            finish_on_key=finish_on_key,
+            wait=limit,
+        )
         with self._typed:
             seen = len(self._keys)
             deadline = time.monotonic() + limit
