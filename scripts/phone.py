@@ -101,9 +101,9 @@ class Phone:
                     help_panel(self.number, self.sandbox_number, self.client.base_url)
                 )
             elif command == "/call":
+                self.say(f"Calling {self.sandbox_number}…", "magenta")
                 self.client.call()
                 self.on_call = True
-                self.say(f"Calling {self.sandbox_number}…", "magenta")
             elif command in ("/hangup", "/h"):
                 self.client.hangup()
             elif command in ("/answer", "/a"):

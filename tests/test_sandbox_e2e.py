@@ -255,3 +255,38 @@ def test_stopping_leaves_no_threads(tmp_path: Path) -> None:
     time.sleep(0.05)
     left = [t for t in threading.enumerate() if t not in before and t.is_alive()]
     assert left == []
+
+
+def test_call_status_callbacks_follow_status_callback_event(
+    world: World, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO)
+    call = make_client(world.settings).calls.create(
+        to=PHONE_USER_NUMBER,
+        from_=world.settings.phone_number,
+        twiml="<Response><Say>Hi</Say></Response>",
+        status_callback=world.app_url + "/status",
+        status_callback_event=["initiated", "ringing", "answered", "completed"],
+    )
+    world.phone.wait_for(lambda e: e["type"] == "ringing")
+    world.phone.answer()
+    world.phone.wait_for(lambda e: e["type"] == "call_ended")
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline and len(_about(status_lines(caplog), call.sid)) < 4:
+        time.sleep(0.02)
+    statuses = [
+        line.split(" is ")[1].split(",")[0] for line in _about(status_lines(caplog), call.sid)
+    ]
+    assert statuses == ["initiated", "ringing", "in-progress", "completed"]
+
+
+def test_a_call_to_another_number_is_not_answered(world: World) -> None:
+    client = make_client(world.settings)
+    call = client.calls.create(
+        to="+15557654321", from_=world.settings.phone_number, url=world.app_url + "/voice_url"
+    )
+    event = world.phone.wait_for(
+        lambda e: e["type"] == "call_status" and e["status"] == "no-answer"
+    )
+    assert event["call_sid"] == call.sid
+    assert client.calls(call.sid).fetch().status == "no-answer"

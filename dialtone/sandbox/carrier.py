@@ -57,6 +57,10 @@ UNREACHABLE_PREFIX = "+1500555"
 UNREACHABLE = (30003, "Unreachable destination handset")
 
 
+# How a call that was never answered ends: the phone's decision -> (CallStatus, reason shown).
+_UNANSWERED = {"decline": ("busy", "declined"), "cancel": ("canceled", "canceled")}
+
+
 class PhoneError(ValueError):
     """The phone asked for something that cannot be done (no such call, nothing to answer)."""
 
@@ -440,9 +444,9 @@ class Carrier:
                     )
                 self._run_engine(call, live, hook, client, "outbound-api")
                 return
-            final = {"decline": "busy", "cancel": "canceled"}.get(decision or "", "no-answer")
+            final, reason = _UNANSWERED.get(decision or "", ("no-answer", "nobody answered"))
             call = self.state.set_call_status(call.sid, final)
-            live.line.ended(call.status, decision or "nobody answered")
+            live.line.ended(call.status, reason)
             self._call_callback(live, call, call.status, {"CallDuration": "0"})
         finally:
             self._untrack(call.sid)

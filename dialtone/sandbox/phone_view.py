@@ -83,6 +83,8 @@ def _call_status(event: Event, phone: str) -> Text | None:
         return Text(f"   call to {event['to']} is {event['status']}", style="dim")
     if event["status"] in ("queued", "completed", "busy", "no-answer", "canceled", "failed"):
         return None  # call_ended says how it ended
+    if event["status"] == "ringing" and event.get("to") == phone:
+        return None  # the "Incoming call" line says it
     label = {"ringing": "ringing…", "in-progress": "connected"}.get(
         event["status"], event["status"]
     )
