@@ -15,9 +15,10 @@ from dialtone.settings import Settings
 from server import close_app, create_app
 from tests import fake_ngrok as fake_ngrok_agent
 from tests.sandbox_fixtures import sandbox, sandbox_settings
+from tests.sandbox_world import world
 from tests.twilio_signing import sign
 
-__all__ = ["sandbox", "sandbox_settings"]  # fixtures re-exported for every test module
+__all__ = ["sandbox", "sandbox_settings", "world"]  # fixtures re-exported for every test module
 
 ACCOUNT_SID = "AC" + "0123456789abcdef" * 2
 AUTH_TOKEN = "test-auth-token-0123456789abcdef"

@@ -25,9 +25,11 @@ def free_socket() -> socket.socket:
 
 
 @contextmanager
-def serve_app(app: Any, settings: Settings) -> Iterator[str]:
-    """Serve a WSGI app on real waitress (as `make serve` does); yields its base URL."""
-    sock = free_socket()
+def serve_app(app: Any, settings: Settings, sock: socket.socket | None = None) -> Iterator[str]:
+    """Serve a WSGI app on real waitress (as `make serve` does); yields its base URL.
+
+    Pass a `free_socket()` to know the URL before the app is built (for its PUBLIC_URL)."""
+    sock = sock or free_socket()
     port = sock.getsockname()[1]
     server = make_server(app, settings.with_overrides(port=port), sockets=[sock])
     thread = threading.Thread(target=server.run, daemon=True)
@@ -35,8 +37,11 @@ def serve_app(app: Any, settings: Settings) -> Iterator[str]:
     try:
         yield f"http://127.0.0.1:{port}"
     finally:
-        server.close()
+        # Closing every channel from inside the loop ends it at once (waitress's own close()
+        # is only noticed at the loop's next 1 s select timeout).
+        server.trigger.pull_trigger(lambda: [ch.close() for ch in list(server._map.values())])
         thread.join(timeout=5)
+        server.task_dispatcher.shutdown(timeout=5)
 
 
 @contextmanager
