@@ -16,10 +16,10 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from dialtone.sandbox import twiml
-from dialtone.sandbox.codes import Notice, TwilioFailure
 from dialtone.sandbox.messaging import API_VERSION, OutboundMessage, country_of
 from dialtone.sandbox.queues import MAX_QUEUE_SIZE, QueueRegistry, Waiter, queue_sid
 from dialtone.sandbox.webhook_client import Hook, WebhookClient
+from dialtone.sandbox.webhook_errors import Notice, TwilioFailure
 
 APPLICATION_ERROR = "We are sorry, an application error has occurred. Goodbye."
 NOT_EMULATED = frozenset({"Connect", "Start", "Stop", "Pay", "Refer", "Echo", "Prompt"})

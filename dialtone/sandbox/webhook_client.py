@@ -22,7 +22,7 @@ from urllib.parse import urlencode, urljoin, urlsplit, urlunsplit
 from twilio.request_validator import RequestValidator
 
 from dialtone.sandbox import twiml
-from dialtone.sandbox.codes import Notice, TwilioFailure, failure
+from dialtone.sandbox.webhook_errors import Notice, TwilioFailure, failure
 
 USER_AGENT = "TwilioProxy/1.1"
 MAX_BODY = 64 * 1024  # 11750 beyond this
