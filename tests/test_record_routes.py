@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import xml.etree.ElementTree as ET
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 
 import pytest
 import webtest
@@ -22,19 +22,6 @@ from tests.twilio_signing import sign
 
 AUTH = {"Authorization": f"Bearer {API_TOKEN}"}
 Post = Callable[..., webtest.TestResponse]
-
-
-@pytest.fixture
-def store(settings: Settings) -> Iterator[Store]:
-    with Store(settings.database_path) as store:
-        yield store
-
-
-@pytest.fixture
-def app(
-    settings: Settings, store: Store, make_app: Callable[..., webtest.TestApp]
-) -> webtest.TestApp:
-    return make_app(settings, store=store)
 
 
 def webhook(

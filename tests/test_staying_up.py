@@ -58,13 +58,6 @@ def store(settings: Settings) -> Iterator[Store]:
         yield store
 
 
-@pytest.fixture
-def app(
-    settings: Settings, store: Store, make_app: Callable[..., webtest.TestApp]
-) -> webtest.TestApp:
-    return make_app(settings, store=store)
-
-
 def make_unwritable(store: Store) -> None:
     """The database refuses writes from now on (SQLITE_READONLY), as a remounted disk would."""
     store._connection().execute("PRAGMA query_only = 1")
