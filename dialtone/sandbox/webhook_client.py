@@ -56,7 +56,6 @@ class Fetched:
 
     document: twiml.Document
     notices: tuple[Notice, ...] = ()
-    used_fallback: bool = False
 
 
 @dataclass
@@ -95,7 +94,7 @@ class WebhookClient:
             except TwilioFailure as fallback:
                 raise TwilioFailure(fallback.notice, (primary.notice,)) from None
             notices = (primary.notice, *fetched.notices)
-            return Fetched(fetched.document, notices, used_fallback=True)
+            return Fetched(fetched.document, notices)
 
     def _fetch_one(
         self, url: str, params: Mapping[str, str], method: str, kind: twiml.Kind
