@@ -81,28 +81,36 @@ def app(
     return make_app(settings, store=store)
 
 
-@pytest.fixture
-def post_webhook(app: webtest.TestApp) -> Callable[..., webtest.TestResponse]:
-    """POST a form to `path`, signed for PUBLIC_URL + path as Twilio would sign it."""
+def signed_post(app: webtest.TestApp, auth_token: str) -> Callable[..., webtest.TestResponse]:
+    """A function that POSTs a form to `app`, signed with `auth_token` as Twilio would sign it:
+    for PUBLIC_URL + path, or for `url`; `signature` replaces the signature, `headers` adds some.
+    `status` is WebTest's: "*" takes any answer, None only a 2xx or 3xx."""
 
     def post(
         path: str,
         params: Mapping[str, str],
         *,
-        status: int | str = "*",
+        status: int | str | None = "*",
         signature: str | None = None,
         url: str | None = None,
+        headers: Mapping[str, str] | None = None,
     ) -> webtest.TestResponse:
         signed_for = url or PUBLIC_URL + path
-        header = sign(AUTH_TOKEN, signed_for, params) if signature is None else signature
+        header = sign(auth_token, signed_for, params) if signature is None else signature
         return app.post(
             path,
             {k: v.encode("utf-8") for k, v in params.items()},
-            headers={"X-Twilio-Signature": header},
+            headers={"X-Twilio-Signature": header, **(headers or {})},
             status=status,
         )
 
     return post
+
+
+@pytest.fixture
+def post_webhook(app: webtest.TestApp, settings: Settings) -> Callable[..., webtest.TestResponse]:
+    """POST a form to the `app` fixture, signed with the auth token of `settings` (the app's)."""
+    return signed_post(app, settings.auth_token or "")
 
 
 @pytest.fixture
