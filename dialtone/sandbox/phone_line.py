@@ -13,7 +13,7 @@ import time
 from collections import deque
 from typing import Any
 
-from dialtone.sandbox.voice import RecordResult
+from dialtone.sandbox.call_peer import RecordResult
 from dialtone.sandbox.webhook_errors import Notice
 
 log = logging.getLogger("dialtone.sandbox.phone")
