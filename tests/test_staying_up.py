@@ -29,6 +29,7 @@ from tests.conftest import (
     PHONE_NUMBER,
     PUBLIC_URL,
     REPO,
+    signed_post,
 )
 from tests.live_server import urlopen
 from tests.twilio_signing import sign
@@ -37,8 +38,7 @@ SID = "SM" + "7" * 32
 
 
 def webhook(app: webtest.TestApp, path: str, form: Mapping[str, str]) -> webtest.TestResponse:
-    headers = {"X-Twilio-Signature": sign(AUTH_TOKEN, PUBLIC_URL + path, form)}
-    return app.post(path, dict(form), headers=headers)
+    return signed_post(app, AUTH_TOKEN)(path, form, status=None)
 
 
 def text(body: str, sid: str = SID) -> dict[str, str]:
@@ -56,13 +56,6 @@ def replies(response: webtest.TestResponse) -> list[str]:
 def store(settings: Settings) -> Iterator[Store]:
     with Store(settings.database_path, lock_timeout=0.2) as store:
         yield store
-
-
-@pytest.fixture
-def app(
-    settings: Settings, store: Store, make_app: Callable[..., webtest.TestApp]
-) -> webtest.TestApp:
-    return make_app(settings, store=store)
 
 
 def make_unwritable(store: Store) -> None:

@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from dialtone.sandbox import messaging, twiml
-from dialtone.sandbox.codes import Notice, TwilioFailure
+from dialtone.sandbox.call_peer import CallInfo
 from dialtone.sandbox.messaging import Media, OutboundMessage
 from dialtone.sandbox.phone_line import EventLog, PhoneLine, show_notice
 from dialtone.sandbox.queues import QueueRegistry
@@ -43,8 +43,8 @@ from dialtone.sandbox.state import (
     SandboxState,
 )
 from dialtone.sandbox.voice import Call as VoiceCall
-from dialtone.sandbox.voice import CallInfo
 from dialtone.sandbox.webhook_client import Fetched, Hook, WebhookClient
+from dialtone.sandbox.webhook_errors import Notice, TwilioFailure
 
 log = logging.getLogger("dialtone.sandbox.carrier")
 

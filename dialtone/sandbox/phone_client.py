@@ -14,7 +14,7 @@ import json
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from dialtone.errors import DialtoneError
@@ -91,11 +91,6 @@ class PhoneClient:
         if found:
             self.last_event = max(self.last_event, found[-1]["id"])
         return found
-
-    def stream(self, wait: float = 10.0) -> Iterator[Event]:
-        """Every event from now on, as it happens (a generator that long-polls)."""
-        while True:
-            yield from self.events(wait)
 
     def wait_for(self, match: Callable[[Event], bool], timeout: float = 5.0) -> Event:
         """The next event that `match`es (skipping others); TimeoutError after `timeout` s."""

@@ -13,8 +13,8 @@ import time
 from collections import deque
 from typing import Any
 
-from dialtone.sandbox.codes import Notice
-from dialtone.sandbox.voice import RecordResult
+from dialtone.sandbox.call_peer import RecordResult
+from dialtone.sandbox.webhook_errors import Notice
 
 log = logging.getLogger("dialtone.sandbox.phone")
 
