@@ -11,7 +11,7 @@ DEV_STAMP     := $(VENV)/.installed-dev
 BENCH_STAMP   := $(VENV)/.installed-bench
 
 .DEFAULT_GOAL := help
-.PHONY: help install install-dev serve dev restore webhooks history test fuzz lint format bench clean
+.PHONY: help install install-dev serve dev sandbox phone restore webhooks history test fuzz lint format bench clean
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  make %-12s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -42,6 +42,12 @@ serve: $(RUNTIME_STAMP) ## serve the app on waitress (HOST, PORT from .env or th
 
 dev: $(RUNTIME_STAMP) ## the dev loop: serve with reload, tunnel, point the number, restore on exit
 	$(PY) scripts/dev.py $(ARGS)
+
+sandbox: $(RUNTIME_STAMP) ## run the local sandbox alone (ARGS="--app http://127.0.0.1:5000" points its number)
+	$(PY) scripts/sandbox.py $(ARGS)
+
+phone: $(RUNTIME_STAMP) ## the terminal phone: text and call the sandbox number (ARGS="--sandbox URL")
+	$(PY) scripts/phone.py $(ARGS)
 
 restore: $(RUNTIME_STAMP) ## put the number back from make dev's backup (or FILE=backup.json)
 	$(PY) scripts/restore_webhooks.py $(if $(FILE),--file "$(FILE)") $(ARGS)

@@ -5,7 +5,6 @@ python server.py          # or: make serve
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Callable
 
@@ -13,7 +12,7 @@ from bottle import Bottle, HTTPError, request, response
 from twilio.rest import Client
 
 from dialtone import cli, logs, prefork
-from dialtone.api_auth import ApiGuard
+from dialtone.api_auth import ApiGuard, error_body
 from dialtone.errors import SettingsError
 from dialtone.recording import Recorder
 from dialtone.rules import RulesFile
@@ -105,7 +104,7 @@ def _plain_error(error: HTTPError) -> str:
     message = error.body if isinstance(error.body, str) and error.body else error.status_line
     if "application/json" in (request.get_header("Accept") or "") or request.path in JSON_PATHS:
         response.content_type = "application/json"
-        return json.dumps({"error": {"status": error.status_code, "message": message}})
+        return error_body(error.status_code, message)
     response.content_type = "text/plain; charset=utf-8"
     return f"{error.status_line}: {message}\n" if message != error.status_line else message + "\n"
 

@@ -19,10 +19,16 @@ from dialtone.settings import Settings
 AUTH_FAILURES_PER_MINUTE = 10
 
 
+def error_body(status: int, message: str, **extra: Any) -> str:
+    """The JSON text of an error: {"error": {"status": ..., "message": ..., ...}}."""
+    return json.dumps({"error": {"status": status, "message": message, **extra}})
+
+
 def json_error(status: int, message: str, **extra: Any) -> HTTPResponse:
-    """A JSON error answer: {"error": {"status": ..., "message": ..., ...}}."""
-    body = json.dumps({"error": {"status": status, "message": message, **extra}})
-    return HTTPResponse(body, status, {"Content-Type": "application/json"})
+    """A JSON error answer (see error_body)."""
+    return HTTPResponse(
+        error_body(status, message, **extra), status, {"Content-Type": "application/json"}
+    )
 
 
 def fail(status: int, message: str, **extra: Any) -> NoReturn:

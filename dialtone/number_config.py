@@ -35,8 +35,6 @@ WEBHOOK_FIELDS = (
     "sms_fallback_url",
     "sms_fallback_method",
 )
-VOICE_FIELDS = ("voice_url", "voice_method", "status_callback", "status_callback_method")
-SMS_FIELDS = ("sms_url", "sms_method")
 
 BACKUP_DIR = Path(".dialtone")
 INVALID_CREDENTIALS = 20003

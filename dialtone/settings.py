@@ -81,6 +81,10 @@ class Settings:
     # The record (SQLite); the file and its directory are created on first start.
     database_path: Path = Path("var/dialtone.db")  # DATABASE_PATH
 
+    # Local sandbox (make dev without credentials, make sandbox, make phone).
+    sandbox_port: int = 5055  # SANDBOX_PORT, where the sandbox listens on 127.0.0.1
+    sandbox_url: str | None = None  # SANDBOX_URL, where `make phone` finds it (default: the port)
+
     # Tunnel (make dev).
     ngrok_authtoken: str | None = field(default=None, repr=False)  # NGROK_AUTHTOKEN
     ngrok_domain: str | None = None  # NGROK_DOMAIN, a reserved domain
@@ -136,6 +140,8 @@ class Settings:
             rules_file=reader.get("RULES_FILE", Path, Path("rules.toml")),
             send_opt_out_confirmations=reader.get("SEND_OPT_OUT_CONFIRMATIONS", _bool, False),
             database_path=reader.get("DATABASE_PATH", Path, Path("var/dialtone.db")),
+            sandbox_port=reader.get("SANDBOX_PORT", _port, 5055),
+            sandbox_url=reader.get("SANDBOX_URL", absolute_url),
             ngrok_authtoken=reader.get("NGROK_AUTHTOKEN"),
             ngrok_domain=reader.get("NGROK_DOMAIN"),
             ngrok_path=reader.get("NGROK_PATH", _existing_file),

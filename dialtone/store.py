@@ -253,10 +253,10 @@ class Store:
         with self._write():
             if self._queries.seen(key):
                 return Outcome.DUPLICATE
-            outcome = self._upsert_message(new)
+            outcome = self._upsert(new)
             if opted_out is not None and new.from_number:
                 self._queries.set_opt_out(new.from_number, opted_out, keyword, self._now())
-            self._record_event(key, "message", new.sid, new.status, outcome, values)
+            self._record_event(key, "message", new, outcome, values)
         return outcome
 
     def record_outbound_message(
@@ -291,8 +291,8 @@ class Store:
         with self._write():
             if self._queries.seen(key):
                 return Outcome.DUPLICATE
-            outcome = self._upsert_message(new)
-            self._record_event(key, "outbound-message", sid, new.status, outcome, payload)
+            outcome = self._upsert(new)
+            self._record_event(key, "outbound-message", new, outcome, payload)
         return outcome
 
     def record_message_status(
@@ -305,29 +305,30 @@ class Store:
         with self._write():
             if self._queries.seen(key):
                 return Outcome.DUPLICATE
-            outcome = self._upsert_message(new)
-            self._record_event(key, "message-status", new.sid, new.status, outcome, values)
+            outcome = self._upsert(new)
+            self._record_event(key, "message-status", new, outcome, values)
         return outcome
 
-    def _upsert_message(self, new: forms.NewMessage) -> Outcome:
-        current = self._queries.message_state(new.sid)
+    def _upsert(self, new: forms.NewMessage | forms.NewCall) -> Outcome:
+        """Insert the row, or fill its blanks; its status only ever moves forward."""
+        current = self._queries.state(new)
         if current is None:
-            self._queries.insert_message(new, self._now())
+            self._queries.insert(new, self._now())
             return Outcome.NEW
-        forward = message_status_rank(new.status) > message_status_rank(current.status)
-        self._queries.update_message(new, self._now(), apply_status=forward)
+        rank = message_status_rank if isinstance(new, forms.NewMessage) else call_status_rank
+        forward = rank(new.status) > rank(current.status)
+        self._queries.update(new, self._now(), apply_status=forward)
         return Outcome.UPDATED if forward else Outcome.STALE
 
     def _record_event(
         self,
         key: str,
         kind: str,
-        sid: str,
-        status: str | None,
+        new: forms.NewMessage | forms.NewCall,
         outcome: Outcome,
         payload: dict[str, Any],
     ) -> None:
-        self._queries.add_event(key, kind, sid, status, outcome, payload, self._now())
+        self._queries.add_event(key, kind, new.sid, new.status, outcome, payload, self._now())
 
     # --- calls ---------------------------------------------------------------------------
 
@@ -371,15 +372,8 @@ class Store:
         with self._write():
             if self._queries.seen(key):
                 return Outcome.DUPLICATE
-            current = self._queries.call_state(new.sid)
-            if current is None:
-                self._queries.insert_call(new, self._now())
-                outcome = Outcome.NEW
-            else:
-                forward = call_status_rank(new.status) > call_status_rank(current.status)
-                self._queries.update_call(new, self._now(), apply_status=forward)
-                outcome = Outcome.UPDATED if forward else Outcome.STALE
-            self._record_event(key, kind, new.sid, new.status, outcome, values)
+            outcome = self._upsert(new)
+            self._record_event(key, kind, new, outcome, values)
         return outcome
 
     def record_digits(
@@ -394,14 +388,14 @@ class Store:
             if self._queries.seen(key):
                 return Outcome.DUPLICATE
             outcome = Outcome.UPDATED
-            if self._queries.call_state(call_sid) is None:
-                stub = forms.NewCall(call_sid, "inbound", "", "", "in-progress")
-                self._queries.insert_call(stub, self._now())
+            stub = forms.NewCall(call_sid, "inbound", "", "", "in-progress")
+            if self._queries.state(stub) is None:
+                self._queries.insert(stub, self._now())
                 outcome = Outcome.NEW
             if digits:
                 self._queries.add_digits(call_sid, digits, self._now())
             payload = {"CallSid": call_sid, "Digits": digits}
-            self._record_event(key, "digits", call_sid, None, outcome, payload)
+            self._queries.add_event(key, "digits", call_sid, None, outcome, payload, self._now())
         return outcome
 
     # --- opt-outs ------------------------------------------------------------------------

@@ -22,11 +22,8 @@ from dialtone.store_rows import (
     Message,
     OptOut,
     Outcome,
-    call_from_row,
-    event_from_row,
     format_timestamp,
-    message_from_row,
-    opt_out_from_row,
+    from_row,
     parse_timestamp,
 )
 
@@ -79,6 +76,8 @@ class Filters:
         return " AND ".join(clauses), params
 
 
+STATE_MESSAGE = "SELECT id, status FROM messages WHERE sid = ?"
+STATE_CALL = "SELECT id, status FROM calls WHERE sid = ?"
 INSERT_MESSAGE = """
 INSERT INTO messages (sid, direction, from_number, to_number, peer, body, media, status,
                       error_code, error_message, created_at, updated_at)
@@ -164,25 +163,24 @@ class Queries:
         text = json.dumps(payload, ensure_ascii=False, separators=(",", ":"))
         self.conn.execute(INSERT_EVENT, (key, kind, sid, status, applied, text, now))
 
-    def message_state(self, sid: str) -> State | None:
-        row = self.conn.execute("SELECT id, status FROM messages WHERE sid = ?", (sid,)).fetchone()
+    def state(self, new: NewMessage | NewCall) -> State | None:
+        """The id and status of the row `new` is for, or None when there is none yet."""
+        sql = STATE_MESSAGE if isinstance(new, NewMessage) else STATE_CALL
+        row = self.conn.execute(sql, (new.sid,)).fetchone()
         return State(*row) if row else None
 
-    def insert_message(self, new: NewMessage, now: str) -> None:
-        self.conn.execute(INSERT_MESSAGE, _message_params(new, now))
+    def insert(self, new: NewMessage | NewCall, now: str) -> None:
+        if isinstance(new, NewMessage):
+            self.conn.execute(INSERT_MESSAGE, _message_params(new, now))
+        else:
+            self.conn.execute(INSERT_CALL, _call_params(new, now))
 
-    def update_message(self, new: NewMessage, now: str, *, apply_status: bool) -> None:
-        self.conn.execute(UPDATE_MESSAGE, _message_params(new, now) | {"apply": apply_status})
-
-    def call_state(self, sid: str) -> State | None:
-        row = self.conn.execute("SELECT id, status FROM calls WHERE sid = ?", (sid,)).fetchone()
-        return State(*row) if row else None
-
-    def insert_call(self, new: NewCall, now: str) -> None:
-        self.conn.execute(INSERT_CALL, _call_params(new, now))
-
-    def update_call(self, new: NewCall, now: str, *, apply_status: bool) -> None:
-        self.conn.execute(UPDATE_CALL, _call_params(new, now) | {"apply": apply_status})
+    def update(self, new: NewMessage | NewCall, now: str, *, apply_status: bool) -> None:
+        """Fill the row's blanks from `new`; move its status too when `apply_status`."""
+        if isinstance(new, NewMessage):
+            self.conn.execute(UPDATE_MESSAGE, _message_params(new, now) | {"apply": apply_status})
+        else:
+            self.conn.execute(UPDATE_CALL, _call_params(new, now) | {"apply": apply_status})
 
     def add_digits(self, sid: str, digits: str, now: str) -> None:
         self.conn.execute(ADD_DIGITS, (digits, now, sid))
@@ -201,30 +199,30 @@ class Queries:
     def message(self, sid: str) -> Message | None:
         sql = f"SELECT {MESSAGE_COLUMNS} FROM messages WHERE sid = ?"  # noqa: S608 (constants)
         row = self.conn.execute(sql, (sid,)).fetchone()
-        return message_from_row(row) if row else None
+        return from_row(Message, row) if row else None
 
     def call(self, sid: str) -> Call | None:
         sql = f"SELECT {CALL_COLUMNS} FROM calls WHERE sid = ?"  # noqa: S608 (constants)
         row = self.conn.execute(sql, (sid,)).fetchone()
-        return call_from_row(row) if row else None
+        return from_row(Call, row) if row else None
 
     def messages(self, filters: Filters) -> list[Message]:
         where, params = filters.where()
         sql = f"SELECT {MESSAGE_COLUMNS} FROM messages WHERE {where} ORDER BY id DESC LIMIT ?"  # noqa: S608 (fixed fragments)
-        return [message_from_row(row) for row in self.conn.execute(sql, params)]
+        return [from_row(Message, row) for row in self.conn.execute(sql, params)]
 
     def calls(self, filters: Filters) -> list[Call]:
         where, params = filters.where()
         sql = f"SELECT {CALL_COLUMNS} FROM calls WHERE {where} ORDER BY id DESC LIMIT ?"  # noqa: S608 (fixed fragments)
-        return [call_from_row(row) for row in self.conn.execute(sql, params)]
+        return [from_row(Call, row) for row in self.conn.execute(sql, params)]
 
     def events(self, sid: str) -> list[Event]:
         sql = f"SELECT {EVENT_COLUMNS} FROM events WHERE sid = ? ORDER BY id"  # noqa: S608 (constants)
-        return [event_from_row(row) for row in self.conn.execute(sql, (sid,))]
+        return [from_row(Event, row) for row in self.conn.execute(sql, (sid,))]
 
     def opt_outs(self) -> list[OptOut]:
         sql = f"SELECT {OPT_OUT_COLUMNS} FROM opt_outs ORDER BY updated_at DESC, number"  # noqa: S608 (constants)
-        return [opt_out_from_row(row) for row in self.conn.execute(sql)]
+        return [from_row(OptOut, row) for row in self.conn.execute(sql)]
 
     def conversations(self, limit: int, per_number: int, number: str | None) -> list[Conversation]:
         params = {"number": number, "limit": max(1, min(limit, MAX_PAGE))}
@@ -242,8 +240,8 @@ class Queries:
                     message_count=message_count,
                     call_count=call_count,
                     opted_out=self.is_opted_out(peer),
-                    messages=tuple(message_from_row(row) for row in messages),
-                    calls=tuple(call_from_row(row) for row in calls),
+                    messages=tuple(from_row(Message, row) for row in messages),
+                    calls=tuple(from_row(Call, row) for row in calls),
                 )
             )
         return result

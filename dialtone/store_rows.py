@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, fields
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Any
+from typing import Any, TypeVar
 
 # Fixed-width UTC text: sorts like the instants it names, and reads well in the sqlite3 shell.
 TIMESTAMP_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"
@@ -148,75 +149,38 @@ class Conversation:
     calls: tuple[Call, ...]
 
 
-MESSAGE_COLUMNS = (
-    "id, sid, direction, from_number, to_number, peer, body, media, status, error_code, "
-    "error_message, created_at, updated_at"
-)
-CALL_COLUMNS = (
-    "id, sid, direction, from_number, to_number, peer, status, duration, digits, created_at, "
-    "updated_at"
-)
-EVENT_COLUMNS = "id, idempotency_key, kind, sid, status, applied, payload, received_at"
-OPT_OUT_COLUMNS = "number, opted_out, keyword, created_at, updated_at"
+# How a stored column becomes a field; a column not named here is the field's value as it is.
+_DECODE: dict[str, Callable[[Any], Any]] = {
+    "media": lambda text: tuple(Media(url, kind) for url, kind in json.loads(text)),
+    "digits": lambda text: tuple(json.loads(text)),
+    "payload": json.loads,
+    "applied": bool,
+    "opted_out": bool,
+    "created_at": parse_timestamp,
+    "updated_at": parse_timestamp,
+    "received_at": parse_timestamp,
+}
+
+Row = TypeVar("Row", Message, Call, Event, OptOut)
 
 
-def message_from_row(row: sqlite3.Row | tuple[Any, ...]) -> Message:
-    """A Message from a row selected with MESSAGE_COLUMNS."""
-    media = tuple(Media(url, kind) for url, kind in json.loads(row[7]))
-    return Message(
-        id=row[0],
-        sid=row[1],
-        direction=row[2],
-        from_number=row[3],
-        to_number=row[4],
-        peer=row[5],
-        body=row[6],
-        media=media,
-        status=row[8],
-        error_code=row[9],
-        error_message=row[10],
-        created_at=parse_timestamp(row[11]),
-        updated_at=parse_timestamp(row[12]),
-    )
+def columns(kind: type[Row]) -> str:
+    """The SELECT list for `kind`: each of its fields is a column of the same name, in order."""
+    return ", ".join(field.name for field in fields(kind))
 
 
-def call_from_row(row: sqlite3.Row | tuple[Any, ...]) -> Call:
-    """A Call from a row selected with CALL_COLUMNS."""
-    return Call(
-        id=row[0],
-        sid=row[1],
-        direction=row[2],
-        from_number=row[3],
-        to_number=row[4],
-        peer=row[5],
-        status=row[6],
-        duration=row[7],
-        digits=tuple(json.loads(row[8])),
-        created_at=parse_timestamp(row[9]),
-        updated_at=parse_timestamp(row[10]),
-    )
+def from_row(kind: type[Row], row: sqlite3.Row | tuple[Any, ...]) -> Row:
+    """A `kind` from a row selected with columns(kind)."""
+    names = [field.name for field in fields(kind)]
+    values = {name: _DECODE.get(name, _same)(value) for name, value in zip(names, row, strict=True)}
+    return kind(**values)
 
 
-def event_from_row(row: sqlite3.Row | tuple[Any, ...]) -> Event:
-    """An Event from a row selected with EVENT_COLUMNS."""
-    return Event(
-        id=row[0],
-        idempotency_key=row[1],
-        kind=row[2],
-        sid=row[3],
-        status=row[4],
-        applied=bool(row[5]),
-        payload=json.loads(row[6]),
-        received_at=parse_timestamp(row[7]),
-    )
+def _same(value: Any) -> Any:
+    return value
 
 
-def opt_out_from_row(row: sqlite3.Row | tuple[Any, ...]) -> OptOut:
-    """An OptOut from a row selected with OPT_OUT_COLUMNS."""
-    return OptOut(
-        number=row[0],
-        opted_out=bool(row[1]),
-        keyword=row[2],
-        created_at=parse_timestamp(row[3]),
-        updated_at=parse_timestamp(row[4]),
-    )
+MESSAGE_COLUMNS = columns(Message)
+CALL_COLUMNS = columns(Call)
+EVENT_COLUMNS = columns(Event)
+OPT_OUT_COLUMNS = columns(OptOut)

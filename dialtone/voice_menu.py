@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Mapping
+from enum import Enum
 
 import requests
 from twilio.base.exceptions import TwilioException
@@ -16,7 +17,9 @@ from twilio.twiml.voice_response import Dial, Gather, VoiceResponse
 
 from dialtone.phone_numbers import is_e164
 from dialtone.ratelimit import RateLimiter
+from dialtone.recording import Recorder
 from dialtone.settings import Settings
+from dialtone.texting import send_text
 from dialtone.twilio_api import MissingCredentials, TwilioHandle
 
 log = logging.getLogger("dialtone.voice")
@@ -121,7 +124,7 @@ def choose(
     digits: str,
     attempt: int,
     *,
-    text_link: Callable[[], bool],
+    text_link: Callable[[], LinkText],
     caller: str = "",
 ) -> VoiceResponse:
     """POST /voice_url/menu: the reply to the key pressed; `text_link()` sends option 3's SMS."""
@@ -181,33 +184,57 @@ def recorded(settings: Settings, form: Mapping[str, str]) -> VoiceResponse:
     return reply
 
 
-def send_link(
-    handle: TwilioHandle, settings: Settings, caller: str, limiter: RateLimiter | None = None
-) -> bool:
-    """Text SMS_LINK to the caller through the REST API; False (and a log line) if that fails.
+class LinkText(Enum):
+    """What became of option 3's text."""
 
-    Caller IDs can be spoofed, and each text costs money: `limiter` bounds texts per caller.
+    SENT = "sent"
+    OPTED_OUT = "opted out"  # the caller texted STOP: nothing was sent
+    FAILED = "failed"
+
+
+def send_link(
+    handle: TwilioHandle,
+    settings: Settings,
+    recorder: Recorder,
+    caller: str,
+    limiter: RateLimiter | None = None,
+) -> LinkText:
+    """Text SMS_LINK to the caller through the REST API and record it, as /send_sms does.
+
+    Not to a caller who has opted out (STOP). Caller IDs can be spoofed, and each text costs
+    money: `limiter` bounds texts per caller. A failure is logged (and recorded if Twilio saw it).
     """
     if not is_e164(caller):
         log.warning("not texting the link: the caller %r is not a phone number", caller)
-        return False
+        return LinkText.FAILED
+    if recorder.is_opted_out(caller):
+        log.info("not texting the link: %s has opted out", caller)
+        return LinkText.OPTED_OUT
     if limiter is not None and limiter.hit(caller) is not None:
         log.warning("not texting the link: %s asked too often", caller)
-        return False
+        return LinkText.FAILED
+    body = f"Here is your link from Dialtone: {settings.sms_link}"
     try:
-        sent = handle.send_message(caller, f"Here is your link from Dialtone: {settings.sms_link}")
+        sent = send_text(handle, recorder, caller, body)
     except SEND_FAILURES as exc:
         log.warning("could not text the link to %s: %s", caller, exc)
-        return False
+        return LinkText.FAILED
     log.info("texted the link to %s as %s", caller, sent.sid)
-    return True
+    return LinkText.SENT
 
 
-def link_texted(settings: Settings, sent: bool) -> VoiceResponse:
+def link_texted(settings: Settings, outcome: LinkText) -> VoiceResponse:
     """Option 3's reply once the SMS has (or has not) been sent."""
     reply = VoiceResponse()
-    if sent:
+    if outcome is LinkText.SENT:
         say(reply, settings, "I have sent you a text message with the link. Goodbye.")
+    elif outcome is LinkText.OPTED_OUT:
+        say(
+            reply,
+            settings,
+            "You have asked not to get text messages from this number, so I have not sent one. "
+            "To get them again, text START to this number. Goodbye.",
+        )
     else:
         say(reply, settings, "Sorry, I could not send you a text message just now. Goodbye.")
     reply.hangup()

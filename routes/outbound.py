@@ -25,22 +25,13 @@ from dialtone.limits import MAX_BODY_CHARS, MAX_MEDIA, MAX_TWIML_CHARS, clean, t
 from dialtone.phone_numbers import is_destination, is_e164
 from dialtone.recording import Recorder
 from dialtone.settings import Settings, absolute_url
+from dialtone.texting import UNREACHABLE, send_text
 from dialtone.twilio_api import MissingCredentials, TwilioError, TwilioHandle, twilio_error
 
 log = logging.getLogger("dialtone.outbound")
 
 PATHS = frozenset({"/make_call", "/send_sms"})
-OPTED_OUT_CODE = 21610  # Twilio: the recipient replied STOP
 T = TypeVar("T")
-
-
-class TwilioFailed(Exception):
-    """Twilio refused a request, or could not be reached; `answer` is the JSON error for it."""
-
-    def __init__(self, answer: HTTPResponse, error: TwilioError | None) -> None:
-        super().__init__(error.message if error else "could not reach Twilio")
-        self.answer = answer
-        self.error = error
 
 
 @dataclass(frozen=True)
@@ -156,44 +147,11 @@ class OutboundApi:
                 "message them again.",
                 opted_out=True,
             )
-        sender = self.settings.phone_number
-        try:
-            message = self._twilio(
-                lambda: self.twilio.send_message(sms.to, sms.body, sms.media_urls)
-            )
-        except TwilioFailed as failed:
-            self._record_refused_message(sms, sender, failed.error)
-            raise failed.answer from None
-        self.recorder.outbound_message(
-            message.sid,
-            sms.to,
-            getattr(message, "from_", None) or sender,
-            sms.body or "",
-            sms.media_urls,
-            message.status or "queued",
+        message = self._twilio(
+            lambda: send_text(self.twilio, self.recorder, sms.to, sms.body, sms.media_urls)
         )
         log.info("sent message %s to %s (%s)", message.sid, sms.to, message.status)
         return {"sid": message.sid, "status": message.status, "to": sms.to}
-
-    def _record_refused_message(
-        self, sms: SmsRequest, sender: str | None, error: TwilioError | None
-    ) -> None:
-        code = error.code if error else None
-        message = error.message if error else "could not reach Twilio"
-        self.recorder.outbound_message(
-            None,
-            sms.to,
-            sender,
-            sms.body or "",
-            sms.media_urls,
-            "failed",
-            error_code=code,
-            error_message=message,
-        )
-        if code == OPTED_OUT_CODE:
-            # Twilio knows of a STOP this record missed (sent while the server was down, or to
-            # another number of a Messaging Service): remember it.
-            self.recorder.set_opt_out(sms.to, True, None)
 
     def make_call(self, call: CallRequest) -> dict[str, Any]:
         """Start the call through Twilio and record it; the new SID and status."""
@@ -221,30 +179,33 @@ class OutboundApi:
         callback = self.twilio.callback_url("/status")
         if callback:
             how["status_callback"] = callback
-        try:
-            created = self._twilio(
-                lambda: self.twilio.client.calls.create(
-                    to=call.to, from_=settings.phone_number, **how
-                )
-            )
-        except TwilioFailed as failed:
-            error = failed.error
+
+        def record_refused(error: TwilioError | None) -> None:
             self.recorder.outbound_call(
                 None,
                 call.to,
                 settings.phone_number,
                 "failed",
                 error_code=error.code if error else None,
-                error_message=error.message if error else "could not reach Twilio",
+                error_message=error.message if error else UNREACHABLE,
             )
-            raise failed.answer from None
+
+        created = self._twilio(
+            lambda: self.twilio.client.calls.create(to=call.to, from_=settings.phone_number, **how),
+            on_failure=record_refused,
+        )
         status = created.status or "queued"
         self.recorder.outbound_call(created.sid, call.to, settings.phone_number, status)
         log.info("started call %s to %s (%s)", created.sid, call.to, created.status)
         return {"sid": created.sid, "status": created.status, "to": call.to}
 
-    def _twilio(self, action: Callable[[], T]) -> T:
-        """Run a Twilio request; its failures become TwilioFailed carrying the JSON error."""
+    def _twilio(
+        self,
+        action: Callable[[], T],
+        on_failure: Callable[[TwilioError | None], None] | None = None,
+    ) -> T:
+        """Run a Twilio request; when Twilio refuses it or cannot be reached, call
+        `on_failure(error)` (error None: unreachable) and answer a JSON 502 with Twilio's code."""
         try:
             return action()
         except MissingCredentials as exc:
@@ -266,13 +227,15 @@ class OutboundApi:
                 twilio_status=error.status,
                 more_info=error.more_info,
             )
-            raise TwilioFailed(answer, error) from None
+            if on_failure:
+                on_failure(error)
+            raise answer from None
         except (RequestException, ValueError) as exc:
             # The network, or an answer that is not Twilio's JSON (a proxy's error page).
             log.warning("Could not reach Twilio: %s", type(exc).__name__)
-            raise TwilioFailed(
-                json_error(502, "Could not reach Twilio; try again."), None
-            ) from None
+            if on_failure:
+                on_failure(None)
+            raise json_error(502, "Could not reach Twilio; try again.") from None
 
 
 def install(

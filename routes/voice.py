@@ -2,7 +2,8 @@
 
 Every webhook is recorded before it is answered: the call (and its status) on each of them, and
 the keys pressed on /voice_url/menu. A record that cannot be written is logged; the caller still
-hears the menu.
+hears the menu. Option 3's text goes through dialtone.texting, so it is recorded as an outbound
+message as /send_sms records one, and never goes to a caller who has opted out.
 """
 
 from __future__ import annotations
@@ -56,7 +57,7 @@ def install(
     @voice_route(menu.MENU_PATH)
     def choice(form: FormsDict) -> VoiceResponse:
         caller = menu.caller_of(form)
-        text_link = partial(menu.send_link, twilio_handle, settings, caller, link_limiter)
+        text_link = partial(menu.send_link, twilio_handle, settings, recorder, caller, link_limiter)
         digits = form.get("Digits", "")
         return menu.choose(settings, digits, attempt(), text_link=text_link, caller=caller)
 

@@ -12,12 +12,14 @@ from pyngrok import conf, ngrok
 
 from dialtone import tunnel
 from dialtone.settings import Settings
+from dialtone.store import Store
 from server import close_app, create_app
 from tests import fake_ngrok as fake_ngrok_agent
 from tests.sandbox_fixtures import sandbox, sandbox_settings
+from tests.sandbox_world import world
 from tests.twilio_signing import sign
 
-__all__ = ["sandbox", "sandbox_settings"]  # fixtures re-exported for every test module
+__all__ = ["sandbox", "sandbox_settings", "world"]  # fixtures re-exported for every test module
 
 ACCOUNT_SID = "AC" + "0123456789abcdef" * 2
 AUTH_TOKEN = "test-auth-token-0123456789abcdef"
@@ -28,9 +30,8 @@ PUBLIC_URL = "https://dialtone.example.com"
 REPO = Path(__file__).resolve().parent.parent
 
 
-@pytest.fixture
-def settings(tmp_path: Any) -> Settings:
-    """Settings for a test account with every optional feature configured sensibly."""
+def settings_for(database_path: Path, **overrides: Any) -> Settings:
+    """Settings for the test account with every optional feature configured sensibly."""
     return Settings(
         account_sid=ACCOUNT_SID,
         auth_token=AUTH_TOKEN,
@@ -38,8 +39,22 @@ def settings(tmp_path: Any) -> Settings:
         public_url=PUBLIC_URL,
         api_token=API_TOKEN,
         rules_file=REPO / "rules.toml",
-        database_path=tmp_path / "var" / "dialtone.db",
+        database_path=database_path,
+        **overrides,
     )
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    """The test account's settings, with the record in this test's temporary directory."""
+    return settings_for(tmp_path / "var" / "dialtone.db")
+
+
+@pytest.fixture
+def store(settings: Settings) -> Iterator[Store]:
+    """The record the `app` fixture writes to, open for the test to read (override to tune it)."""
+    with Store(settings.database_path) as opened:
+        yield opened
 
 
 @pytest.fixture
@@ -59,32 +74,43 @@ def make_app() -> Iterator[Callable[..., webtest.TestApp]]:
 
 
 @pytest.fixture
-def app(settings: Settings, make_app: Callable[..., webtest.TestApp]) -> webtest.TestApp:
-    return make_app(settings)
+def app(
+    settings: Settings, store: Store, make_app: Callable[..., webtest.TestApp]
+) -> webtest.TestApp:
+    """The app from `settings`, recording to `store`."""
+    return make_app(settings, store=store)
 
 
-@pytest.fixture
-def post_webhook(app: webtest.TestApp) -> Callable[..., webtest.TestResponse]:
-    """POST a form to `path`, signed for PUBLIC_URL + path as Twilio would sign it."""
+def signed_post(app: webtest.TestApp, auth_token: str) -> Callable[..., webtest.TestResponse]:
+    """A function that POSTs a form to `app`, signed with `auth_token` as Twilio would sign it:
+    for PUBLIC_URL + path, or for `url`; `signature` replaces the signature, `headers` adds some.
+    `status` is WebTest's: "*" takes any answer, None only a 2xx or 3xx."""
 
     def post(
         path: str,
         params: Mapping[str, str],
         *,
-        status: int | str = "*",
+        status: int | str | None = "*",
         signature: str | None = None,
         url: str | None = None,
+        headers: Mapping[str, str] | None = None,
     ) -> webtest.TestResponse:
         signed_for = url or PUBLIC_URL + path
-        header = sign(AUTH_TOKEN, signed_for, params) if signature is None else signature
+        header = sign(auth_token, signed_for, params) if signature is None else signature
         return app.post(
             path,
             {k: v.encode("utf-8") for k, v in params.items()},
-            headers={"X-Twilio-Signature": header},
+            headers={"X-Twilio-Signature": header, **(headers or {})},
             status=status,
         )
 
     return post
+
+
+@pytest.fixture
+def post_webhook(app: webtest.TestApp, settings: Settings) -> Callable[..., webtest.TestResponse]:
+    """POST a form to the `app` fixture, signed with the auth token of `settings` (the app's)."""
+    return signed_post(app, settings.auth_token or "")
 
 
 @pytest.fixture

@@ -5,6 +5,7 @@ from __future__ import annotations
 import http.client
 import socket
 import threading
+import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -24,9 +25,11 @@ def free_socket() -> socket.socket:
 
 
 @contextmanager
-def serve_app(app: Any, settings: Settings) -> Iterator[str]:
-    """Serve a WSGI app on real waitress (as `make serve` does); yields its base URL."""
-    sock = free_socket()
+def serve_app(app: Any, settings: Settings, sock: socket.socket | None = None) -> Iterator[str]:
+    """Serve a WSGI app on real waitress (as `make serve` does); yields its base URL.
+
+    Pass a `free_socket()` to know the URL before the app is built (for its PUBLIC_URL)."""
+    sock = sock or free_socket()
     port = sock.getsockname()[1]
     server = make_server(app, settings.with_overrides(port=port), sockets=[sock])
     thread = threading.Thread(target=server.run, daemon=True)
@@ -34,8 +37,11 @@ def serve_app(app: Any, settings: Settings) -> Iterator[str]:
     try:
         yield f"http://127.0.0.1:{port}"
     finally:
-        server.close()
+        # Closing every channel from inside the loop ends it at once (waitress's own close()
+        # is only noticed at the loop's next 1 s select timeout).
+        server.trigger.pull_trigger(lambda: [ch.close() for ch in list(server._map.values())])
         thread.join(timeout=5)
+        server.task_dispatcher.shutdown(timeout=5)
 
 
 @contextmanager
@@ -83,3 +89,12 @@ def https_terminating_proxy(upstream_port: int) -> Iterator[int]:
         proxy.shutdown()
         proxy.server_close()
         thread.join(timeout=5)
+
+
+def urlopen(request: urllib.request.Request | str, timeout: float = 10) -> Any:
+    """urllib's urlopen without proxies: loopback only, and immune to the proxy variables other
+    tests set (urllib's global opener keeps the proxies it saw first, forever)."""
+    return _DIRECT.open(request, timeout=timeout)
+
+
+_DIRECT = urllib.request.build_opener(urllib.request.ProxyHandler({}))

@@ -22,19 +22,10 @@ from bottle import _parse_qsl  # the parser Bottle applies to form bodies
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from dialtone.settings import Settings
 from dialtone.store import IDEMPOTENCY_HEADER
 from dialtone.twilio_api import make_client
 from server import close_app, create_app
-from tests.conftest import (
-    ACCOUNT_SID,
-    API_TOKEN,
-    AUTH_TOKEN,
-    CALLER,
-    PHONE_NUMBER,
-    PUBLIC_URL,
-    REPO,
-)
+from tests.conftest import AUTH_TOKEN, CALLER, PHONE_NUMBER, PUBLIC_URL, settings_for
 from tests.twilio_signing import sign
 
 EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "40"))
@@ -132,17 +123,8 @@ def database(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def fuzz_app(database: Path) -> Iterator[webtest.TestApp]:
-    settings = Settings(
-        account_sid=ACCOUNT_SID,
-        auth_token=AUTH_TOKEN,
-        phone_number=PHONE_NUMBER,
-        public_url=PUBLIC_URL,
-        api_token=API_TOKEN,
-        rules_file=REPO / "rules.toml",
-        database_path=database,
-        # Option 3 of the voice menu texts a link: to a port that refuses, never the internet.
-        twilio_api_url="http://127.0.0.1:9",
-    )
+    # Option 3 of the voice menu texts a link: to a port that refuses, never the internet.
+    settings = settings_for(database, twilio_api_url="http://127.0.0.1:9")
     app = create_app(settings, twilio=make_client(settings, backoff_seconds=0.001))
     yield webtest.TestApp(app)
     close_app(app)

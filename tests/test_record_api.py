@@ -38,13 +38,6 @@ def store(settings: Settings, clock: Clock) -> Iterator[Store]:
         yield store
 
 
-@pytest.fixture
-def app(
-    settings: Settings, store: Store, make_app: Callable[..., webtest.TestApp]
-) -> webtest.TestApp:
-    return make_app(settings, store=store)
-
-
 def inbound(store: Store, clock: Clock, n: int, sender: str = CALLER) -> None:
     """Record `n` inbound texts from `sender`, one a minute."""
     for _ in range(n):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import xml.etree.ElementTree as ET
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 
 import pytest
 import webtest
@@ -17,24 +17,10 @@ from dialtone import optout
 from dialtone.sandbox.server import SandboxServer
 from dialtone.settings import Settings
 from dialtone.store import IDEMPOTENCY_HEADER, Store
-from tests.conftest import API_TOKEN, AUTH_TOKEN, CALLER, PHONE_NUMBER, PUBLIC_URL
-from tests.twilio_signing import sign
+from tests.conftest import API_TOKEN, AUTH_TOKEN, CALLER, PHONE_NUMBER, signed_post
 
 AUTH = {"Authorization": f"Bearer {API_TOKEN}"}
 Post = Callable[..., webtest.TestResponse]
-
-
-@pytest.fixture
-def store(settings: Settings) -> Iterator[Store]:
-    with Store(settings.database_path) as store:
-        yield store
-
-
-@pytest.fixture
-def app(
-    settings: Settings, store: Store, make_app: Callable[..., webtest.TestApp]
-) -> webtest.TestApp:
-    return make_app(settings, store=store)
 
 
 def webhook(
@@ -45,11 +31,9 @@ def webhook(
     *,
     auth_token: str = AUTH_TOKEN,
 ) -> webtest.TestResponse:
-    """POST a signed webhook as Twilio does, with an idempotency token when given."""
-    headers = {"X-Twilio-Signature": sign(auth_token, PUBLIC_URL + path, form)}
-    if token:
-        headers[IDEMPOTENCY_HEADER] = token
-    return app.post(path, {k: v.encode() for k, v in form.items()}, headers=headers)
+    """POST a signed webhook as Twilio does, with an idempotency token when given; 2xx only."""
+    headers = {IDEMPOTENCY_HEADER: token} if token else {}
+    return signed_post(app, auth_token)(path, form, headers=headers, status=None)
 
 
 def text(body: str, sid: str = "SM" + "a" * 32, sender: str = CALLER) -> dict[str, str]:

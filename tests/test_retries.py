@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 import pytest
 import requests
@@ -19,12 +19,6 @@ from tests.conftest import API_TOKEN, CALLER
 
 AUTH = {"Authorization": f"Bearer {API_TOKEN}"}
 MESSAGES = "/2010-04-01/Accounts/{}/Messages.json"
-
-
-@pytest.fixture
-def store(settings: Settings) -> Iterator[Store]:
-    with Store(settings.database_path) as store:
-        yield store
 
 
 @pytest.fixture

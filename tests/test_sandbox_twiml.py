@@ -7,7 +7,7 @@ from twilio.twiml.messaging_response import Body, Media, Message, MessagingRespo
 from twilio.twiml.voice_response import Dial, Gather, VoiceResponse
 
 from dialtone.sandbox import messaging, twiml
-from dialtone.sandbox.codes import TwilioFailure
+from dialtone.sandbox.webhook_errors import TwilioFailure
 
 # Documents Twilio would refuse cannot be built with the twilio library (it only makes valid
 # TwiML), so the broken ones below are written out as raw strings on purpose.

@@ -14,10 +14,11 @@ from twilio.twiml.messaging_response import MessagingResponse
 from twilio.twiml.voice_response import Dial, Gather, VoiceResponse
 
 from dialtone.sandbox import messaging
-from dialtone.sandbox.codes import Notice
+from dialtone.sandbox.call_peer import CallInfo, RecordResult
 from dialtone.sandbox.queues import QueueRegistry
-from dialtone.sandbox.voice import Call, CallInfo, RecordResult
+from dialtone.sandbox.voice import Call
 from dialtone.sandbox.webhook_client import Hook, WebhookClient
+from dialtone.sandbox.webhook_errors import Notice
 from tests.twiml_app import TwimlApp, serve
 
 AUTH_TOKEN = "sandbox-auth-token-0123456789ab"

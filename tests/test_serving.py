@@ -12,7 +12,7 @@ import pytest
 from dialtone.settings import Settings
 from server import create_app
 from tests.conftest import AUTH_TOKEN
-from tests.live_server import https_terminating_proxy, serve_app
+from tests.live_server import https_terminating_proxy, serve_app, urlopen
 from tests.twilio_signing import sign
 
 PUBLIC_HOST = "bot.example.com"
@@ -28,7 +28,7 @@ def post_via(proxy_port: int, url_signed: str, *, host: str = PUBLIC_HOST) -> in
         headers={"Host": host, "X-Twilio-Signature": sign(AUTH_TOKEN, url_signed, STATUS)},
     )
     try:
-        with urllib.request.urlopen(req, timeout=10) as reply:
+        with urlopen(req, timeout=10) as reply:
             return int(reply.status)
     except urllib.error.HTTPError as error:
         return error.code
@@ -84,7 +84,7 @@ def test_access_log_has_one_line_per_request(
         https_terminating_proxy(int(base.rsplit(":", 1)[1])) as proxy,
     ):
         post_via(proxy, f"https://{PUBLIC_HOST}/status")
-        urllib.request.urlopen(base + "/healthz", timeout=10).close()
+        urlopen(base + "/healthz", timeout=10).close()
     lines = [r for r in caplog.records if r.name == "dialtone.access"]
     assert len(lines) == 2
     webhook = lines[0].request  # type: ignore[attr-defined]

@@ -29,15 +29,16 @@ from tests.conftest import (
     PHONE_NUMBER,
     PUBLIC_URL,
     REPO,
+    signed_post,
 )
+from tests.live_server import urlopen
 from tests.twilio_signing import sign
 
 SID = "SM" + "7" * 32
 
 
 def webhook(app: webtest.TestApp, path: str, form: Mapping[str, str]) -> webtest.TestResponse:
-    headers = {"X-Twilio-Signature": sign(AUTH_TOKEN, PUBLIC_URL + path, form)}
-    return app.post(path, dict(form), headers=headers)
+    return signed_post(app, AUTH_TOKEN)(path, form, status=None)
 
 
 def text(body: str, sid: str = SID) -> dict[str, str]:
@@ -55,13 +56,6 @@ def replies(response: webtest.TestResponse) -> list[str]:
 def store(settings: Settings) -> Iterator[Store]:
     with Store(settings.database_path, lock_timeout=0.2) as store:
         yield store
-
-
-@pytest.fixture
-def app(
-    settings: Settings, store: Store, make_app: Callable[..., webtest.TestApp]
-) -> webtest.TestApp:
-    return make_app(settings, store=store)
 
 
 def make_unwritable(store: Store) -> None:
@@ -186,7 +180,7 @@ def post_text(port: int, form: Mapping[str, str], token: str) -> int:
             IDEMPOTENCY_HEADER: token,
         },
     )
-    with urllib.request.urlopen(request, timeout=10) as answer:
+    with urlopen(request, timeout=10) as answer:
         return int(answer.status)
 
 
@@ -196,7 +190,7 @@ def get_messages(port: int) -> list[str]:
     request = urllib.request.Request(
         f"http://127.0.0.1:{port}/messages", headers={"Authorization": f"Bearer {API_TOKEN}"}
     )
-    with urllib.request.urlopen(request, timeout=10) as answer:
+    with urlopen(request, timeout=10) as answer:
         return [m["sid"] for m in json.load(answer)["messages"]]
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import socket
 import xml.etree.ElementTree as ET
@@ -12,15 +11,12 @@ from urllib.parse import urljoin, urlsplit
 
 import pytest
 import webtest
-from twilio.http import HttpClient
-from twilio.http.request import Request as TwilioRequest
-from twilio.http.response import Response as TwilioResponse
-from twilio.rest import Client
 
+from dialtone.sandbox.server import SandboxServer
 from dialtone.settings import Settings
+from dialtone.store import Store
 from dialtone.voice_menu import HOLD_QUEUE, parse_attempt
-from tests.conftest import ACCOUNT_SID, AUTH_TOKEN, CALLER, PHONE_NUMBER, PUBLIC_URL
-from tests.twilio_signing import sign
+from tests.conftest import ACCOUNT_SID, CALLER, PHONE_NUMBER, PUBLIC_URL, signed_post
 
 Post = Callable[..., webtest.TestResponse]
 
@@ -33,24 +29,6 @@ CALL = {
     "CallStatus": "in-progress",
     "Direction": "inbound",
 }
-MESSAGE_SID = "SM" + "2" * 32
-
-
-class RecordingHttpClient(HttpClient):
-    """A twilio HttpClient that records each request and answers with a canned response."""
-
-    def __init__(self) -> None:
-        super().__init__(logging.getLogger("tests.fake_twilio"), is_async=False)
-        self.requests: list[TwilioRequest] = []
-        self.answer: TwilioResponse | Exception = TwilioResponse(
-            201, json.dumps({"sid": MESSAGE_SID, "status": "queued"})
-        )
-
-    def request(self, method: str, uri: str, **kwargs: Any) -> TwilioResponse:
-        self.requests.append(TwilioRequest(method, uri, **kwargs))
-        if isinstance(self.answer, Exception):
-            raise self.answer
-        return self.answer
 
 
 def with_settings(**changes: Any) -> pytest.MarkDecorator:
@@ -59,23 +37,14 @@ def with_settings(**changes: Any) -> pytest.MarkDecorator:
 
 
 @pytest.fixture
-def settings(settings: Settings, request: pytest.FixtureRequest) -> Settings:
-    return settings.with_overrides(**getattr(request, "param", {}))
-
-
-@pytest.fixture
-def fake_http() -> RecordingHttpClient:
-    return RecordingHttpClient()
-
-
-@pytest.fixture
-def app(
-    settings: Settings, make_app: Callable[..., webtest.TestApp], fake_http: RecordingHttpClient
-) -> webtest.TestApp:
-    """The app with a real twilio Client on the recording HttpClient (given credentials)."""
-    if not settings.has_credentials:
-        return make_app(settings)
-    return make_app(settings, twilio=Client(ACCOUNT_SID, AUTH_TOKEN, http_client=fake_http))
+def settings(
+    settings: Settings, request: pytest.FixtureRequest, sandbox: SandboxServer
+) -> Settings:
+    """The tests' settings, changed by with_settings, with the sandbox as Twilio (given an
+    account: `with_settings(account_sid=None)` keeps none). The app checks webhooks with the
+    sandbox's auth token then, and post_webhook signs with it."""
+    changed = settings.with_overrides(**getattr(request, "param", {}))
+    return sandbox.settings(changed) if changed.has_credentials else changed
 
 
 def twiml(reply: webtest.TestResponse) -> ET.Element:
@@ -245,59 +214,98 @@ def test_option_2_records_and_the_action_thanks_and_logs(
 
 
 def test_option_3_texts_the_link_through_the_rest_api(
-    post_webhook: Post, fake_http: RecordingHttpClient, settings: Settings
+    post_webhook: Post, sandbox: SandboxServer, settings: Settings
 ) -> None:
     root = press(post_webhook, "3")
     assert "sent you a text message" in spoken(root)
     assert verbs(root)[-1] == "Hangup"
-    [sent] = fake_http.requests
-    assert sent.method == "POST"
-    assert sent.url == f"https://api.twilio.com/2010-04-01/Accounts/{ACCOUNT_SID}/Messages.json"
-    assert sent.auth == (ACCOUNT_SID, AUTH_TOKEN)
-    assert isinstance(sent.data, dict)
-    assert sent.data["To"] == CALLER
-    assert sent.data["From"] == PHONE_NUMBER
-    assert settings.sms_link in sent.data["Body"]
-    assert sent.data["StatusCallback"] == PUBLIC_URL + "/status"
+    [sent] = sandbox.state.messages()
+    assert sent.direction == "outbound-api"
+    assert (sent.to, sent.from_) == (CALLER, sandbox.state.phone_number)
+    assert settings.sms_link in sent.body
+    assert sent.status_callback == PUBLIC_URL + "/status"
+
+
+def test_option_3_records_the_text_as_an_outbound_message(
+    post_webhook: Post, sandbox: SandboxServer, store: Store
+) -> None:
+    press(post_webhook, "3")
+    [sent] = sandbox.state.messages()
+    recorded = store.message(sent.sid)
+    assert recorded is not None
+    assert (recorded.direction, recorded.to_number, recorded.from_number) == (
+        "outbound",
+        CALLER,
+        sandbox.state.phone_number,
+    )
+    assert (recorded.body, recorded.status) == (sent.body, sent.status)
+
+
+def test_option_3_does_not_text_a_caller_who_opted_out(
+    post_webhook: Post, sandbox: SandboxServer, store: Store, caplog: pytest.LogCaptureFixture
+) -> None:
+    store.set_opt_out(CALLER, True, keyword="STOP")
+    with caplog.at_level(logging.INFO, logger="dialtone.voice"):
+        root = press(post_webhook, "3")
+    assert "asked not to get text messages" in spoken(root)
+    assert "START" in spoken(root)
+    assert verbs(root)[-1] == "Hangup"
+    assert sandbox.faults.seen == []  # nothing reached Twilio
+    assert store.messages() == []
+    assert "opted out" in caplog.text
+    # Back in (START): the link is texted again.
+    store.set_opt_out(CALLER, False, keyword="START")
+    assert "sent you a text message" in spoken(press(post_webhook, "3"))
+    assert len(sandbox.state.messages()) == 1
 
 
 def test_option_3_on_a_call_dialtone_placed_texts_the_callee(
-    post_webhook: Post, fake_http: RecordingHttpClient
+    post_webhook: Post, sandbox: SandboxServer
 ) -> None:
     callee = "+15553334444"
     press(post_webhook, "3", From=PHONE_NUMBER, To=callee, Direction="outbound-api")
-    [sent] = fake_http.requests
-    assert isinstance(sent.data, dict)
-    assert sent.data["To"] == callee
+    [sent] = sandbox.state.messages()
+    assert sent.to == callee
 
 
-def test_option_3_twilio_error_is_a_polite_sorry(
-    post_webhook: Post, fake_http: RecordingHttpClient, caplog: pytest.LogCaptureFixture
+def test_option_3_twilio_error_is_a_polite_sorry_and_recorded(
+    sandbox: SandboxServer,
+    settings: Settings,
+    store: Store,
+    make_app: Callable[..., webtest.TestApp],
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
-    fake_http.answer = TwilioResponse(
-        400,
-        json.dumps(
-            {
-                "code": 21211,
-                "message": "The 'To' number is not a valid phone number.",
-                "more_info": "https://www.twilio.com/docs/errors/21211",
-                "status": 400,
-            }
-        ),
-    )
+    # A From that is not a number on the account: Twilio refuses with 21606.
+    app = make_app(settings.with_overrides(phone_number="+15550009999"), store=store)
+    post = signed_post(app, settings.auth_token or "")
     with caplog.at_level(logging.WARNING, logger="dialtone.voice"):
-        root = press(post_webhook, "3")
+        root = press(post, "3")
     assert "Sorry, I could not send you a text message" in spoken(root)
-    assert "21211" in caplog.text or "not a valid phone number" in caplog.text
+    assert "not a valid, SMS-capable" in caplog.text
+    assert sandbox.state.messages() == []
+    [refused] = store.messages()
+    assert (refused.status, refused.error_code, refused.to_number) == ("failed", 21606, CALLER)
+
+
+def test_option_3_twilio_server_error_is_a_polite_sorry(
+    post_webhook: Post, sandbox: SandboxServer, store: Store
+) -> None:
+    # Not retried: Twilio may have sent it (see dialtone.twilio_api).
+    sandbox.faults.fail_next(1, status=503)
+    root = press(post_webhook, "3")
+    assert "Sorry, I could not send you a text message" in spoken(root)
+    assert sandbox.state.messages() == []
+    [refused] = store.messages()
+    assert (refused.status, refused.error_code) == ("failed", 20503)
 
 
 @pytest.mark.parametrize("caller", ["anonymous", "client:alice", ""])
 def test_option_3_does_not_text_a_caller_without_a_number(
-    post_webhook: Post, fake_http: RecordingHttpClient, caller: str
+    post_webhook: Post, sandbox: SandboxServer, caller: str
 ) -> None:
     root = press(post_webhook, "3", From=caller)
     assert "Sorry, I could not send you a text message" in spoken(root)
-    assert fake_http.requests == []
+    assert sandbox.faults.seen == []
 
 
 @with_settings(account_sid=None)
@@ -331,11 +339,7 @@ def test_option_3_timeout_is_a_polite_sorry(
     params = {**CALL, "Digits": "3"}
     path = "/voice_url/menu?attempt=1"
     with caplog.at_level(logging.WARNING, logger="dialtone.voice"):
-        reply = app.post(
-            path,
-            params,
-            headers={"X-Twilio-Signature": sign(AUTH_TOKEN, PUBLIC_URL + path, params)},
-        )
+        reply = signed_post(app, settings.auth_token or "")(path, params)
     assert "Sorry, I could not send you a text message" in spoken(twiml(reply))
     assert "timed out" in caplog.text
 
@@ -416,11 +420,11 @@ def test_strangers_cannot_pick_up_callers_on_hold(post_webhook: Post) -> None:
 
 @with_settings(link_texts_per_hour=2)
 def test_the_link_is_texted_a_bounded_number_of_times_per_caller(
-    post_webhook: Post, fake_http: RecordingHttpClient
+    post_webhook: Post, sandbox: SandboxServer
 ) -> None:
     answers = [spoken(press(post_webhook, "3")) for _ in range(3)]
     assert ["sent you a text" in answer for answer in answers] == [True, True, False]
-    assert len(fake_http.requests) == 2
+    assert len(sandbox.state.messages()) == 2
 
 
 # --- security and errors --------------------------------------------------------------------
@@ -451,15 +455,25 @@ def test_attempt_query_is_signed(post_webhook: Post) -> None:
     post_webhook("/voice_url?attempt=2", CALL, url=PUBLIC_URL + "/voice_url?attempt=1", status=403)
 
 
+class FallingOverStore(Store):
+    """A record that fails in a way nobody planned for (not a StoreError) on every call."""
+
+    def record_call(self, *args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError("the record fell over")
+
+
 def test_an_exception_in_a_voice_route_is_an_apology_and_a_logged_traceback(
-    post_webhook: Post, fake_http: RecordingHttpClient, caplog: pytest.LogCaptureFixture
+    settings: Settings,
+    make_app: Callable[..., webtest.TestApp],
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
-    fake_http.answer = RuntimeError("the HTTP client fell over")
-    with caplog.at_level(logging.ERROR, logger="dialtone.signature"):
-        root = press(post_webhook, "3")
+    with FallingOverStore(settings.database_path) as broken:
+        app = make_app(settings, store=broken)
+        with caplog.at_level(logging.ERROR, logger="dialtone.signature"):
+            root = twiml(signed_post(app, settings.auth_token or "")("/voice_url", CALL))
     assert verbs(root) == ["Say", "Hangup"]
     assert "Sorry, something went wrong" in spoken(root)
     [record] = [r for r in caplog.records if r.exc_info]
-    assert "/voice_url/menu" in record.getMessage()
-    assert "RuntimeError: the HTTP client fell over" in caplog.text
+    assert "/voice_url" in record.getMessage()
+    assert "RuntimeError: the record fell over" in caplog.text
     assert "Traceback" in caplog.text

@@ -20,7 +20,7 @@ from collections.abc import Callable, Iterable
 from http import HTTPStatus
 from typing import Any
 
-from dialtone.sandbox.twilio_errors import MORE_INFO
+from dialtone.sandbox.rest_errors import TwilioError
 
 # Twilio's error codes for these statuses (https://www.twilio.com/docs/errors/<code>).
 CODES = {429: 20429, 500: 20500, 502: 20500, 503: 20503, 504: 20504}
@@ -58,14 +58,7 @@ class Faults:
             return self.app(environ, start_response)
         status, retry_after = fault
         code = CODES[status]
-        body = json.dumps(
-            {
-                "code": code,
-                "message": HTTPStatus(status).phrase,
-                "more_info": MORE_INFO.format(code=code),
-                "status": status,
-            }
-        ).encode()
+        body = json.dumps(TwilioError(status, code, HTTPStatus(status).phrase).body()).encode()
         headers = [("Content-Type", "application/json"), ("Content-Length", str(len(body)))]
         if retry_after is not None:
             headers.append(("Retry-After", f"{retry_after:g}"))

@@ -13,8 +13,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from dialtone.sandbox import twiml
-from dialtone.sandbox.codes import Notice, TwilioFailure
 from dialtone.sandbox.webhook_client import Hook, WebhookClient
+from dialtone.sandbox.webhook_errors import Notice, TwilioFailure
 
 API_VERSION = "2010-04-01"
 MAX_DOCUMENTS = 50  # 14106: a reply may fetch at most this many documents

@@ -4,7 +4,7 @@
 HTTP Basic auth (the state's Account SID and auth token). Every request and every response is
 checked against Twilio's OpenAPI description; disagreements go to the `ViolationLog` (tests fail
 on them) and the logs. Mistakes Twilio rejects are rejected with Twilio's error body and codes
-(see twilio_errors.py).
+(see rest_errors.py).
 """
 
 from __future__ import annotations
@@ -19,11 +19,11 @@ from urllib.parse import urlencode, urlsplit
 from bottle import Bottle, HTTPError, HTTPResponse, request
 
 from dialtone.phone_numbers import WHATSAPP_PREFIX, is_destination, is_e164
-from dialtone.sandbox import twilio_errors as err
+from dialtone.sandbox import rest_errors as err
 from dialtone.sandbox.openapi import Spec, ViolationLog, load_spec
 from dialtone.sandbox.resources import API_ROOT, CALL_ENDED
+from dialtone.sandbox.rest_errors import TwilioError
 from dialtone.sandbox.state import SandboxState, UnknownSid
-from dialtone.sandbox.twilio_errors import TwilioError
 
 log = logging.getLogger("dialtone.sandbox.rest")
 
@@ -416,11 +416,6 @@ def _error_page(error: HTTPError) -> str:
     """Bottle's own errors (405, 500) as Twilio's JSON error body, never an HTML page."""
     if error.status_code >= 500:
         log.error("sandbox error on %s %s", request.method, request.path, exc_info=error.exception)
-    body = {
-        "code": error.status_code,
-        "message": error.status_line.split(" ", 1)[-1],
-        "more_info": err.MORE_INFO.format(code=error.status_code),
-        "status": error.status_code,
-    }
+    message = error.status_line.split(" ", 1)[-1]
     error.content_type = "application/json; charset=utf-8"
-    return json.dumps(body)
+    return json.dumps(TwilioError(error.status_code, error.status_code, message).body())

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 from urllib.parse import urljoin, urlsplit
 
-from dialtone.sandbox.codes import ERRORS, Notice, failure
+from dialtone.sandbox.webhook_errors import ERRORS, Notice, failure
 
 Kind = Literal["voice", "messaging"]
 

@@ -22,7 +22,7 @@ from urllib.parse import urlencode, urljoin, urlsplit, urlunsplit
 from twilio.request_validator import RequestValidator
 
 from dialtone.sandbox import twiml
-from dialtone.sandbox.codes import Notice, TwilioFailure, failure
+from dialtone.sandbox.webhook_errors import Notice, TwilioFailure, failure
 
 USER_AGENT = "TwilioProxy/1.1"
 MAX_BODY = 64 * 1024  # 11750 beyond this
@@ -56,7 +56,6 @@ class Fetched:
 
     document: twiml.Document
     notices: tuple[Notice, ...] = ()
-    used_fallback: bool = False
 
 
 @dataclass
@@ -95,7 +94,7 @@ class WebhookClient:
             except TwilioFailure as fallback:
                 raise TwilioFailure(fallback.notice, (primary.notice,)) from None
             notices = (primary.notice, *fetched.notices)
-            return Fetched(fetched.document, notices, used_fallback=True)
+            return Fetched(fetched.document, notices)
 
     def _fetch_one(
         self, url: str, params: Mapping[str, str], method: str, kind: twiml.Kind

@@ -1,4 +1,7 @@
-"""The Twilio REST error codes the sandbox answers with, as Twilio documents them.
+"""The errors the sandbox's REST API answers a bad request with: Twilio's 2xxxx codes.
+
+These are HTTP answers to the app's REST requests. What the carrier reports when the app's
+webhook or TwiML fails (11xxx-14xxx, shown to the phone) is in `webhook_errors.py`.
 
 Each code was looked up on https://www.twilio.com/docs/errors/<code>; the comment says when Twilio
 uses it. An error answer is Twilio's JSON body `{code, message, more_info, status}`, which the

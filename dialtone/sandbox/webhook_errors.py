@@ -1,4 +1,7 @@
-"""Twilio's error and warning codes the sandbox reports, and the record it reports them in.
+"""The errors the sandbox's carrier reports about the app's webhooks and TwiML (11xxx-14xxx).
+
+These are notices, as in Twilio's debugger, shown to the phone and logged; they are never an HTTP
+answer to the app. The errors the REST API answers a bad request with are in `rest_errors.py`.
 
 Every code below is Twilio's own, from its Error and Warning Dictionary
 (https://www.twilio.com/docs/api/errors); none is made up. Problems the sandbox finds that Twilio
@@ -9,8 +12,6 @@ reported with `code=None` and say so in their message.
 from __future__ import annotations
 
 from dataclasses import dataclass
-
-MORE_INFO = "https://www.twilio.com/docs/api/errors/{code}"
 
 ERRORS: dict[int, str] = {
     # --- Fetching the webhook ---

@@ -1,0 +1,80 @@
+"""`make sandbox`: run the local sandbox (Twilio's API, the carrier, the phone API) on its own.
+
+Point any app at it with the settings it prints; `--app URL` also points the sandbox number's
+voice, SMS and status webhooks at that app (URL/voice_url, URL/sms_url, URL/status). Open the
+phone with `make phone`. Ctrl-C stops it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import signal
+import sys
+import threading
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from rich.console import Console
+from rich.panel import Panel
+from rich.text import Text
+
+from dialtone import cli, logs
+from dialtone.number_config import pointing_at
+from dialtone.sandbox.dev import start_for_dev
+from dialtone.settings import absolute_url
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    """The command line."""
+    parser = argparse.ArgumentParser(prog="make sandbox", description=__doc__)
+    parser.add_argument(
+        "--app",
+        metavar="URL",
+        type=absolute_url,
+        help="point the sandbox number's webhooks at the app at this base URL",
+    )
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Serve the sandbox until Ctrl-C or SIGTERM."""
+    args = parse_args(argv)
+    settings = cli.load_settings()
+    logs.configure(settings.log_level)
+    console = Console(stderr=True)
+    sandbox = start_for_dev(settings)
+    try:
+        state = sandbox.server.state
+        app_settings = sandbox.settings_for_app(settings)
+        if args.app:
+            number = state.number_by_phone(str(state.phone_number))
+            assert number is not None
+            state.update_number(number.sid, **pointing_at(args.app))
+        lines = Text()
+        lines.append("Use these settings in the app's environment (or .env):\n", style="bold")
+        for name, value in (
+            ("TWILIO_ACCOUNT_SID", app_settings.account_sid),
+            ("TWILIO_AUTH_TOKEN", app_settings.auth_token),
+            ("TWILIO_PHONE_NUMBER", app_settings.phone_number),
+            ("TWILIO_API_URL", app_settings.twilio_api_url),
+        ):
+            lines.append(f"  {name}={value}\n", style="green")
+        if args.app:
+            lines.append(f"\nThe number's webhooks point at {args.app}.\n", style="cyan")
+        for hint in sandbox.hints:
+            lines.append(f"\n{hint}", style="yellow")
+        console.print(Panel(lines, title="[bold]Dialtone sandbox[/bold]", expand=False))
+        stop = threading.Event()
+        signal.signal(signal.SIGTERM, lambda *_: stop.set())
+        with contextlib.suppress(KeyboardInterrupt):  # Ctrl-C: stop as SIGTERM does
+            stop.wait()
+    finally:
+        sandbox.stop()
+    console.print("Sandbox stopped.", style="dim")
+    return 0
+
+
+if __name__ == "__main__":
+    cli.run(main)

@@ -1,0 +1,420 @@
+"""`make dev` with an account: scripts/dev.py as a real subprocess, the sandbox as Twilio, and the
+real pyngrok driving the fake ngrok agent."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from dialtone.number_config import WEBHOOK_FIELDS, backup_path
+from dialtone.sandbox.phone_client import PhoneClient
+from dialtone.sandbox.server import SandboxServer
+from tests.conftest import REPO
+from tests.dev_process import DevProcess
+from tests.fake_ngrok import FakeNgrok, is_running
+from tests.live_server import free_socket, urlopen
+from tests.twilio_signing import sign
+
+ORIGINAL = {
+    "voice_url": "https://old.example.com/voice",
+    "voice_method": "GET",
+    "sms_url": "https://old.example.com/sms",
+    "sms_method": "POST",
+    "status_callback": "https://old.example.com/status",
+    "status_callback_method": "POST",
+    "voice_fallback_url": "https://old.example.com/fallback",
+    "voice_fallback_method": "POST",
+}
+
+
+def free_port() -> int:
+    sock = free_socket()
+    port = int(sock.getsockname()[1])
+    sock.close()
+    return port
+
+
+@pytest.fixture
+def number_fields(sandbox: SandboxServer) -> dict[str, str]:
+    """The sandbox number set up as a developer's number might be; its fields."""
+    found = sandbox.state.number_by_phone(str(sandbox.state.phone_number))
+    assert found is not None
+    sandbox.state.update_number(found.sid, **ORIGINAL)
+    return fields(sandbox)
+
+
+def fields(sandbox: SandboxServer) -> dict[str, str]:
+    found = sandbox.state.number_by_phone(str(sandbox.state.phone_number))
+    assert found is not None
+    data = found.to_json()
+    return {name: data[name] for name in WEBHOOK_FIELDS}
+
+
+@pytest.fixture
+def dev_env(sandbox: SandboxServer, fake_ngrok: FakeNgrok, tmp_path: Path) -> dict[str, str]:
+    """The environment of a developer with an account (the sandbox) and ngrok (the fake)."""
+    env = fake_ngrok.environ()
+    for name in list(env):
+        if name.startswith(("TWILIO_", "PUBLIC_URL", "API_TOKEN")):
+            del env[name]
+    settings = sandbox.settings()
+    env.update(
+        TWILIO_ACCOUNT_SID=str(settings.account_sid),
+        TWILIO_AUTH_TOKEN=str(settings.auth_token),
+        TWILIO_PHONE_NUMBER=str(settings.phone_number),
+        TWILIO_API_URL=sandbox.url,
+        PORT=str(free_port()),
+        RULES_FILE=str(REPO / "rules.toml"),
+        DATABASE_PATH=str(tmp_path / "dialtone.db"),
+    )
+    return env
+
+
+@pytest.fixture
+def workdir(tmp_path: Path) -> Path:
+    """Where the developer runs make dev (the backup goes in .dialtone/ here)."""
+    path = tmp_path / "work"
+    path.mkdir()
+    return path
+
+
+@pytest.fixture
+def dev(dev_env: dict[str, str], workdir: Path) -> Iterator[DevProcess]:
+    process = DevProcess(dev_env, workdir)
+    yield process
+    process.kill_group()
+
+
+def public_url_of(process: DevProcess) -> str:
+    match = re.search(r"Public URL\s+(https://\S+)", process.output)
+    assert match, process.output
+    return match.group(1)
+
+
+def post_through_tunnel(
+    fake_ngrok: FakeNgrok, public_url: str, path: str, params: dict[str, str], token: str
+) -> tuple[int, str]:
+    """POST a form to the public URL as Twilio would (signed for it), through the fake agent."""
+    data = urllib.parse.urlencode(params).encode()
+    request = urllib.request.Request(
+        fake_ngrok.forwarder(public_url) + path,
+        data=data,
+        headers={"X-Twilio-Signature": sign(token, public_url + path, params)},
+    )
+    try:
+        with urlopen(request, timeout=10) as reply:
+            return reply.status, reply.read().decode()
+    except urllib.error.HTTPError as error:
+        return error.code, error.read().decode()
+
+
+SMS = {
+    "MessageSid": "SM" + "a" * 32,
+    "AccountSid": "AC" + "0" * 32,
+    "From": "+15557654321",
+    "To": "+15005550006",
+    "Body": "hours",
+    "NumMedia": "0",
+}
+
+
+def test_points_the_number_serves_through_the_tunnel_and_restores_on_ctrl_c(
+    dev: DevProcess,
+    sandbox: SandboxServer,
+    fake_ngrok: FakeNgrok,
+    number_fields: dict[str, str],
+    dev_env: dict[str, str],
+    workdir: Path,
+) -> None:
+    dev.wait_for("Ready in")
+    public = public_url_of(dev)
+    assert public.startswith("https://")
+    now = fields(sandbox)
+    assert now["sms_url"] == public + "/sms_url"
+    assert now["voice_url"] == public + "/voice_url"
+    assert now["status_callback"] == public + "/status"
+    assert now["voice_fallback_url"] == ORIGINAL["voice_fallback_url"]
+    assert backup_path(dev_env["TWILIO_PHONE_NUMBER"], workdir / ".dialtone").exists()
+
+    status, body = post_through_tunnel(
+        fake_ngrok, public, "/sms_url", SMS, dev_env["TWILIO_AUTH_TOKEN"]
+    )
+    assert status == 200, body
+    assert "<Message>" in body
+    dev.wait_for("/sms_url")  # the request log line
+    forged, _ = post_through_tunnel(fake_ngrok, public, "/sms_url", SMS, "not-the-token")
+    assert forged == 403
+    dev.wait_for("rejected")
+
+    agent = fake_ngrok.pid()
+    assert dev.stop(signal.SIGINT) == 0
+    assert fields(sandbox) == number_fields
+    assert not (workdir / ".dialtone" / "number-15005550006.json").exists()
+    assert agent is not None
+    assert not is_running(agent) or _is_zombie(agent)
+    assert "The number is back as it was" in dev.output
+
+
+def test_sigterm_restores_too(
+    dev: DevProcess, sandbox: SandboxServer, number_fields: dict[str, str]
+) -> None:
+    dev.wait_for("Ready in")
+    assert dev.stop(signal.SIGTERM) == 0
+    assert fields(sandbox) == number_fields
+
+
+def test_only_sms_leaves_voice_alone(
+    dev_env: dict[str, str], workdir: Path, sandbox: SandboxServer, number_fields: dict[str, str]
+) -> None:
+    process = DevProcess(dev_env, workdir, "--sms-only")
+    try:
+        process.wait_for("Ready in")
+        now = fields(sandbox)
+        assert now["voice_url"] == ORIGINAL["voice_url"]
+        assert now["sms_url"].endswith("/sms_url")
+        assert now["sms_url"] != ORIGINAL["sms_url"]
+        assert process.stop() == 0
+        assert fields(sandbox) == number_fields
+    finally:
+        process.kill_group()
+
+
+def test_public_url_flag_skips_ngrok(
+    dev_env: dict[str, str],
+    workdir: Path,
+    sandbox: SandboxServer,
+    number_fields: dict[str, str],
+    fake_ngrok: FakeNgrok,
+) -> None:
+    process = DevProcess(dev_env, workdir, "--public-url", "https://my-tunnel.example.com")
+    try:
+        process.wait_for("Ready in")
+        assert fields(sandbox)["sms_url"] == "https://my-tunnel.example.com/sms_url"
+        assert fake_ngrok.pid() is None
+        assert process.stop() == 0
+        assert fields(sandbox) == number_fields
+    finally:
+        process.kill_group()
+
+
+def test_after_kill_9_make_restore_puts_the_number_back_and_the_next_run_reuses_the_backup(
+    dev: DevProcess,
+    sandbox: SandboxServer,
+    number_fields: dict[str, str],
+    dev_env: dict[str, str],
+    workdir: Path,
+) -> None:
+    dev.wait_for("Ready in")
+    dev.kill_group()  # SIGKILL: no chance to restore
+    backup = backup_path(dev_env["TWILIO_PHONE_NUMBER"], workdir / ".dialtone")
+    assert backup.exists()
+    assert fields(sandbox) != number_fields
+    saved = backup.read_text()
+
+    # The next make dev notices the backup and keeps it as the original.
+    again = DevProcess(dev_env, workdir)
+    try:
+        again.wait_for("Ready in")
+        assert "earlier run that did not finish" in again.output
+        assert backup.read_text() == saved
+        again.kill_group()
+    finally:
+        again.kill_group()
+
+    make = shutil.which("make")
+    assert make is not None
+    env = {**dev_env, "PYTHON": os.environ.get("PYTHON", "python3")}
+    restore = _run([make, "-s", "-C", str(REPO), "restore", f"FILE={backup}"], env=env)
+    assert restore.returncode == 0, restore.stdout + restore.stderr
+    assert fields(sandbox) == number_fields
+
+
+def _run(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(args, env=env, capture_output=True, text=True, timeout=120, check=False)
+
+
+def _is_zombie(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split()[2] == "Z"
+    except FileNotFoundError:
+        return True
+
+
+# --- failures: one paragraph, a non-zero exit, nothing changed on the number ----------------
+
+
+def _fails(env: dict[str, str], workdir: Path, *args: str) -> DevProcess:
+    process = DevProcess(env, workdir, *args)
+    code = process.finish()
+    assert code != 0, process.output
+    assert "Traceback" not in process.output
+    return process
+
+
+def test_no_ngrok_authtoken(
+    dev_env: dict[str, str], workdir: Path, sandbox: SandboxServer, number_fields: dict[str, str]
+) -> None:
+    env = {k: v for k, v in dev_env.items() if k != "NGROK_AUTHTOKEN"}
+    process = _fails(env, workdir)
+    assert "NGROK_AUTHTOKEN" in process.output
+    assert "--public-url" in process.output
+    assert fields(sandbox) == number_fields
+
+
+@pytest.mark.parametrize(
+    ("failure", "phrase"),
+    [("session-limit", "ERR_NGROK_108"), ("authtoken-required", "ERR_NGROK_4018")],
+)
+def test_ngrok_refuses(
+    dev_env: dict[str, str],
+    workdir: Path,
+    sandbox: SandboxServer,
+    number_fields: dict[str, str],
+    failure: str,
+    phrase: str,
+) -> None:
+    process = _fails({**dev_env, "FAKE_NGROK_FAIL": failure}, workdir)
+    assert phrase in process.output or phrase.split("_")[-1] in process.output
+    assert fields(sandbox) == number_fields
+
+
+def test_ngrok_cannot_be_downloaded(
+    dev_env: dict[str, str], workdir: Path, sandbox: SandboxServer, number_fields: dict[str, str]
+) -> None:
+    env = {k: v for k, v in dev_env.items() if k != "NGROK_PATH"}
+    process = _fails(env, workdir)
+    assert "offline" in process.output.lower() or "download" in process.output.lower()
+    assert "--public-url" in process.output
+    assert fields(sandbox) == number_fields
+
+
+def test_bad_twilio_credentials(
+    dev_env: dict[str, str], workdir: Path, sandbox: SandboxServer, number_fields: dict[str, str]
+) -> None:
+    process = _fails({**dev_env, "TWILIO_AUTH_TOKEN": "wrong"}, workdir)
+    assert "20003" in process.output
+    assert fields(sandbox) == number_fields
+
+
+def test_number_not_on_the_account(
+    dev_env: dict[str, str], workdir: Path, sandbox: SandboxServer, number_fields: dict[str, str]
+) -> None:
+    process = _fails({**dev_env, "TWILIO_PHONE_NUMBER": "+15550001234"}, workdir)
+    assert "not a number on this Twilio account" in process.output
+    assert fields(sandbox) == number_fields
+
+
+def test_port_taken(
+    dev_env: dict[str, str], workdir: Path, sandbox: SandboxServer, number_fields: dict[str, str]
+) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen(1)
+        port = taken.getsockname()[1]
+        process = _fails({**dev_env, "PORT": str(port)}, workdir)
+    assert f"Port {port}" in process.output
+    assert fields(sandbox) == number_fields
+
+
+# --- without an account: the sandbox, same code path, no tunnel ---------------------------
+
+
+@pytest.fixture
+def sandbox_env(tmp_path: Path) -> dict[str, str]:
+    """A newcomer's environment: no Twilio credentials, no ngrok, no internet."""
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if not key.startswith(("TWILIO_", "NGROK_", "PUBLIC_URL", "API_TOKEN"))
+    }
+    env.update(
+        PORT=str(free_port()),
+        SANDBOX_PORT=str(free_port()),
+        RULES_FILE=str(tmp_path / "rules.toml"),
+        DATABASE_PATH=str(tmp_path / "dialtone.db"),
+    )
+    shutil.copy(REPO / "rules.toml", tmp_path / "rules.toml")
+    return env
+
+
+def test_without_credentials_runs_against_the_sandbox(
+    sandbox_env: dict[str, str], workdir: Path, tmp_path: Path
+) -> None:
+    process = DevProcess(sandbox_env, workdir)
+    try:
+        process.wait_for("Ready in")
+        assert "sandbox" in process.output
+        assert "make phone" in process.output
+        phone = PhoneClient(f"http://127.0.0.1:{sandbox_env['SANDBOX_PORT']}")
+        phone.send_sms("hours")
+        reply = phone.wait_for(lambda e: e["type"] == "message", timeout=10)
+        assert "open" in reply["body"]
+
+        # Editing the rules file takes effect on the next text, with no restart.
+        rules = tmp_path / "rules.toml"
+        rules.write_text(rules.read_text().replace("We're open", "Now open"))
+        phone.send_sms("hours")
+        again = phone.wait_for(
+            lambda e: e["type"] == "message" and e["sid"] != reply["sid"], timeout=10
+        )
+        assert again["body"].startswith("Now open")
+        assert process.stop() == 0
+    finally:
+        process.kill_group()
+
+
+def test_editing_a_route_reloads_the_app_but_not_the_tunnel_or_the_number(
+    dev_env: dict[str, str],
+    tmp_path: Path,
+    sandbox: SandboxServer,
+    number_fields: dict[str, str],
+    fake_ngrok: FakeNgrok,
+) -> None:
+    # A copy of the project, so the test can edit a route as a developer would.
+    project = tmp_path / "project"
+    project.mkdir()
+    for part in ("server.py", "rules.toml", "dialtone", "routes", "scripts"):
+        source = REPO / part
+        if source.is_dir():
+            shutil.copytree(source, project / part, ignore=shutil.ignore_patterns("__pycache__"))
+        else:
+            shutil.copy(source, project / part)
+    process = DevProcess(dev_env, project, repo=project)
+    try:
+        process.wait_for("Ready in")
+        public = public_url_of(process)
+        agent = fake_ngrok.pid()
+        pointed = fields(sandbox)
+        health = project / "routes" / "health.py"
+        edited = health.read_text().replace('"status": "ok"', '"status": "edited"')
+        deadline = time.monotonic() + 20
+        body = ""
+        while time.monotonic() < deadline and "edited" not in body:
+            # Written again until it shows: hupper learns which files the app imported a
+            # moment after it starts, and an edit made before that is not noticed.
+            health.write_text(edited)
+            time.sleep(0.3)
+            try:
+                with urlopen(fake_ngrok.forwarder(public) + "/healthz", timeout=2) as reply:
+                    body = reply.read().decode()
+            except OSError:
+                continue  # the app is restarting
+        assert "edited" in body
+        assert fake_ngrok.pid() == agent  # same tunnel
+        assert fields(sandbox) == pointed  # the number was not touched again
+        assert process.stop() == 0
+        assert fields(sandbox) == number_fields
+    finally:
+        process.kill_group()

@@ -1,0 +1,140 @@
+"""scripts/phone.py as a user runs it: a real subprocess typing into stdin, against a running
+sandbox and the real app."""
+
+from __future__ import annotations
+
+import os
+import queue
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import requests
+
+from dialtone.sandbox.state import PHONE_USER_NUMBER
+from tests.conftest import API_TOKEN, REPO
+from tests.live_server import free_socket
+from tests.sandbox_world import World
+
+
+class Terminal:
+    """The phone running in a subprocess: type lines, wait for output."""
+
+    def __init__(self, args: list[str], cwd: Path) -> None:
+        env = {
+            **os.environ,
+            "COLUMNS": "200",
+            "NO_COLOR": "1",
+            "SANDBOX_URL": "",
+            "PYTHONUTF8": "1",
+        }
+        self.process = subprocess.Popen(
+            [sys.executable, str(REPO / "scripts" / "phone.py"), *args],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            encoding="utf-8",
+            cwd=cwd,
+            env=env,
+        )
+        self.lines: queue.Queue[str] = queue.Queue()
+        self.seen: list[str] = []
+        assert self.process.stdout is not None
+        threading.Thread(target=self._read, args=(self.process.stdout,), daemon=True).start()
+
+    def _read(self, stream: object) -> None:
+        for line in stream:  # type: ignore[attr-defined]
+            self.lines.put(line.rstrip("\n"))
+
+    def type(self, line: str) -> None:
+        assert self.process.stdin is not None
+        self.process.stdin.write(line + "\n")
+        self.process.stdin.flush()
+
+    def expect(self, text: str, timeout: float = 10.0) -> str:
+        deadline = time.monotonic() + timeout
+        while (left := deadline - time.monotonic()) > 0:
+            try:
+                line = self.lines.get(timeout=left)
+            except queue.Empty:
+                break
+            self.seen.append(line)
+            if text in line:
+                return line
+        shown = "\n".join(self.seen[-30:])
+        raise AssertionError(f"{text!r} did not appear; the phone showed:\n{shown}")
+
+    def finish(self, timeout: float = 10.0) -> int:
+        try:
+            return self.process.wait(timeout)
+        finally:
+            if self.process.poll() is None:
+                self.process.kill()
+                self.process.wait()
+
+
+@pytest.fixture
+def terminal(world: World, tmp_path: Path) -> Iterator[Terminal]:
+    phone = Terminal(["--sandbox", world.sandbox.url], tmp_path)
+    try:
+        yield phone
+    finally:
+        if phone.process.poll() is None:
+            phone.process.kill()
+            phone.process.wait()
+
+
+def test_the_phone_texts_calls_and_walks_the_menu(world: World, terminal: Terminal) -> None:
+    terminal.expect("Dialtone phone")
+    terminal.type("joke")
+    terminal.expect("It lost its contacts.")
+    terminal.type("/call")
+    terminal.expect("Press 1 to hear a message.")
+    terminal.expect("Press keys")
+    terminal.type("1")
+    terminal.expect("answered by Dialtone")
+    terminal.expect("Call ended: completed")
+    terminal.type("/quit")
+    assert terminal.finish() == 0
+
+
+def test_the_phone_answers_a_call_from_make_call(world: World, terminal: Terminal) -> None:
+    terminal.expect("Dialtone phone")
+    requests.post(
+        world.app_url + "/make_call",
+        json={"to": PHONE_USER_NUMBER, "message": "Your table is ready."},
+        headers={"Authorization": f"Bearer {API_TOKEN}"},
+        timeout=5,
+    ).raise_for_status()
+    terminal.expect("Incoming call from")
+    terminal.type("/answer")
+    terminal.expect("Your table is ready.")
+    terminal.expect("Call ended: completed")
+    terminal.type("/quit")
+    assert terminal.finish() == 0
+
+
+def test_the_phone_shows_an_error_notice(world: World, terminal: Terminal) -> None:
+    world.point(sms_url="/broken/500")
+    terminal.expect("Dialtone phone")
+    terminal.type("hello")
+    terminal.expect("Error 11200: HTTP retrieval failure")
+    terminal.type("/quit")
+    assert terminal.finish() == 0
+
+
+def test_without_a_sandbox_the_phone_says_so_and_exits_2(tmp_path: Path) -> None:
+    with free_socket() as sock:
+        port = sock.getsockname()[1]
+    phone = Terminal(["--sandbox", f"http://127.0.0.1:{port}"], tmp_path)
+    assert phone.finish() == 2
+    assert phone.process.stderr is not None
+    message = phone.process.stderr.read()
+    assert f"The sandbox is not running at http://127.0.0.1:{port}" in message
+    assert "make dev" in message
+    assert "Traceback" not in message
