@@ -54,7 +54,7 @@ def render_banner(banner: Banner) -> Panel:
     if banner.ready_seconds is not None:
         table.add_row("Ready in", f"{banner.ready_seconds:.2f} s")
     parts: list[object] = [table]
-    if banner.phone_number and banner.mode != "sandbox":
+    if banner.phone_number and banner.mode == "Twilio":
         parts.append(Text("\nScan to text the number:", style="bold"))
         parts.append(Text(qr_text(banner.phone_number)))
     for hint in banner.hints:

@@ -9,10 +9,12 @@ from __future__ import annotations
 import logging
 import signal
 
+import hupper
 from rich.console import Console
 
 from dialtone import logs
 from dialtone.console import RequestLogHandler
+from dialtone.errors import DialtoneError
 from dialtone.serving import make_server
 from dialtone.settings import Settings
 
@@ -21,22 +23,39 @@ def main() -> None:
     """Serve the app until the reloader stops this process."""
     settings = Settings.from_env()
     logs.configure(settings.log_level)
-    root = logging.getLogger()
-    root.handlers = [RequestLogHandler(Console(stderr=True))]
-    # The request line already shows a rejected signature and the URL it was checked against.
+    console = Console(stderr=True)
+    logging.getLogger().handlers = [RequestLogHandler(console)]
+    # The request line already shows a rejected signature (with the URL it was checked against)
+    # and each status callback's status.
     logging.getLogger("dialtone.signature").setLevel(logging.ERROR)
+    logging.getLogger("dialtone.status").setLevel(logging.WARNING)
     logging.getLogger("waitress").setLevel(logging.WARNING)
+    reloading = hupper.is_active()
+    if reloading:
+        # A broken rules file must be able to bring the app back once it is fixed.
+        hupper.get_reloader().watch_files([str(settings.rules_file)])
     # Imported here so that an edit to a route is picked up by the fresh process hupper starts.
-    from server import create_app
+    from server import close_app, create_app
 
-    server = make_server(create_app(settings), settings)
-    signal.signal(signal.SIGTERM, _stop)  # hupper stops a worker with SIGTERM between reloads
+    try:
+        app = create_app(settings)
+    except DialtoneError as exc:
+        if not reloading:
+            raise
+        console.print(f"\n{exc}\n", style="red", highlight=False)
+        console.print("Fix it and save: the app starts again by itself.", style="yellow")
+        return
+    server = make_server(app, settings)
+    # hupper stops a worker with SIGTERM between reloads; SIGHUP is a closed terminal.
+    signal.signal(signal.SIGTERM, _stop)
+    signal.signal(signal.SIGHUP, _stop)
     try:
         server.run()
     except KeyboardInterrupt:
         pass
     finally:
         server.close()
+        close_app(app)
 
 
 def _stop(signum: int, frame: object) -> None:

@@ -7,17 +7,20 @@ sandbox stopped.
 
 from __future__ import annotations
 
+import shutil
+import tempfile
 from collections.abc import Callable
 from contextlib import ExitStack
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from dialtone.console import Banner
 from dialtone.errors import DialtoneError, SettingsError
-from dialtone.number_config import NumberError
+from dialtone.number_config import BACKUP_DIR, NumberError
 from dialtone.pointing import PointedNumber, point_number
 from dialtone.settings import Settings
-from dialtone.twilio_api import make_client
+from dialtone.twilio_api import is_loopback, make_client
 
 
 @dataclass
@@ -71,6 +74,7 @@ def open_session(
     cleanup: ExitStack,
     *,
     public_url: str | None = None,
+    force_tunnel: bool = False,
     voice: bool = True,
     sms: bool = True,
     say: Callable[[str], Any] = print,
@@ -78,10 +82,27 @@ def open_session(
     """Start the sandbox or reach the account, open the tunnel, point the number."""
     hints: list[str] = []
     inspector_url = None
-    if settings.has_credentials:
+    backup_dir = BACKUP_DIR
+    local_url = f"http://{settings.host}:{settings.port}"
+    if not settings.has_credentials:
+        from dialtone.sandbox.dev import start_for_dev
+
+        mode = "sandbox"
+        sandbox = start_for_dev(settings)
+        cleanup.callback(sandbox.stop)
+        settings = sandbox.settings_for_app(settings)
+        hints = list(sandbox.hints)
+        # The sandbox's number lives as long as this process: a backup of it would outlive it
+        # and confuse the next run, so it is kept only for this run.
+        backup_dir = Path(tempfile.mkdtemp(prefix="dialtone-sandbox-"))
+        cleanup.callback(shutil.rmtree, backup_dir, ignore_errors=True)
+    elif not settings.phone_number:
+        raise SettingsError(["TWILIO_PHONE_NUMBER: set it to the number make dev should use"])
+    elif settings.twilio_api_url and is_loopback(settings.twilio_api_url) and not force_tunnel:
+        # `make sandbox` (or a mock) on this machine: it reaches the app directly, no tunnel.
+        mode = f"local Twilio API at {settings.twilio_api_url}"
+    else:
         mode = "Twilio"
-        if not settings.phone_number:
-            raise SettingsError(["TWILIO_PHONE_NUMBER: set it to the number make dev should use"])
         if public_url is None:
             from dialtone.tunnel import open_tunnel
 
@@ -93,15 +114,7 @@ def open_session(
             )
             cleanup.callback(tunnel.close)
             public_url, inspector_url = tunnel.public_url, tunnel.inspector_url
-    else:
-        from dialtone.sandbox.dev import start_for_dev
-
-        mode = "sandbox"
-        sandbox = start_for_dev(settings)
-        cleanup.callback(sandbox.stop)
-        settings = sandbox.settings_for_app(settings)
-        public_url = public_url or f"http://{settings.host}:{settings.port}"
-        hints = list(sandbox.hints)
+    public_url = public_url or local_url
     assert settings.account_sid  # checked above, or the sandbox's
     assert settings.phone_number
     session = DevSession(
@@ -121,6 +134,7 @@ def open_session(
             session.public_url,
             voice=voice,
             sms=sms,
+            backup_dir=backup_dir,
             notice=say,
         )
         cleanup.callback(_restore, session.pointed)

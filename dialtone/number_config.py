@@ -14,7 +14,9 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
+import requests
 from twilio.base.exceptions import TwilioException
 from twilio.rest import Client
 
@@ -109,6 +111,16 @@ def read_backup(path: Path) -> NumberConfig | None:
         ) from None
 
 
+def unreachable(exc: requests.RequestException, phone_number: str) -> NumberError:
+    """A one-paragraph NumberError for a Twilio API that cannot be reached."""
+    host = urlsplit(getattr(exc.request, "url", "") or "").netloc or "Twilio's API"
+    return NumberError(
+        f"Could not reach {host} to look after {phone_number} ({type(exc).__name__}). Check the "
+        "internet connection (and TWILIO_API_URL, if you set it); nothing was changed on the "
+        "number. Without internet, leave the Twilio credentials out to use the local sandbox."
+    )
+
+
 def explain(exc: TwilioException, phone_number: str) -> NumberError:
     """A one-paragraph NumberError for a Twilio failure while finding or changing the number."""
     error = twilio_error(exc)
@@ -131,6 +143,8 @@ def find_number(client: Client, phone_number: str) -> Any:
         found = client.incoming_phone_numbers.list(phone_number=phone_number, limit=2)
     except TwilioException as exc:
         raise explain(exc, phone_number) from None
+    except requests.RequestException as exc:
+        raise unreachable(exc, phone_number) from None
     if not found:
         raise NumberError(
             f"{phone_number} is not a number on this Twilio account. Check TWILIO_PHONE_NUMBER "
@@ -190,6 +204,8 @@ def update(client: Client, config: NumberConfig, changes: dict[str, str | None])
         client.incoming_phone_numbers(config.sid).update(**params)
     except TwilioException as exc:
         raise explain(exc, config.phone_number) from None
+    except requests.RequestException as exc:
+        raise unreachable(exc, config.phone_number) from None
 
 
 def restore(client: Client, original: NumberConfig) -> None:

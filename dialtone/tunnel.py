@@ -98,8 +98,9 @@ class Tunnel:
             _open.discard(self)
         try:
             ngrok.disconnect(self.public_url, pyngrok_config=self._config)
-        except PyngrokError as exc:
-            # The agent may already be gone or stuck; kill() below stops it either way.
+        except (PyngrokError, OSError) as exc:
+            # The agent may already be gone (Ctrl-C and SIGTERM reach it too: it shares our
+            # process group) or stuck; kill() below stops it either way.
             log.debug("closing the ngrok tunnel: %s", exc)
         ngrok.kill(pyngrok_config=self._config)
         log.debug("ngrok tunnel %s closed and the agent stopped", self.public_url)

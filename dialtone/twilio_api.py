@@ -52,6 +52,12 @@ MIN_ATTEMPT_SECONDS = 0.5  # no retry starts with less time than this left in TW
 _SID_PATH = re.compile(r"/[A-Z]{2}[0-9a-fA-F]{32}\.json$")
 
 
+def is_loopback(url: str) -> bool:
+    """True for a URL on this machine (127.0.0.0/8, ::1, localhost): the sandbox or a mock."""
+    host = urlsplit(url).hostname or ""
+    return host == "localhost" or host == "::1" or host.startswith("127.")
+
+
 def creates(method: str, url: str) -> bool:
     """True for a POST that creates a resource (Messages.json, Calls.json): not idempotent."""
     return method.upper() == "POST" and not _SID_PATH.search(urlsplit(url).path)
@@ -93,6 +99,9 @@ class RedirectingHttpClient(TwilioHttpClient):
     ) -> None:
         super().__init__(timeout=timeout)
         self.base = urlsplit(base_url) if base_url else None
+        if base_url and is_loopback(base_url) and self.session is not None:
+            # The sandbox or a local mock: never through http_proxy (workshop networks set it).
+            self.session.trust_env = False
         self.attempts = attempts
         self.backoff_seconds = backoff_seconds
         self.sleep = sleep

@@ -41,6 +41,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     only.add_argument(
         "--no-update", action="store_true", help="leave the number's webhooks as they are"
     )
+    parser.add_argument(
+        "--tunnel",
+        action="store_true",
+        help="open the ngrok tunnel even when TWILIO_API_URL is on this machine",
+    )
     parser.add_argument("--no-reload", action="store_true", help="do not restart on edits")
     return parser.parse_args(argv)
 
@@ -84,11 +89,12 @@ def serve_with_reload(session: DevSession, reload: bool) -> None:
 
         serve()
         return
-    import hupper
+    from dialtone.reloader import run_app_with_reload
 
-    # hupper exits (SystemExit) once Ctrl-C or SIGTERM stopped the app; cleaning up follows.
+    # hupper exits (SystemExit) once Ctrl-C, SIGTERM or SIGHUP stopped the app; cleaning up
+    # follows.
     with contextlib.suppress(SystemExit):
-        hupper.start_reloader("dialtone.devserver.main", verbose=0, shutdown_interval=2)
+        run_app_with_reload("dialtone.devserver.main")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -103,6 +109,7 @@ def main(argv: list[str] | None = None) -> int:
             settings,
             cleanup,
             public_url=args.public_url,
+            force_tunnel=args.tunnel,
             voice=not (args.sms_only or args.no_update),
             sms=not (args.voice_only or args.no_update),
             say=lambda text: console.print(text, style="yellow"),

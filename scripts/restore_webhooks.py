@@ -10,7 +10,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from dialtone import cli
 from dialtone.errors import DialtoneError, SettingsError
-from dialtone.number_config import backup_path, read_backup, restore
+from dialtone.number_config import BACKUP_DIR, backup_path, read_backup, restore
 from dialtone.twilio_api import make_client
 
 
@@ -20,9 +20,23 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--file", type=Path, help="a backup to restore from")
     args = parser.parse_args(argv)
     settings = cli.load_settings()
-    if args.file is None and not settings.phone_number:
-        raise SettingsError(["TWILIO_PHONE_NUMBER: set it, or pass FILE=path/to/backup.json"])
-    path = args.file or backup_path(settings.phone_number or "")
+    if args.file is not None:
+        path = args.file
+        if not path.is_file():
+            raise DialtoneError(f"There is no backup at {path}: check the FILE= path.")
+    elif settings.phone_number:
+        path = backup_path(settings.phone_number)
+    else:
+        leftovers = sorted(BACKUP_DIR.glob("number-*.json"))
+        if not leftovers:
+            print(f"Nothing to restore: no backups in {BACKUP_DIR}/.")
+            return 0
+        raise SettingsError(
+            [
+                "TWILIO_PHONE_NUMBER: set it to say which number to restore, or pass "
+                f"FILE= one of: {', '.join(str(p) for p in leftovers)}"
+            ]
+        )
     original = read_backup(path)
     if original is None:
         print(f"Nothing to restore: there is no backup at {path}.")

@@ -9,6 +9,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import time
 import urllib.error
 import urllib.parse
@@ -92,7 +93,7 @@ def workdir(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def dev(dev_env: dict[str, str], workdir: Path) -> Iterator[DevProcess]:
-    process = DevProcess(dev_env, workdir)
+    process = DevProcess(dev_env, workdir, TUNNEL)
     yield process
     process.kill_group()
 
@@ -119,6 +120,9 @@ def post_through_tunnel(
     except urllib.error.HTTPError as error:
         return error.code, error.read().decode()
 
+
+# The sandbox plays Twilio on loopback here; a real account would open the tunnel by itself.
+TUNNEL = "--tunnel"
 
 SMS = {
     "MessageSid": "SM" + "a" * 32,
@@ -178,7 +182,7 @@ def test_sigterm_restores_too(
 def test_only_sms_leaves_voice_alone(
     dev_env: dict[str, str], workdir: Path, sandbox: SandboxServer, number_fields: dict[str, str]
 ) -> None:
-    process = DevProcess(dev_env, workdir, "--sms-only")
+    process = DevProcess(dev_env, workdir, TUNNEL, "--sms-only")
     try:
         process.wait_for("Ready in")
         now = fields(sandbox)
@@ -224,7 +228,7 @@ def test_after_kill_9_make_restore_puts_the_number_back_and_the_next_run_reuses_
     saved = backup.read_text()
 
     # The next make dev notices the backup and keeps it as the original.
-    again = DevProcess(dev_env, workdir)
+    again = DevProcess(dev_env, workdir, TUNNEL)
     try:
         again.wait_for("Ready in")
         assert "earlier run that did not finish" in again.output
@@ -256,7 +260,7 @@ def _is_zombie(pid: int) -> bool:
 
 
 def _fails(env: dict[str, str], workdir: Path, *args: str) -> DevProcess:
-    process = DevProcess(env, workdir, *args)
+    process = DevProcess(env, workdir, TUNNEL, *args)
     code = process.finish()
     assert code != 0, process.output
     assert "Traceback" not in process.output
@@ -391,7 +395,7 @@ def test_editing_a_route_reloads_the_app_but_not_the_tunnel_or_the_number(
             shutil.copytree(source, project / part, ignore=shutil.ignore_patterns("__pycache__"))
         else:
             shutil.copy(source, project / part)
-    process = DevProcess(dev_env, project, repo=project)
+    process = DevProcess(dev_env, project, TUNNEL, repo=project)
     try:
         process.wait_for("Ready in")
         public = public_url_of(process)
@@ -418,3 +422,147 @@ def test_editing_a_route_reloads_the_app_but_not_the_tunnel_or_the_number(
         assert fields(sandbox) == number_fields
     finally:
         process.kill_group()
+
+
+def test_the_banner_shows_the_changes_the_inspector_and_a_qr_code(
+    dev: DevProcess, number_fields: dict[str, str]
+) -> None:
+    dev.wait_for("Ready in")
+    public = public_url_of(dev)
+    assert re.search(
+        rf"voice_url\s+{re.escape(ORIGINAL['voice_url'])}\s+->\s+{re.escape(public)}/voice_url",
+        dev.output,
+    )
+    assert re.search(r"Inspector\s+http://127\.0\.0\.1:\d+", dev.output)
+    assert "Scan to text the number" in dev.output
+    assert "█" in dev.output  # the QR code's blocks
+
+
+@pytest.mark.parametrize("hangup", [signal.SIGHUP])
+def test_a_closed_terminal_restores_the_number(
+    dev: DevProcess, sandbox: SandboxServer, number_fields: dict[str, str], hangup: int
+) -> None:
+    dev.wait_for("Ready in")
+    assert dev.stop(hangup) == 0
+    assert fields(sandbox) == number_fields
+
+
+def test_voice_only_leaves_sms_alone(
+    dev_env: dict[str, str], workdir: Path, sandbox: SandboxServer, number_fields: dict[str, str]
+) -> None:
+    process = DevProcess(dev_env, workdir, TUNNEL, "--voice-only")
+    try:
+        process.wait_for("Ready in")
+        now = fields(sandbox)
+        assert now["sms_url"] == ORIGINAL["sms_url"]
+        assert now["voice_url"].endswith("/voice_url")
+        assert process.stop() == 0
+        assert fields(sandbox) == number_fields
+    finally:
+        process.kill_group()
+
+
+def test_no_update_leaves_the_number_and_keeps_no_backup(
+    dev_env: dict[str, str], workdir: Path, sandbox: SandboxServer, number_fields: dict[str, str]
+) -> None:
+    process = DevProcess(dev_env, workdir, TUNNEL, "--no-update")
+    try:
+        process.wait_for("Ready in")
+        assert fields(sandbox) == number_fields
+        assert not (workdir / ".dialtone").exists()
+        assert process.stop() == 0
+    finally:
+        process.kill_group()
+
+
+def test_without_reload_sigterm_still_restores(
+    dev_env: dict[str, str], workdir: Path, sandbox: SandboxServer, number_fields: dict[str, str]
+) -> None:
+    process = DevProcess(dev_env, workdir, TUNNEL, "--no-reload")
+    try:
+        process.wait_for("Ready in")
+        assert fields(sandbox) != number_fields
+        assert process.stop(signal.SIGTERM) == 0
+        assert fields(sandbox) == number_fields
+    finally:
+        process.kill_group()
+
+
+def test_an_unreachable_twilio_api_is_one_paragraph(dev_env: dict[str, str], workdir: Path) -> None:
+    closed = f"http://127.0.0.1:{free_port()}"
+    process = _fails({**dev_env, "TWILIO_API_URL": closed, "TWILIO_TIMEOUT": "2"}, workdir)
+    assert "Could not reach 127.0.0.1" in process.output
+    assert "nothing was changed" in process.output
+
+
+def test_a_local_twilio_api_needs_no_tunnel(
+    dev_env: dict[str, str],
+    workdir: Path,
+    sandbox: SandboxServer,
+    number_fields: dict[str, str],
+    fake_ngrok: FakeNgrok,
+) -> None:
+    # What `make sandbox` tells you to put in .env: the app reaches it directly.
+    local = {k: v for k, v in dev_env.items() if k != "NGROK_AUTHTOKEN"}
+    process = DevProcess(local, workdir)
+    try:
+        process.wait_for("Ready in")
+        assert "local Twilio API" in process.output
+        assert fields(sandbox)["sms_url"] == f"http://127.0.0.1:{dev_env['PORT']}/sms_url"
+        assert fake_ngrok.pid() is None
+        assert process.stop() == 0
+        assert fields(sandbox) == number_fields
+    finally:
+        process.kill_group()
+
+
+def test_a_broken_rules_file_is_explained_and_fixing_it_brings_the_app_back(
+    sandbox_env: dict[str, str], workdir: Path, tmp_path: Path
+) -> None:
+    rules = tmp_path / "rules.toml"
+    good = rules.read_text()
+    rules.write_text(good + "\n[keywords\n")
+    process = DevProcess(sandbox_env, workdir)
+    try:
+        process.wait_for("Fix it and save")
+        assert "rules.toml" in process.output
+        assert "Traceback" not in process.output
+        deadline = time.monotonic() + 20
+        while "SMS rules from" not in process.output and time.monotonic() < deadline:
+            # Written again until it shows: the reloader learns of the file a moment after
+            # the app reported it, and an edit made before that is not noticed.
+            rules.write_text(good)
+            time.sleep(0.3)
+        assert "SMS rules from" in process.output
+        phone = PhoneClient(f"http://127.0.0.1:{sandbox_env['SANDBOX_PORT']}")
+        phone.send_sms("hours")
+        assert "open" in phone.wait_for(lambda e: e["type"] == "message", timeout=10)["body"]
+        assert process.stop() == 0
+    finally:
+        process.kill_group()
+
+
+def test_a_killed_sandbox_run_does_not_block_the_next(
+    sandbox_env: dict[str, str], workdir: Path
+) -> None:
+    first = DevProcess(sandbox_env, workdir)
+    try:
+        first.wait_for("Ready in")
+    finally:
+        first.kill_group()
+    again = DevProcess(sandbox_env, workdir)
+    try:
+        again.wait_for("Ready in")
+        assert again.stop() == 0
+    finally:
+        again.kill_group()
+    assert not (workdir / ".dialtone").exists()
+
+
+def test_restore_with_a_missing_file_fails_clearly(dev_env: dict[str, str], workdir: Path) -> None:
+    done = _run(
+        [sys.executable, str(REPO / "scripts" / "restore_webhooks.py"), "--file", "nope.json"],
+        env={**dev_env, "PWD": str(workdir)},
+    )
+    assert done.returncode == 2
+    assert "There is no backup at nope.json" in done.stderr
