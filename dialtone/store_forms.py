@@ -49,7 +49,13 @@ class NewCall:
 
 def clean_form(form: Mapping[str, str]) -> dict[str, str]:
     """A webhook form as a plain dict of text SQLite can store (lone surrogates replaced)."""
-    return {text(key): text(value) for key, value in form.items()}
+    values = dict(form.items())
+    try:
+        # One encode of everything instead of one per field: the usual case, all valid text.
+        "".join([*values, *values.values()]).encode("utf-8")
+    except (UnicodeEncodeError, TypeError):  # a lone surrogate, or a value that is not a str
+        return {text(key): text(value) for key, value in values.items()}
+    return values
 
 
 def text(value: object) -> str:
