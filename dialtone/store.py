@@ -29,6 +29,7 @@ from typing import Any, NamedTuple, TypeVar
 
 from dialtone import store_forms as forms
 from dialtone.settings import Settings
+from dialtone.store_checkpoint import FALLBACK_PAGES, Checkpointer
 from dialtone.store_errors import (
     BadRecord,
     SchemaMismatch,
@@ -130,6 +131,12 @@ class Store:
         self._queries = Queries(conn)
         # Other Dialtone processes writing the same file (WORKERS > 1): see store_lock.
         self._writer = None if readonly else WriterLock.beside(self.path)
+        # The WAL is checkpointed on a thread of its own, not by the commit of a webhook.
+        self._checkpointer: Checkpointer | None = None
+        if not readonly and isinstance(self.path, Path):
+            conn.execute(f"PRAGMA wal_autocheckpoint = {FALLBACK_PAGES}")
+            self._checkpointer = Checkpointer(self.path)
+            self._checkpointer.start()
 
     @property
     def schema_version(self) -> int:
@@ -138,6 +145,8 @@ class Store:
 
     def close(self) -> None:
         """Checkpoint the WAL into the database file and close. Safe to call twice."""
+        if self._checkpointer is not None:
+            self._checkpointer.stop()
         with self._lock:
             conn, self._conn = self._conn, None
             if conn is None:
