@@ -30,6 +30,7 @@ class LoadResult:
     answered: list[int] = field(default_factory=list)  # indexes of requests answered 2xx
     sent: int = 0  # requests taken from the list (answered, failed or cut off)
     cpu: float = 0.0  # CPU seconds the server used meanwhile, when the caller measures it
+    client_cpu: float = 0.0  # CPU seconds the load generator's process used meanwhile
 
     def merge(self, other: LoadResult) -> None:
         """Add another run's answers, latencies, errors and time to this one."""
@@ -39,6 +40,7 @@ class LoadResult:
         self.elapsed += other.elapsed
         self.sent += other.sent
         self.cpu += other.cpu
+        self.client_cpu += other.client_cpu
 
     @property
     def count(self) -> int:

@@ -190,6 +190,7 @@ class Target:
     def send(self, args: argparse.Namespace, duration: float) -> loadgen.LoadResult:
         """The next requests for `duration` seconds; answers counted into `answered`."""
         cpu_before = cpu_seconds(self.pid)
+        client_before = time.process_time()
         result = loadgen.run(
             HOST,
             self.port,
@@ -200,6 +201,7 @@ class Target:
         self.answered |= {self.offset + index for index in result.answered}
         self.offset += result.sent
         result.cpu = cpu_seconds(self.pid) - cpu_before
+        result.client_cpu = time.process_time() - client_before
         return result
 
 
@@ -325,7 +327,7 @@ def report(rows: list[Row], record_lines: list[str], args: argparse.Namespace) -
     width = max(len(row.name) for row in rows)
     header = (
         f"{'target':<{width}}  {'req/s':>7}  {'p50 ms':>6}  {'p99 ms':>6}  {'vs Flask':>8}  "
-        f"{'CPU us/req':>10}"
+        f"{'CPU us/req':>10}  {'client':>6}"
     )
     print(header + "  answers")
     print("-" * (len(header) + 20))
@@ -335,9 +337,11 @@ def report(rows: list[Row], record_lines: list[str], args: argparse.Namespace) -
         answers = " ".join(f"{status}:{n}" for status, n in sorted(res.statuses.items()))
         errors = " ".join(f"{name}:{n}" for name, n in res.errors.items())
         cpu = f"{res.cpu / res.count * 1e6:.0f}" if res.count else "-"
+        client = f"{res.client_cpu / res.count * 1e6:.0f}" if res.count else "-"
         print(
             f"{row.name:<{width}}  {res.rate:>7.0f}  {ms(res.percentile(50)):>6}  "
-            f"{ms(res.percentile(99)):>6}  {ratio:>8}  {cpu:>10}  {answers} {errors}".rstrip()
+            f"{ms(res.percentile(99)):>6}  {ratio:>8}  {cpu:>10}  {client:>6}  "
+            f"{answers} {errors}".rstrip()
         )
     met = True
     main = rows[-1]

@@ -18,7 +18,7 @@ from typing import TypeVar
 
 from bottle import request
 
-from dialtone.store import IDEMPOTENCY_HEADER, BadRecord, Outcome, Store, StoreError
+from dialtone.store import IDEMPOTENCY_HEADER, BadRecord, Outcome, Received, Store, StoreError
 
 log = logging.getLogger("dialtone.record")
 
@@ -50,13 +50,33 @@ class Recorder:
         keyword: str | None = None,
     ) -> Outcome | None:
         """Record an inbound message (and an opt-out change) in one transaction."""
+        received = self._receive(form, key, opted_out, keyword)
+        return received.outcome if received else None
+
+    def receive_message(
+        self,
+        form: Mapping[str, str],
+        key: str | None,
+        *,
+        opted_out: bool | None = None,
+        keyword: str | None = None,
+    ) -> bool:
+        """Record an inbound message (and an opt-out change); True when its sender had opted
+        out before it. One transaction; when it fails (logged), the opt-out is read on its own,
+        as `is_opted_out` would (failing open)."""
+        received = self._receive(form, key, opted_out, keyword)
+        if received is not None:
+            return received.sender_opted_out
+        return self.is_opted_out(form.get("From") or "")
+
+    def _receive(
+        self, form: Mapping[str, str], key: str | None, opted_out: bool | None, keyword: str | None
+    ) -> Received | None:
         sid = form.get("MessageSid") or form.get("SmsSid") or ""
         return self._attempt(
             "inbound message",
             sid,
-            lambda: self.store.record_inbound_message(
-                form, key, opted_out=opted_out, keyword=keyword
-            ),
+            lambda: self.store.receive_message(form, key, opted_out=opted_out, keyword=keyword),
         )
 
     def status(self, form: Mapping[str, str], key: str | None) -> Outcome | None:

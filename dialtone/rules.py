@@ -173,10 +173,13 @@ class Rules:
 
     def text_reply(self, body: str, *, sender: str = "", limit: int = MAX_REPLY_CHARS) -> str:
         """The reply to a text (keyword, help, empty or default); "" means no reply."""
+        return self._text_reply(body, self.keyword_for(body), sender, limit)
+
+    def _text_reply(self, body: str, word: str | None, sender: str, limit: int) -> str:
+        # `word` is keyword_for(body), worked out once per text by the caller.
         if not body.strip():
             template = self.empty
         else:
-            word = self.keyword_for(body)
             if word in OPT_OUT_WORDS or word in OPT_IN_WORDS:
                 return ""
             template = self.help if word == "help" else self.keywords.get(word or "", self.default)
@@ -199,16 +202,17 @@ class Rules:
     def reply(self, body: str, *, sender: str = "", media_types: Iterable[str] = ()) -> str | None:
         """The whole reply to an inbound message, within Twilio's limit; None for no reply."""
         types = list(media_types)
-        if self.keyword_for(body) in OPT_OUT_WORDS | OPT_IN_WORDS:
+        word = self.keyword_for(body)
+        if word in OPT_OUT_WORDS or word in OPT_IN_WORDS:
             return None  # opt-out words get nothing but the carrier's (or the record's) answer
         if not types:
-            return self.text_reply(body, sender=sender) or None
+            return self._text_reply(body, word, sender, MAX_REPLY_CHARS) or None
         ack = self.media_reply(types, sender=sender)
         if not body.strip():
             return ack or None
         # The acknowledgement first, then the text reply in the room that is left.
         room = MAX_REPLY_CHARS - twilio_length(ack) - 1
-        text = self.text_reply(body, sender=sender, limit=room) if room > 0 else ""
+        text = self._text_reply(body, word, sender, room) if room > 0 else ""
         return " ".join(part for part in (ack, text) if part) or None
 
 

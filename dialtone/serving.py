@@ -5,8 +5,10 @@ from __future__ import annotations
 import errno
 import logging
 import socket
+import warnings
 from typing import Any
 
+from waitress.adjustments import Adjustments
 from waitress.server import create_server
 
 from dialtone.accesslog import AccessLog, WSGIApp
@@ -16,6 +18,9 @@ from dialtone.settings import Settings
 log = logging.getLogger("dialtone.serving")
 
 # The headers a tunnel or TLS-terminating proxy adds; trusted only from TRUSTED_PROXY.
+# Output buffered before the serving loop sends it: more than a webhook's whole answer.
+SEND_BYTES = 18000
+
 PROXY_HEADERS = {"x-forwarded-proto", "x-forwarded-host", "x-forwarded-for", "x-forwarded-port"}
 
 
@@ -31,6 +36,13 @@ def waitress_options(settings: Settings) -> dict[str, Any]:
         "ident": "dialtone",
         "clear_untrusted_proxy_headers": True,
     }
+    if hasattr(Adjustments, "send_bytes"):
+        # waitress's default (1) has the task thread send the headers and the body of every
+        # answer in two send() calls as they are written; above a whole answer, the serving
+        # loop sends them together in one. Measured with make bench's webhooks: about 100 us
+        # less CPU per request (most of it system time) and 25% more requests per second.
+        # waitress 3 deprecates the option (it warns); without it, its default applies.
+        options["send_bytes"] = SEND_BYTES
     if settings.trusted_proxy:
         options.update(
             trusted_proxy=settings.trusted_proxy,
@@ -50,7 +62,9 @@ def make_server(
     else:
         options.update(host=settings.host, port=settings.port)
     try:
-        return create_server(AccessLog(app), **options)
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", "send_bytes", DeprecationWarning)
+            return create_server(AccessLog(app), **options)
     except OSError as exc:
         if exc.errno == errno.EADDRINUSE:
             raise PortInUse(

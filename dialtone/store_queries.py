@@ -76,6 +76,12 @@ class Filters:
         return " AND ".join(clauses), params
 
 
+# The duplicate check, the message's status and the sender's opt-out in one statement.
+INBOUND_STATE = """
+SELECT EXISTS (SELECT 1 FROM events WHERE idempotency_key = ?),
+       (SELECT status FROM messages WHERE sid = ?),
+       coalesce((SELECT opted_out FROM opt_outs WHERE number = ?), 0)
+"""
 STATE_MESSAGE = "SELECT id, status FROM messages WHERE sid = ?"
 STATE_CALL = "SELECT id, status FROM calls WHERE sid = ?"
 INSERT_MESSAGE = """
@@ -148,6 +154,11 @@ class Queries:
         """True when a delivery with this idempotency key is already recorded."""
         row = self.conn.execute("SELECT 1 FROM events WHERE idempotency_key = ?", (key,))
         return row.fetchone() is not None
+
+    def inbound_state(self, key: str, sid: str, sender: str) -> tuple[bool, str | None, bool]:
+        """(delivery seen before, the message's status or None, the sender opted out)."""
+        seen, status, opted_out = self.conn.execute(INBOUND_STATE, (key, sid, sender)).fetchone()
+        return bool(seen), status, bool(opted_out)
 
     def add_event(
         self,
@@ -261,7 +272,7 @@ def _message_params(new: NewMessage, now: str) -> dict[str, Any]:
         "to_number": new.to_number,
         "peer": new.peer,
         "body": new.body,
-        "media": json.dumps(new.media, ensure_ascii=False),
+        "media": json.dumps(new.media, ensure_ascii=False) if new.media else "[]",
         "status": new.status,
         "error_code": new.error_code,
         "error_message": new.error_message,

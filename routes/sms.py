@@ -58,10 +58,10 @@ def install(app: Bottle, settings: Settings, rules: RulesFile, recorder: Recorde
         except ValueError as exc:
             raise HTTPError(400, str(exc)) from None
         keyword = optout.answer(message.body)
-        opted_out = recorder.is_opted_out(message.sender)
         change = keyword.opted_out if keyword else None
         word = keyword.word if keyword and change is not None else None
-        recorder.inbound_message(form, delivery_key(), opted_out=change, keyword=word)
+        # Recorded before answering; the answer depends on the opt-out state before this text.
+        opted_out = recorder.receive_message(form, delivery_key(), opted_out=change, keyword=word)
         return answer(
             message,
             rules.current(),

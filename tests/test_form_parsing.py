@@ -1,13 +1,18 @@
-"""signature.parse_urlencoded: the same fields as Bottle's form parser re-decoded as UTF-8."""
+"""signature.parse_urlencoded: the same fields as Bottle's form parser re-decoded as UTF-8 (and
+as urllib's parse_qsl); twiml_response: the same bytes as the library's to_xml()."""
 
 from __future__ import annotations
 
 import io
+from urllib.parse import parse_qsl
 
 import pytest
 from bottle import BaseRequest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from twilio.twiml.messaging_response import MessagingResponse
 
-from dialtone.signature import _utf8, parse_urlencoded
+from dialtone.signature import _utf8, parse_urlencoded, twiml_response
 
 BODIES = [
     b"Body=h%C3%A9llo+%F0%9F%91%8B&From=%2B15551234567",
@@ -38,3 +43,27 @@ def test_same_fields_as_bottle(body: bytes) -> None:
 def test_bad_utf8_raises(body: bytes) -> None:
     with pytest.raises(UnicodeDecodeError):
         parse_urlencoded(body)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.binary(max_size=200) | st.text(alphabet="ab=&+%2BC3A9é\x00 ", max_size=60).map(str.encode)
+)
+def test_same_fields_as_parse_qsl(body: bytes) -> None:
+    # The hand-written parser against the standard library's, on any bytes at all.
+    try:
+        expected = parse_qsl(body.decode("utf-8"), keep_blank_values=True, errors="strict")
+    except UnicodeDecodeError:
+        with pytest.raises(UnicodeDecodeError):
+            parse_urlencoded(body)
+        return
+    assert list(parse_urlencoded(body).allitems()) == expected
+
+
+@pytest.mark.parametrize(
+    "text", ["Thanks, got it.", "Grüße 👋 <&> \"'", "lone \ud800 surrogate", ""]
+)
+def test_twiml_response_is_the_librarys_xml(text: str) -> None:
+    reply = MessagingResponse()
+    reply.message(text)
+    assert twiml_response(reply) == reply.to_xml().encode("utf-8", "xmlcharrefreplace")

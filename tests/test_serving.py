@@ -6,9 +6,11 @@ import logging
 import urllib.error
 import urllib.parse
 import urllib.request
+import warnings
 
 import pytest
 
+from dialtone.serving import SEND_BYTES, make_server
 from dialtone.settings import Settings
 from server import create_app
 from tests.conftest import AUTH_TOKEN
@@ -92,3 +94,14 @@ def test_access_log_has_one_line_per_request(
     assert webhook.notes["sid"] == STATUS["MessageSid"]
     assert "POST /status 204" in lines[0].getMessage()
     assert lines[1].request.path == "/healthz"  # type: ignore[attr-defined]
+
+
+def test_answers_leave_in_one_send_and_waitress_does_not_warn(settings: Settings) -> None:
+    # send_bytes above a whole answer: the serving loop sends headers and body together.
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        server = make_server(lambda environ, start_response: [], settings.with_overrides(port=0))
+    try:
+        assert server.adj.send_bytes == SEND_BYTES > 1000
+    finally:
+        server.close()

@@ -98,6 +98,15 @@ def test_a_stop_that_cannot_be_recorded_is_still_not_answered(
     assert not store.is_opted_out(CALLER)  # lost: Twilio's own opt-out list still blocks
 
 
+def test_an_opted_out_sender_whose_text_cannot_be_recorded_still_gets_no_reply(
+    app: webtest.TestApp, store: Store
+) -> None:
+    # The opt-out is read inside the write; when the write fails it is read on its own.
+    store.set_opt_out(CALLER, True, keyword="STOP")
+    make_unwritable(store)
+    assert replies(webhook(app, "/sms_url", text("hours"))) == []
+
+
 def test_a_closed_record_still_answers(app: webtest.TestApp, store: Store) -> None:
     store.close()
     assert replies(webhook(app, "/sms_url", text("hello")))
