@@ -16,7 +16,7 @@ from twilio.twiml.voice_response import Dial, Gather, VoiceResponse
 from dialtone.sandbox import messaging
 from dialtone.sandbox.call_peer import CallInfo, RecordResult
 from dialtone.sandbox.queues import QueueRegistry
-from dialtone.sandbox.voice import Call
+from dialtone.sandbox.voice import Call, voice_params
 from dialtone.sandbox.webhook_client import Hook, WebhookClient
 from dialtone.sandbox.webhook_errors import Notice
 from tests.twiml_app import TwimlApp, serve
@@ -436,3 +436,19 @@ def wait_for(condition: Any, timeout: float = 10.0) -> None:
     while not condition():
         assert time.monotonic() < deadline, "condition never became true"
         time.sleep(0.01)
+
+
+def test_voice_params_are_a_plain_function_of_the_call() -> None:
+    info = CallInfo("CA" + "0" * 32, ACCOUNT_SID, CALLER, NUMBER, "outbound-api")
+    params = voice_params(info, "completed", {"CallDuration": "3"})
+    assert params["CallSid"] == info.call_sid
+    assert params["CallStatus"] == "completed"
+    assert params["Direction"] == "outbound-api"
+    assert (params["From"], params["Caller"], params["To"], params["Called"]) == (
+        CALLER,
+        CALLER,
+        NUMBER,
+        NUMBER,
+    )
+    assert params["ToCountry"] == "US"
+    assert params["CallDuration"] == "3"

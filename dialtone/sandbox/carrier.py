@@ -43,6 +43,7 @@ from dialtone.sandbox.state import (
     SandboxState,
 )
 from dialtone.sandbox.voice import Call as VoiceCall
+from dialtone.sandbox.voice import voice_params
 from dialtone.sandbox.webhook_client import Fetched, Hook, WebhookClient
 from dialtone.sandbox.webhook_errors import Notice, TwilioFailure
 
@@ -488,13 +489,8 @@ class Carrier:
         with live.lock:
             live.sequence += 1
             sequence = live.sequence
-        base = VoiceCall(
-            CallInfo(call.sid, call.account_sid, call.from_, call.to, call.direction),
-            Hook(callback.url),
-            client=self.client,
-            peer=live.line,
-        ).params()
-        form: dict[str, Any] = {**base, **(params or {})}
+        info = CallInfo(call.sid, call.account_sid, call.from_, call.to, call.direction)
+        form: dict[str, Any] = voice_params(info, status, params)
         form.update(
             CallStatus=status,
             CallbackSource="call-progress-events",

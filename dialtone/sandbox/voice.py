@@ -52,6 +52,29 @@ def new_sid(prefix: str) -> str:
     return prefix + uuid.uuid4().hex
 
 
+def voice_params(
+    info: CallInfo, status: str, extra: Mapping[str, str] | None = None
+) -> dict[str, str]:
+    """Twilio's voice webhook parameters for a call in `status`, plus `extra`."""
+    params = {
+        "CallSid": info.call_sid,
+        "AccountSid": info.account_sid,
+        "From": info.from_,
+        "To": info.to,
+        "Caller": info.from_,
+        "Called": info.to,
+        "CallStatus": status,
+        "Direction": info.direction,
+        "ApiVersion": API_VERSION,
+    }
+    parties = (("From", info.from_), ("Caller", info.from_), ("To", info.to), ("Called", info.to))
+    for prefix, number in parties:
+        params.update({f"{prefix}City": "", f"{prefix}State": "", f"{prefix}Zip": ""})
+        params[f"{prefix}Country"] = country_of(number)
+    params.update(extra or {})
+    return params
+
+
 class Call:
     """One call: fetches the TwiML, carries it out against the peer, follows it to the end."""
 
@@ -97,29 +120,7 @@ class Call:
 
     def params(self, extra: Mapping[str, str] | None = None) -> dict[str, str]:
         """Twilio's voice webhook parameters for this call, plus `extra`."""
-        info = self.info
-        params = {
-            "CallSid": info.call_sid,
-            "AccountSid": info.account_sid,
-            "From": info.from_,
-            "To": info.to,
-            "Caller": info.from_,
-            "Called": info.to,
-            "CallStatus": self.status,
-            "Direction": info.direction,
-            "ApiVersion": API_VERSION,
-        }
-        parties = (
-            ("From", info.from_),
-            ("Caller", info.from_),
-            ("To", info.to),
-            ("Called", info.to),
-        )
-        for prefix, number in parties:
-            params.update({f"{prefix}City": "", f"{prefix}State": "", f"{prefix}Zip": ""})
-            params[f"{prefix}Country"] = country_of(number)
-        params.update(extra or {})
-        return params
+        return voice_params(self.info, self.status, extra)
 
     def run(self) -> str:
         """Carry the call out to its end; returns the final CallStatus."""
