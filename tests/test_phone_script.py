@@ -24,13 +24,14 @@ from tests.sandbox_world import World
 class Terminal:
     """The phone running in a subprocess: type lines, wait for output."""
 
-    def __init__(self, args: list[str], cwd: Path) -> None:
+    def __init__(self, args: list[str], cwd: Path, **extra_env: str) -> None:
         env = {
             **os.environ,
             "COLUMNS": "200",
             "NO_COLOR": "1",
             "SANDBOX_URL": "",
             "PYTHONUTF8": "1",
+            **extra_env,
         }
         self.process = subprocess.Popen(
             [sys.executable, str(REPO / "scripts" / "phone.py"), *args],
@@ -138,3 +139,22 @@ def test_without_a_sandbox_the_phone_says_so_and_exits_2(tmp_path: Path) -> None
     assert f"The sandbox is not running at http://127.0.0.1:{port}" in message
     assert "make dev" in message
     assert "Traceback" not in message
+
+
+def test_the_phone_never_sends_sandbox_traffic_through_a_proxy(
+    world: World, tmp_path: Path
+) -> None:
+    with free_socket() as sock:
+        dead = f"http://127.0.0.1:{sock.getsockname()[1]}"  # a proxy that is not there
+    proxies = {name: dead for name in ("http_proxy", "HTTP_PROXY", "https_proxy", "HTTPS_PROXY")}
+    phone = Terminal(
+        ["--sandbox", world.sandbox.url], tmp_path, **proxies, no_proxy="", NO_PROXY=""
+    )
+    try:
+        phone.expect("Dialtone phone")
+        phone.type("/quit")
+        assert phone.finish() == 0
+    finally:
+        if phone.process.poll() is None:
+            phone.process.kill()
+            phone.process.wait()

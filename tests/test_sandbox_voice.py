@@ -452,3 +452,19 @@ def test_voice_params_are_a_plain_function_of_the_call() -> None:
     )
     assert params["ToCountry"] == "US"
     assert params["CallDuration"] == "3"
+
+
+def test_webhooks_never_go_through_a_proxy(
+    app: TwimlApp, client: WebhookClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        dead = f"http://127.0.0.1:{sock.getsockname()[1]}"  # a proxy that is not there
+    for name in ("http_proxy", "HTTP_PROXY", "https_proxy", "HTTPS_PROXY"):
+        monkeypatch.setenv(name, dead)
+    monkeypatch.delenv("no_proxy", raising=False)
+    monkeypatch.delenv("NO_PROXY", raising=False)
+    app.route("/voice", say_twiml("Straight to the app."))
+    call, _ = make_call(app, client, ScriptedPeer())
+    assert call.run() == "completed"
+    assert len(app.received) == 1

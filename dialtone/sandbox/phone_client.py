@@ -42,6 +42,9 @@ class PhoneClient:
             raise DialtoneError(f"The sandbox URL must be http(s)://host:port, not {base_url!r}.")
         self.base_url = base_url.rstrip("/")
         self.timeout = timeout
+        # The sandbox is on this machine: never through http_proxy/https_proxy (common in
+        # workshops), which would answer for it or not at all.
+        self._opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
         self.last_event = 0  # the id of the newest event `events()` has returned
 
     # --- actions ----------------------------------------------------------------------------
@@ -126,7 +129,7 @@ class PhoneClient:
         if data is not None:
             req.add_header("Content-Type", "application/json")
         try:
-            with urllib.request.urlopen(req, timeout=timeout or self.timeout) as answer:  # noqa: S310
+            with self._opener.open(req, timeout=timeout or self.timeout) as answer:
                 result: dict[str, Any] = json.loads(answer.read() or b"{}")
                 return result
         except urllib.error.HTTPError as exc:
