@@ -146,7 +146,7 @@ def test_the_phone_never_sends_sandbox_traffic_through_a_proxy(
 ) -> None:
     with free_socket() as sock:
         dead = f"http://127.0.0.1:{sock.getsockname()[1]}"  # a proxy that is not there
-    proxies = {name: dead for name in ("http_proxy", "HTTP_PROXY", "https_proxy", "HTTPS_PROXY")}
+    proxies = dict.fromkeys(("http_proxy", "HTTP_PROXY", "https_proxy", "HTTPS_PROXY"), dead)
     phone = Terminal(
         ["--sandbox", world.sandbox.url], tmp_path, **proxies, no_proxy="", NO_PROXY=""
     )
