@@ -88,6 +88,7 @@ class _LiveCall:
     decided: threading.Event = field(default_factory=threading.Event)
     sequence: int = 0
     hung: bool = False
+    quiet: bool = False
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def decide(self, decision: str) -> bool:
@@ -99,23 +100,27 @@ class _LiveCall:
         self.decided.set()
         return True
 
-    def hang_up(self) -> None:
-        """End the call from any state: ringing, running, or about to run."""
+    def hang_up(self, *, quiet: bool = False) -> None:
+        """End the call from any state: ringing, running, or about to run.
+
+        `quiet`: the engine sends no more requests (the carrier is stopping).
+        """
         self.decide("cancel")
         with self.lock:
             self.hung = True
+            self.quiet = self.quiet or quiet
             engine = self.engine
         if engine is not None:
-            engine.hangup()
+            engine.hangup(quiet=quiet)
         self.line.close()
 
     def attach(self, engine: VoiceCall) -> None:
         """Hand the call to the engine (hanging it up at once if the phone already did)."""
         with self.lock:
             self.engine = engine
-            hung = self.hung
+            hung, quiet = self.hung, self.quiet
         if hung:
-            engine.hangup()
+            engine.hangup(quiet=quiet)
 
 
 class InlineTwimlClient(WebhookClient):
@@ -153,6 +158,7 @@ class Carrier:
         self.events = EventLog()
         self.queues = QueueRegistry()
         self._lock = threading.Lock()
+        self._dialling = threading.Lock()  # held by place_call from its check to its tracking
         self._threads: set[threading.Thread] = set()
         self._calls: dict[str, _LiveCall] = {}
         self._stopping = threading.Event()
@@ -167,7 +173,11 @@ class Carrier:
         return self
 
     def stop(self, timeout: float = 5.0) -> None:
-        """Stop: hang up every call, wake the phone's readers, join every thread."""
+        """Stop: hang up every call, wake the phone's readers, join every thread.
+
+        Calls end `completed` in the state without any webhook (status callback or action):
+        the app is usually gone already (Ctrl-C on `make dev` stops it first).
+        """
         self._stopping.set()
         if self._unsubscribe is not None:
             self._unsubscribe()
@@ -175,7 +185,7 @@ class Carrier:
         with self._lock:
             calls = list(self._calls.values())
         for live in calls:
-            live.hang_up()
+            live.hang_up(quiet=True)
         self.events.close()
         deadline = time.monotonic() + timeout
         while True:
@@ -209,15 +219,17 @@ class Carrier:
         number = self.state.number_by_phone(to) if to else None
         if not to or number is None:
             raise PhoneError(f"{to or 'The sandbox'} is not a number on the sandbox account.")
-        if self.current_call() is not None:
-            raise PhoneError("The phone is already on a call: hang up first.")
-        call = self.state.record_inbound_call(from_=self.phone_number, to=to)
         callback = (
             _Callback(number.status_callback, number.status_callback_method)
             if number.status_callback
             else None
         )
-        live = self._track(call.sid, callback, with_phone=True)
+        # One dial at a time: the check and the tracking of the new call are one step.
+        with self._dialling:
+            if self.current_call() is not None:
+                raise PhoneError("The phone is already on a call: hang up first.")
+            call = self.state.record_inbound_call(from_=self.phone_number, to=to)
+            live = self._track(call.sid, callback, with_phone=True)
         live.decide("answer")  # the phone placed it: hanging up ends it, never "declines"
         self._spawn("call-in", self._run_inbound, call, live)
         return call
@@ -481,6 +493,8 @@ class Carrier:
     ) -> None:
         """POST a call status callback if the call asked for this event."""
         callback = live.callback
+        if self._stopping.is_set():
+            return  # stopping: the state still records the status, nobody is told
         event = {"initiated": "initiated", "ringing": "ringing", "in-progress": "answered"}.get(
             status, "completed"
         )

@@ -104,13 +104,20 @@ class Call:
         self.recording_base_url = recording_base_url.rstrip("/")
         self.status = "ringing" if info.direction == "inbound" else "in-progress"
         self._hung_up = threading.Event()
+        self._quiet = False
         self._answered = info.direction != "inbound"
         self._started = time.monotonic()
 
     # --- public ---------------------------------------------------------------------------
 
-    def hangup(self) -> None:
-        """The caller hangs up (thread-safe); the call ends at the next step."""
+    def hangup(self, *, quiet: bool = False) -> None:
+        """The caller hangs up (thread-safe); the call ends at the next step.
+
+        `quiet`: send no more requests, not even the actions Twilio requests after a hang-up
+        (the sandbox is stopping and the app is likely gone).
+        """
+        if quiet:
+            self._quiet = True
         self._hung_up.set()
 
     @property
@@ -203,6 +210,8 @@ class Call:
 
     def _notify(self, hook: Hook, extra: Mapping[str, str]) -> None:
         """Request an action after the caller hung up: Twilio sends it and ignores the answer."""
+        if self._quiet:
+            return
         try:
             self.client.send(hook.url, self.params(extra), hook.method)
         except TwilioFailure as exc:
