@@ -154,6 +154,29 @@ def test_a_slow_answer_times_out_with_11205(world: World) -> None:
     assert "HTTP connection failure" in error["text"]
 
 
+def test_a_slow_sms_answer_is_11205_and_the_fallback_answers(world: World) -> None:
+    assert world.sandbox.carrier is not None
+    world.sandbox.carrier.client.total_timeout = 0.3
+    world.point(sms_url="/broken/slow", sms_fallback_url="/sms_url")
+    world.phone.send_sms("joke")
+    error = world.phone.wait_for(lambda e: e["type"] == "error")
+    assert (error["code"], error["url"]) == (11205, world.app_url + "/broken/slow")
+    reply = world.phone.wait_for(lambda e: e["type"] == "message")
+    assert reply["body"] == "Why did the phone wear glasses? It lost its contacts."
+
+
+def test_a_slow_voice_answer_is_11205_and_the_fallback_runs(world: World) -> None:
+    assert world.sandbox.carrier is not None
+    world.sandbox.carrier.client.total_timeout = 0.3
+    world.point(voice_url="/broken/slow", voice_fallback_url="/voice_url")
+    world.phone.call()
+    error = world.phone.wait_for(lambda e: e["type"] == "error")
+    assert (error["code"], error["url"]) == (11205, world.app_url + "/broken/slow")
+    world.phone.wait_for(lambda e: e["type"] == "gather")  # the fallback's menu
+    world.phone.hangup()
+    assert world.phone.wait_for(lambda e: e["type"] == "call_ended")["status"] == "completed"
+
+
 def test_a_broken_voice_route_uses_the_fallback(world: World) -> None:
     world.point(voice_url="/broken/500", voice_fallback_url="/voice_url")
     world.phone.call()
