@@ -117,17 +117,6 @@ def test_send_sms_status_callbacks_arrive_in_order(
     assert called_back == ["queued", "sent", "delivered"]
 
 
-def test_a_message_to_an_unreachable_number_is_undelivered(world: World) -> None:
-    client = make_client(world.settings)
-    sent = client.messages.create(to="+15005550001", from_=world.settings.phone_number, body="hi")
-    event = world.phone.wait_for(
-        lambda e: e["type"] == "message_status" and e["status"] == "undelivered"
-    )
-    assert event["sid"] == sent.sid
-    assert event["error_code"] == 30003
-    assert client.messages(sent.sid).fetch().error_code == 30003
-
-
 @pytest.mark.parametrize(
     ("path", "code"),
     [("/broken/500", 11200), ("/broken/twiml", 12200), ("/broken/nothing-here", 11200)],

@@ -208,6 +208,35 @@ def test_library_raises_twilios_errors(sandbox: SandboxServer, sandbox_settings:
     assert (caught.value.status, caught.value.code) == (401, 20003)
 
 
+@pytest.mark.parametrize(
+    ("to", "code"),
+    [
+        ("+15005550001", 21211),  # invalid
+        ("+15005550002", 21612),  # Twilio cannot route to it
+        ("+15005550003", 21408),  # no international permission
+        ("+15005550004", 21610),  # blocked (unsubscribed)
+        ("+15005550009", 21614),  # not a mobile number
+    ],
+)
+def test_twilios_magic_to_numbers_are_refused_as_twilio_documents(
+    sandbox: SandboxServer, sandbox_settings: Settings, to: str, code: int
+) -> None:
+    client = make_client(sandbox_settings)
+    with pytest.raises(TwilioRestException) as caught:
+        client.messages.create(to=to, from_=sandbox_settings.phone_number, body="x")
+    assert (caught.value.status, caught.value.code) == (400, code)
+    assert to in caught.value.msg
+    assert sandbox.state.messages() == []  # refused: nothing queued, nothing delivered
+
+
+def test_other_numbers_in_the_magic_range_are_sent(
+    sandbox: SandboxServer, sandbox_settings: Settings
+) -> None:
+    client = make_client(sandbox_settings)
+    sent = client.messages.create(to="+15005550005", from_=sandbox_settings.phone_number, body="x")
+    assert sent.status == "queued"
+
+
 def test_paging_follows_next_page_uri(sandbox: SandboxServer, sandbox_settings: Settings) -> None:
     for i in range(5):
         sandbox.state.create_message(

@@ -4,9 +4,9 @@ It watches a `SandboxState` and, in background threads of its own (never a REST 
 
 - texts from the phone are recorded and POSTed to the number's SmsUrl (fallback SmsFallbackUrl);
   `<Message>` replies become outbound-reply messages;
-- every outbound message moves queued -> sent -> delivered (undelivered with 30003 for Twilio's
-  unreachable test numbers +1500555xxxx), with a status callback for each step; messages to the
-  phone appear on it;
+- every outbound message moves queued -> sent -> delivered, with a status callback for each step;
+  messages to the phone appear on it (Twilio's magic test To numbers are refused by the REST API
+  before any message exists, as Twilio refuses them);
 - calls from the phone POST to the number's VoiceUrl and run in the voice engine with the phone on
   the line; calls made through `Calls.json` ring the phone and, once answered, run their Url or
   Twiml; a REST update that ends a call hangs it up; status callbacks follow each call's life;
@@ -53,9 +53,6 @@ DELIVERY_STEP = 1.0  # seconds (times time_scale) from queued to sent, and from 
 RING_ELSEWHERE = 5.0  # seconds (times time_scale) a call to a number other than the phone rings
 MAX_RING_TIMEOUT = 600  # Twilio's upper bound for a call's Timeout
 INLINE_URL = "inline:twiml"  # the Hook URL of a call created with inline Twiml
-# Twilio's magic test numbers are not handsets: messages to them are undelivered.
-UNREACHABLE_PREFIX = "+1500555"
-UNREACHABLE = (30003, "Unreachable destination handset")
 
 
 # How a call that was never answered ends: the phone's decision -> (CallStatus, reason shown).
@@ -364,7 +361,7 @@ class Carrier:
         ).sid
 
     def _deliver(self, message: Message) -> None:
-        """queued -> sent -> delivered (or undelivered), a status callback at each step."""
+        """queued -> sent -> delivered, a status callback at each step."""
         self._message_callback(message)
         if not self._pause(DELIVERY_STEP):
             return
@@ -372,24 +369,17 @@ class Carrier:
         self._message_callback(message)
         if not self._pause(DELIVERY_STEP):
             return
-        bare = message.to.removeprefix("whatsapp:")
-        if bare.startswith(UNREACHABLE_PREFIX):
-            code, text = UNREACHABLE
-            message = self.state.set_message_status(
-                message.sid, "undelivered", error_code=code, error_message=text
+        message = self.state.set_message_status(message.sid, "delivered")
+        if self._is_phone(message.to):
+            self.events.add(
+                "message",
+                sid=message.sid,
+                from_=message.from_,
+                to=message.to,
+                body=message.body,
+                media_urls=list(message.media_urls),
+                direction=message.direction,
             )
-        else:
-            message = self.state.set_message_status(message.sid, "delivered")
-            if self._is_phone(message.to):
-                self.events.add(
-                    "message",
-                    sid=message.sid,
-                    from_=message.from_,
-                    to=message.to,
-                    body=message.body,
-                    media_urls=list(message.media_urls),
-                    direction=message.direction,
-                )
         self._message_callback(message)
 
     def _message_callback(self, message: Message) -> None:

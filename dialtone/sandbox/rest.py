@@ -199,6 +199,9 @@ class _Api:
                 err.INVALID_STATUS_CALLBACK,
                 f"The StatusCallback URL {callback} is not a valid URL.",
             )
+        refused = err.magic_to(to)
+        if refused is not None:
+            raise refused
         message = self.state.create_message(
             to=to,
             from_=from_,
