@@ -9,8 +9,10 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from twilio.twiml.messaging_response import MessagingResponse
 from twilio.twiml.voice_response import Gather, VoiceResponse
 
+from dialtone import optout
 from dialtone.sandbox.carrier import Carrier, PhoneError
 from dialtone.sandbox.state import CallCreated, Event, SandboxState
 from tests.twiml_app import TwimlApp, serve
@@ -119,3 +121,25 @@ def test_stopping_after_the_app_died_reports_nothing(
     carrier.stop()
     assert state.call(call.sid).status == "completed"
     assert [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING] == []
+
+
+def test_an_apps_own_stop_confirmation_is_refused_with_21610(
+    state: SandboxState, carrier: Carrier
+) -> None:
+    # An app with SEND_OPT_OUT_CONFIRMATIONS on answers STOP with a <Message>: Twilio has
+    # already confirmed, and refuses the app's reply to a number that just opted out.
+    with serve(state.auth_token) as app:
+        reply = MessagingResponse()
+        reply.message("You are unsubscribed (from the app).")
+        app.route("/sms", reply)
+        state.update_number(state.numbers()[0].sid, sms_url=app.url("/sms"))
+        carrier.send_sms("STOP")
+        assert carrier.wait_idle()
+        assert [r.params["Body"] for r in app.requests_to("/sms")] == ["STOP"]  # still passed on
+    shown = carrier.events.since(0)
+    texts = [e["body"] for e in shown if e["type"] == "message"]
+    assert texts == [optout.DEFAULT_OPT_OUT_REPLY]
+    (notice,) = [e for e in shown if e["type"] == "error"]
+    assert "21610" in notice["text"]
+    refused = [m for m in state.messages() if m.direction == "outbound-reply"]
+    assert [(m.status, m.error_code) for m in refused] == [("failed", 21610)]

@@ -14,7 +14,9 @@ from pathlib import Path
 
 import pytest
 import requests
+from twilio.base.exceptions import TwilioRestException
 
+from dialtone import optout
 from dialtone.sandbox.phone_client import PhoneApiError, PhoneClient, SandboxUnavailable
 from dialtone.sandbox.server import SandboxServer
 from dialtone.sandbox.state import PHONE_USER_NUMBER
@@ -303,3 +305,37 @@ def test_a_call_to_another_number_is_not_answered(world: World) -> None:
     )
     assert event["call_sid"] == call.sid
     assert client.calls(call.sid).fetch().status == "no-answer"
+
+
+def test_stop_is_confirmed_by_twilio_and_later_texts_are_refused(world: World) -> None:
+    carrier, state = world.sandbox.carrier, world.sandbox.state
+    assert carrier is not None
+    client = make_client(world.settings)
+    send_sms = {"to": PHONE_USER_NUMBER, "body": "Sale today!"}
+    auth = {"Authorization": f"Bearer {API_TOKEN}"}
+
+    world.phone.send_sms("Stop")
+    confirmation = world.phone.wait_for(lambda e: e["type"] == "message")
+    assert confirmation["body"] == optout.DEFAULT_OPT_OUT_REPLY  # Twilio's own, from the sandbox
+    assert confirmation["from_"] == world.settings.phone_number
+    assert carrier.wait_idle()
+    # The app got the STOP too, recorded it, and (SEND_OPT_OUT_CONFIRMATIONS off) sent nothing.
+    assert [(m.direction, m.body) for m in state.messages()] == [("inbound", "Stop")]
+    assert [e["type"] for e in world.phone.events() if e["type"] == "message"] == []
+
+    # The app refuses from its own record (409): no request reaches Twilio.
+    answer = requests.post(world.app_url + "/send_sms", json=send_sms, headers=auth, timeout=5)
+    assert answer.status_code == 409
+    assert len(state.messages()) == 1
+    # An app that had not recorded it would hear Twilio's 21610.
+    with pytest.raises(TwilioRestException) as refused:
+        client.messages.create(to=PHONE_USER_NUMBER, from_=world.settings.phone_number, body="x")
+    assert (refused.value.status, refused.value.code) == (400, 21610)
+
+    world.phone.send_sms("START")
+    confirmation = world.phone.wait_for(lambda e: e["type"] == "message")
+    assert confirmation["body"] == optout.DEFAULT_OPT_IN_REPLY
+    assert carrier.wait_idle()
+    answer = requests.post(world.app_url + "/send_sms", json=send_sms, headers=auth, timeout=5)
+    assert answer.status_code == 201
+    assert world.phone.wait_for(lambda e: e["type"] == "message")["body"] == "Sale today!"

@@ -4,6 +4,9 @@ It watches a `SandboxState` and, in background threads of its own (never a REST 
 
 - texts from the phone are recorded and POSTed to the number's SmsUrl (fallback SmsFallbackUrl);
   `<Message>` replies become outbound-reply messages;
+- STOP and START (and synonyms) from the phone are handled as Twilio does on long codes: the
+  opt-out is recorded in the state and confirmed to the phone by "Twilio", the message still
+  goes to the app, and texts to an opted-out phone are refused with 21610 until START;
 - every outbound message moves queued -> sent -> delivered, with a status callback for each step;
   messages to the phone appear on it (Twilio's magic test To numbers are refused by the REST API
   before any message exists, as Twilio refuses them);
@@ -27,12 +30,14 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from dialtone import optout
 from dialtone.sandbox import messaging, twiml
 from dialtone.sandbox.call_peer import CallInfo
 from dialtone.sandbox.messaging import Media, OutboundMessage
 from dialtone.sandbox.phone_line import EventLog, PhoneLine, show_notice
 from dialtone.sandbox.queues import QueueRegistry
 from dialtone.sandbox.resources import Call, Message, rfc2822, utcnow
+from dialtone.sandbox.rest_errors import UNSUBSCRIBED
 from dialtone.sandbox.state import (
     PHONE_USER_NUMBER,
     CallCreated,
@@ -53,6 +58,7 @@ DELIVERY_STEP = 1.0  # seconds (times time_scale) from queued to sent, and from 
 RING_ELSEWHERE = 5.0  # seconds (times time_scale) a call to a number other than the phone rings
 MAX_RING_TIMEOUT = 600  # Twilio's upper bound for a call's Timeout
 INLINE_URL = "inline:twiml"  # the Hook URL of a call created with inline Twiml
+UNSUBSCRIBED_TEXT = "Attempt to send to unsubscribed recipient"
 
 
 # How a call that was never answered ends: the phone's decision -> (CallStatus, reason shown).
@@ -194,6 +200,20 @@ class Carrier:
         if threads:
             log.warning("carrier stopped with %d thread(s) still running", len(threads))
 
+    def wait_idle(self, timeout: float = 5.0) -> bool:
+        """Wait until no background work is in flight (webhooks, deliveries, calls); False if
+        some is still running after `timeout` s. For tests and scripts that need a quiet moment."""
+        deadline = time.monotonic() + timeout
+        while True:
+            with self._lock:
+                threads = list(self._threads)
+            if not threads:
+                return True
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return False
+            threads[0].join(left)
+
     # --- the phone's actions ------------------------------------------------------------------
 
     def send_sms(self, body: str, media: Iterable[Media] = (), to: str | None = None) -> Message:
@@ -207,7 +227,8 @@ class Carrier:
         message = self.state.record_inbound_message(
             from_=self.phone_number, to=to, body=body, media_urls=[m.url for m in media]
         )
-        self._spawn("sms-in", self._answer_text, message, media)
+        self._stop_filtering(message)
+        self._spawn("sms-in", self._answer_text, message, media)  # keywords reach the app too
         return message
 
     def place_call(self, to: str | None = None) -> Call:
@@ -350,7 +371,33 @@ class Carrier:
         for out in result.messages:
             self._create_message(out, "outbound-reply")
 
+    def _stop_filtering(self, message: Message) -> None:
+        """Twilio's default opt-out handling on long codes: STOP and START are recorded and
+        confirmed by Twilio itself (the app's webhook still gets the message)."""
+        keyword = optout.classify(message.body)
+        if keyword is optout.Keyword.OPT_OUT:
+            self.state.opt_out(message.to, message.from_)
+            reply = optout.DEFAULT_OPT_OUT_REPLY
+        elif keyword is optout.Keyword.OPT_IN:
+            self.state.opt_in(message.to, message.from_)
+            reply = optout.DEFAULT_OPT_IN_REPLY
+        else:
+            return  # HELP: Twilio's default help reply is not emulated (the app answers it)
+        # Twilio's own reply: it goes to the phone but is not a message on the account.
+        self.events.add(
+            "message",
+            sid=None,
+            from_=message.to,
+            to=message.from_,
+            body=reply,
+            media_urls=[],
+            direction="outbound-reply",
+            auto_reply=True,
+        )
+
     def _create_message(self, out: OutboundMessage, direction: str) -> str:
+        if self.state.is_opted_out(out.from_, out.to):
+            return self._refuse_unsubscribed(out, direction)
         return self.state.create_message(
             to=out.to,
             from_=out.from_,
@@ -359,6 +406,28 @@ class Carrier:
             direction=direction,
             status_callback=out.status_callback,
         ).sid
+
+    def _refuse_unsubscribed(self, out: OutboundMessage, direction: str) -> str:
+        """A TwiML <Message> to a number that texted STOP: failed with 21610, as Twilio does."""
+        message = self.state.create_message(
+            to=out.to,
+            from_=out.from_,
+            body=out.body,
+            media_urls=out.media_urls,
+            direction=direction,
+            status="failed",
+            status_callback=out.status_callback,
+        )
+        message = self.state.set_message_status(
+            message.sid, "failed", error_code=UNSUBSCRIBED, error_message=UNSUBSCRIBED_TEXT
+        )
+        text = (
+            f"a reply to {out.to} was not sent: it texted STOP to {out.from_}, so Twilio refuses "
+            f"texts to it with {UNSUBSCRIBED} until it texts START"
+        )
+        show_notice(self.events, Notice(None, text, fatal=False), message_sid=message.sid)
+        self._message_callback(message)
+        return message.sid
 
     def _deliver(self, message: Message) -> None:
         """queued -> sent -> delivered, a status callback at each step."""
