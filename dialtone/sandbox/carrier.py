@@ -30,8 +30,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from dialtone import optout
-from dialtone.sandbox import messaging, twiml
+from dialtone.sandbox import messaging, stop_filter, twiml
 from dialtone.sandbox.call_peer import CallInfo
 from dialtone.sandbox.messaging import Media, OutboundMessage
 from dialtone.sandbox.phone_line import EventLog, PhoneLine, show_notice
@@ -58,7 +57,6 @@ DELIVERY_STEP = 1.0  # seconds (times time_scale) from queued to sent, and from 
 RING_ELSEWHERE = 5.0  # seconds (times time_scale) a call to a number other than the phone rings
 MAX_RING_TIMEOUT = 600  # Twilio's upper bound for a call's Timeout
 INLINE_URL = "inline:twiml"  # the Hook URL of a call created with inline Twiml
-UNSUBSCRIBED_TEXT = "Attempt to send to unsubscribed recipient"
 
 
 # How a call that was never answered ends: the phone's decision -> (CallStatus, reason shown).
@@ -227,7 +225,20 @@ class Carrier:
         message = self.state.record_inbound_message(
             from_=self.phone_number, to=to, body=body, media_urls=[m.url for m in media]
         )
-        self._stop_filtering(message)
+        confirmation = stop_filter.handle_keyword(self.state, message)
+        if (
+            confirmation is not None
+        ):  # Twilio's own reply: to the phone, not a message on the account
+            self.events.add(
+                "message",
+                sid=None,
+                from_=message.to,
+                to=message.from_,
+                body=confirmation,
+                media_urls=[],
+                direction="outbound-reply",
+                auto_reply=True,
+            )
         self._spawn("sms-in", self._answer_text, message, media)  # keywords reach the app too
         return message
 
@@ -371,30 +382,6 @@ class Carrier:
         for out in result.messages:
             self._create_message(out, "outbound-reply")
 
-    def _stop_filtering(self, message: Message) -> None:
-        """Twilio's default opt-out handling on long codes: STOP and START are recorded and
-        confirmed by Twilio itself (the app's webhook still gets the message)."""
-        keyword = optout.classify(message.body)
-        if keyword is optout.Keyword.OPT_OUT:
-            self.state.opt_out(message.to, message.from_)
-            reply = optout.DEFAULT_OPT_OUT_REPLY
-        elif keyword is optout.Keyword.OPT_IN:
-            self.state.opt_in(message.to, message.from_)
-            reply = optout.DEFAULT_OPT_IN_REPLY
-        else:
-            return  # HELP: Twilio's default help reply is not emulated (the app answers it)
-        # Twilio's own reply: it goes to the phone but is not a message on the account.
-        self.events.add(
-            "message",
-            sid=None,
-            from_=message.to,
-            to=message.from_,
-            body=reply,
-            media_urls=[],
-            direction="outbound-reply",
-            auto_reply=True,
-        )
-
     def _create_message(self, out: OutboundMessage, direction: str) -> str:
         if self.state.is_opted_out(out.from_, out.to):
             return self._refuse_unsubscribed(out, direction)
@@ -419,13 +406,13 @@ class Carrier:
             status_callback=out.status_callback,
         )
         message = self.state.set_message_status(
-            message.sid, "failed", error_code=UNSUBSCRIBED, error_message=UNSUBSCRIBED_TEXT
+            message.sid,
+            "failed",
+            error_code=UNSUBSCRIBED,
+            error_message=stop_filter.UNSUBSCRIBED_TEXT,
         )
-        text = (
-            f"a reply to {out.to} was not sent: it texted STOP to {out.from_}, so Twilio refuses "
-            f"texts to it with {UNSUBSCRIBED} until it texts START"
-        )
-        show_notice(self.events, Notice(None, text, fatal=False), message_sid=message.sid)
+        notice = Notice(None, stop_filter.refusal(out.to, out.from_), fatal=False)
+        show_notice(self.events, notice, message_sid=message.sid)
         self._message_callback(message)
         return message.sid
 
