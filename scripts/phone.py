@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import queue
 import sys
 import threading
 from pathlib import Path
@@ -43,7 +44,11 @@ def sandbox_url(settings: Settings, given: str | None) -> str:
 
 
 class Phone:
-    """The terminal phone: a thread prints events, the main thread reads commands."""
+    """The terminal phone: a thread prints events, the main thread carries out typed lines.
+
+    Whether the phone is on a call comes from the sandbox's events, guarded by a lock, so a
+    call that ended before `/call` returned is never taken for a live one.
+    """
 
     def __init__(self, client: PhoneClient, console: Console) -> None:
         self.client = client
@@ -52,17 +57,27 @@ class Phone:
         self.number: str = info["phone_number"]
         self.sandbox_number: str = info["sandbox_number"]
         self.client.last_event = info["last_event"]  # only what happens from now on
-        self.on_call = info.get("current_call") is not None
-        self.ringing = False
+        self._lock = threading.Lock()
+        self._current: str | None = info.get("current_call")  # the call the phone is on
+        self._ringing: str | None = None  # a call ringing the phone
+        self._ended: set[str] = set()  # calls whose call_ended event has been seen
         self.stopped = threading.Event()
+        self.lost: DialtoneError | None = None  # why the watcher stopped, if the sandbox went
+
+    @property
+    def on_call(self) -> bool:
+        """True while the phone is on a call (typed lines are keys)."""
+        with self._lock:
+            return self._current is not None
 
     def watch(self) -> None:
-        """Print events as they arrive (runs in a daemon thread)."""
+        """Print events as they arrive (runs in a daemon thread) until stopped or lost."""
         while not self.stopped.is_set():
             try:
                 events = self.client.events(wait=10)
             except DialtoneError as exc:
-                self.say(f"Lost the sandbox: {exc}", "bold red")
+                if not self.stopped.is_set():
+                    self.lost = exc
                 self.stopped.set()
                 return
             for event in events:
@@ -73,14 +88,31 @@ class Phone:
 
     def track(self, event: dict[str, object]) -> None:
         """Follow whether the phone is ringing or on a call, so plain lines go to the right place."""
-        kind = event["type"]
-        if kind == "ringing":
-            self.ringing = True
-        elif kind == "call_status" and event.get("status") == "in-progress":
-            self.ringing = False
-            self.on_call = self.number in (event.get("from_"), event.get("to"))
-        elif kind == "call_ended":
-            self.ringing = self.on_call = False
+        kind, sid = event["type"], event.get("call_sid")
+        if not isinstance(sid, str):
+            return
+        with self._lock:
+            if kind == "ringing":
+                self._ringing = sid
+            elif kind == "call_status" and event.get("status") == "in-progress":
+                if self.number in (event.get("from_"), event.get("to")) and sid not in self._ended:
+                    self._current = sid
+                if self._ringing == sid:
+                    self._ringing = None
+            elif kind == "call_ended":
+                self._ended.add(sid)
+                if self._current == sid:
+                    self._current = None
+                if self._ringing == sid:
+                    self._ringing = None
+
+    def _joined(self, sid: str) -> None:
+        """The phone is on call `sid`, unless its end has been seen already."""
+        with self._lock:
+            if sid not in self._ended:
+                self._current = sid
+            if self._ringing == sid:
+                self._ringing = None
 
     def say(self, text: str, style: str = "dim") -> None:
         """A line from the phone itself."""
@@ -101,17 +133,21 @@ class Phone:
                     help_panel(self.number, self.sandbox_number, self.client.base_url)
                 )
             elif command == "/call":
+                sid = self.client.call()  # refused (already on a call...): nothing is shown
                 self.say(f"Calling {self.sandbox_number}…", "magenta")
-                self.client.call()
-                self.on_call = True
+                self._joined(sid)
             elif command in ("/hangup", "/h"):
                 self.client.hangup()
             elif command in ("/answer", "/a"):
-                self.client.answer()
-                self.ringing, self.on_call = False, True
+                with self._lock:
+                    ringing = self._ringing
+                self.client.answer(ringing or "current")
+                if ringing:
+                    self._joined(ringing)
             elif command in ("/decline", "/d"):
                 self.client.decline()
-                self.ringing = False
+                with self._lock:
+                    self._ringing = None
             elif command == "/text":
                 self.text(rest)
             elif command == "/mms":
@@ -135,15 +171,26 @@ class Phone:
         self.client.send_sms(body, media or [])
         self.say(f"you → {self.sandbox_number}: {body or ''}{' 📎' if media else ''}", "bold")
 
+    def hang_up_quietly(self) -> None:
+        """End a live call on the way out (it may have ended already, or the sandbox gone)."""
+        if self.on_call:
+            with contextlib.suppress(DialtoneError):
+                self.client.hangup()
 
-def main(argv: list[str] | None = None) -> int:
-    """Run the phone until /quit or end of input."""
-    args = parse_args(argv)
-    settings = cli.load_settings()
-    url = sandbox_url(settings, args.sandbox)
+
+def read_lines(lines: queue.Queue[str | None]) -> None:
+    """Read stdin into `lines` (None at end of input); a daemon thread, so the main thread can
+    leave while a read is still waiting (the sandbox went away, Ctrl-C)."""
+    while line := sys.stdin.readline():
+        lines.put(line)
+    lines.put(None)
+
+
+def connect(url: str) -> Phone:
+    """The phone, connected to the sandbox at `url`; a DialtoneError paragraph if it is not there."""
     client = PhoneClient(url)
     try:
-        phone = Phone(client, Console())
+        return Phone(client, Console())
     except SandboxUnavailable:
         raise DialtoneError(
             f"The sandbox is not running at {url}, so there is nothing to text or call. Start "
@@ -151,16 +198,51 @@ def main(argv: list[str] | None = None) -> int:
             "and the sandbox) or `make sandbox`, then run `make phone` again. If it runs on "
             "another port or host, pass --sandbox URL or set SANDBOX_URL / SANDBOX_PORT."
         ) from None
-    phone.console.print(help_panel(phone.number, phone.sandbox_number, url))
+    except PhoneApiError as exc:
+        raise DialtoneError(
+            f"Something answers at {url}, but it is not the sandbox ({exc}): is that the app's "
+            "port? The sandbox listens on SANDBOX_PORT (5055 by default); `make dev` without "
+            "Twilio credentials or `make sandbox` prints its URL. Pass that with --sandbox URL "
+            "or set SANDBOX_URL, then run `make phone` again."
+        ) from None
+
+
+def converse(phone: Phone) -> None:
+    """Print events and carry out typed lines until /quit, end of input, or the sandbox goes."""
     threading.Thread(target=phone.watch, name="phone-events", daemon=True).start()
+    lines: queue.Queue[str | None] = queue.Queue()
+    threading.Thread(target=read_lines, args=(lines,), name="phone-input", daemon=True).start()
     while not phone.stopped.is_set():
-        line = sys.stdin.readline()
-        if not line or not phone.handle(line):
-            break
+        try:
+            line = lines.get(timeout=0.2)
+        except queue.Empty:
+            continue
+        if line is None or phone.stopped.is_set() or not phone.handle(line):
+            return
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the phone until /quit, end of input or Ctrl-C (0); 2 if the sandbox goes away."""
+    args = parse_args(argv)
+    settings = cli.load_settings()
+    url = sandbox_url(settings, args.sandbox)
+    try:
+        phone = connect(url)
+    except KeyboardInterrupt:
+        return 0
+    phone.console.print(help_panel(phone.number, phone.sandbox_number, url))
+    try:
+        converse(phone)
+    except KeyboardInterrupt:  # Ctrl-C: leave as /quit does (exit 0, so make adds no noise)
+        phone.console.print()
     phone.stopped.set()
-    if phone.on_call:
-        with contextlib.suppress(DialtoneError):  # ended already, or the sandbox has gone
-            client.hangup()
+    if phone.lost is not None:
+        raise DialtoneError(
+            f"Lost the sandbox at {url}: it stopped answering, so the phone has stopped too. "
+            "Start it again (`make dev` without Twilio credentials, or `make sandbox`), then "
+            "run `make phone` again."
+        )
+    phone.hang_up_quietly()
     phone.say("Bye.")
     return 0
 

@@ -123,3 +123,27 @@ def fake_ngrok(
     tunnel.close_all()
     # A test that failed half-way may have left an agent that pyngrok still tracks: stop it.
     ngrok.kill(conf.PyngrokConfig(ngrok_path=str(fake.path)))
+
+
+def _repo_var_files() -> dict[str, tuple[int, int]]:
+    var = REPO / "var"
+    if not var.is_dir():
+        return {}
+    return {
+        str(path.relative_to(REPO)): (path.stat().st_size, path.stat().st_mtime_ns)
+        for path in var.rglob("*")
+        if path.is_file()
+    }
+
+
+@pytest.fixture(scope="session", autouse=True)
+def repo_var_untouched() -> Iterator[None]:
+    """Fail the run if a test wrote to the repo's var/ (the user's record): tests use tmp_path."""
+    before = _repo_var_files()
+    yield
+    after = _repo_var_files()
+    changed = sorted(
+        name for name in set(before) | set(after) if before.get(name) != after.get(name)
+    )
+    if changed:
+        pytest.fail(f"tests wrote to the repository's var/: {', '.join(changed)}")

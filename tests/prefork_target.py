@@ -13,6 +13,7 @@ import os
 import sys
 import time
 from collections.abc import Callable, Iterable
+from pathlib import Path
 from typing import Any
 
 from dialtone import cli, logs, prefork
@@ -42,7 +43,9 @@ def make_app(fail: bool) -> Callable[[dict[str, Any], Callable[..., Any]], Itera
 def main() -> int:
     """Serve on 127.0.0.1:PORT with two workers until SIGTERM."""
     logs.configure("INFO")
-    settings = Settings(port=int(sys.argv[1]), workers=2, threads=2)
+    # DATABASE_PATH: test_prefork gives each run its own, never the repository's var/.
+    database = Path(os.environ.get("DATABASE_PATH") or "var/dialtone.db")
+    settings = Settings(port=int(sys.argv[1]), workers=2, threads=2, database_path=database)
     fail = "--fail" in sys.argv
     return prefork.serve(settings, lambda: make_app(fail))
 

@@ -21,7 +21,7 @@ from dialtone.sandbox.phone_client import Event, PhoneClient
 from dialtone.sandbox.server import SandboxServer
 from dialtone.settings import Settings
 from dialtone.twilio_api import make_client
-from server import create_app
+from server import close_app, create_app
 from tests.live_server import free_socket, serve_app
 
 API_TOKEN = "test-api-token-abcdefghijklmnop"  # as conftest's
@@ -85,7 +85,12 @@ def world(tmp_path: Path) -> Iterator[World]:
     sock = free_socket()
     app_url = f"http://127.0.0.1:{sock.getsockname()[1]}"
     settings = sandbox.settings(
-        Settings(api_token=API_TOKEN, rules_file=REPO / "rules.toml", public_url=app_url)
+        Settings(
+            api_token=API_TOKEN,
+            rules_file=REPO / "rules.toml",
+            public_url=app_url,
+            database_path=tmp_path / "var" / "dialtone.db",  # never the repo's (the user's) record
+        )
     )
     app = create_app(settings)
     broken_routes(app)
@@ -103,4 +108,5 @@ def world(tmp_path: Path) -> Iterator[World]:
             yield World(sandbox, settings, app_url, PhoneClient(sandbox.url))
     finally:
         sandbox.stop()
+        close_app(app)
     assert sandbox.take_violations() == []

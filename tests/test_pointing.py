@@ -144,7 +144,15 @@ def test_a_failed_update_changes_nothing_and_leaves_no_backup(
             "not-a-url",  # Twilio refuses it (21402)
             backup_dir=tmp_path,
         )
-    sandbox.take_violations()
+    # The invalid URLs are against the description too: one violation for each URL field sent.
+    assert sorted(v.problem for v in sandbox.take_violations()) == [
+        f"parameter {field}='not-a-url/{path}' is not an absolute http(s) URL"
+        for field, path in (
+            ("SmsUrl", "sms_url"),
+            ("StatusCallback", "status"),
+            ("VoiceUrl", "voice_url"),
+        )
+    ]
     assert fields_of(sandbox, number) == before
     assert list(tmp_path.iterdir()) == []
 

@@ -33,11 +33,13 @@ def free_port() -> int:
 class ServerProcess:
     """A server started as a real process; its stderr collected line by line."""
 
-    def __init__(self, args: list[str], env: dict[str, str] | None = None) -> None:
+    def __init__(self, args: list[str], tmp: Path, env: dict[str, str] | None = None) -> None:
+        # The record goes to the test's directory, never the repository's var/ (the user's).
+        database = {"DATABASE_PATH": str(tmp / "var" / "dialtone.db")}
         self.proc = subprocess.Popen(
             [sys.executable, *args],
             cwd=ROOT,
-            env={**os.environ, **(env or {})},
+            env={**os.environ, **database, **(env or {})},
             stderr=subprocess.PIPE,
             text=True,
         )
@@ -88,10 +90,10 @@ class ServerProcess:
 
 
 @pytest.fixture
-def target() -> Iterator[tuple[ServerProcess, int]]:
+def target(tmp_path: Path) -> Iterator[tuple[ServerProcess, int]]:
     """tests/prefork_target.py serving on two workers; yields it and its port."""
     port = free_port()
-    server = ServerProcess(["-m", "tests.prefork_target", str(port)])
+    server = ServerProcess(["-m", "tests.prefork_target", str(port)], tmp_path)
     try:
         server.wait_for("with 2 worker processes")
         yield server, port
@@ -174,18 +176,19 @@ def test_a_dead_worker_is_logged_and_replaced(target: tuple[ServerProcess, int])
     assert not any(alive(pid) for pid in first | replacement)
 
 
-def test_a_worker_that_cannot_start_stops_the_server() -> None:
-    server = ServerProcess(["-m", "tests.prefork_target", str(free_port()), "--fail"])
+def test_a_worker_that_cannot_start_stops_the_server(tmp_path: Path) -> None:
+    server = ServerProcess(["-m", "tests.prefork_target", str(free_port()), "--fail"], tmp_path)
     assert server.finish() == 2
     server.wait_for("could not start")
     assert "this worker was told to fail" in server.output
 
 
-def test_server_py_with_two_workers_answers_signed_webhooks() -> None:
+def test_server_py_with_two_workers_answers_signed_webhooks(tmp_path: Path) -> None:
     port = free_port()
     public_url = "https://bot.example.com"
     server = ServerProcess(
         ["server.py"],
+        tmp_path,
         env={
             "WORKERS": "2",
             "PORT": str(port),

@@ -14,7 +14,9 @@ from pathlib import Path
 
 import pytest
 import requests
+from twilio.base.exceptions import TwilioRestException
 
+from dialtone import optout
 from dialtone.sandbox.phone_client import PhoneApiError, PhoneClient, SandboxUnavailable
 from dialtone.sandbox.server import SandboxServer
 from dialtone.sandbox.state import PHONE_USER_NUMBER
@@ -117,17 +119,6 @@ def test_send_sms_status_callbacks_arrive_in_order(
     assert called_back == ["queued", "sent", "delivered"]
 
 
-def test_a_message_to_an_unreachable_number_is_undelivered(world: World) -> None:
-    client = make_client(world.settings)
-    sent = client.messages.create(to="+15005550001", from_=world.settings.phone_number, body="hi")
-    event = world.phone.wait_for(
-        lambda e: e["type"] == "message_status" and e["status"] == "undelivered"
-    )
-    assert event["sid"] == sent.sid
-    assert event["error_code"] == 30003
-    assert client.messages(sent.sid).fetch().error_code == 30003
-
-
 @pytest.mark.parametrize(
     ("path", "code"),
     [("/broken/500", 11200), ("/broken/twiml", 12200), ("/broken/nothing-here", 11200)],
@@ -152,6 +143,29 @@ def test_a_slow_answer_times_out_with_11205(world: World) -> None:
     error = world.phone.wait_for(lambda e: e["type"] == "error")
     assert error["code"] == 11205
     assert "HTTP connection failure" in error["text"]
+
+
+def test_a_slow_sms_answer_is_11205_and_the_fallback_answers(world: World) -> None:
+    assert world.sandbox.carrier is not None
+    world.sandbox.carrier.client.total_timeout = 0.3
+    world.point(sms_url="/broken/slow", sms_fallback_url="/sms_url")
+    world.phone.send_sms("joke")
+    error = world.phone.wait_for(lambda e: e["type"] == "error")
+    assert (error["code"], error["url"]) == (11205, world.app_url + "/broken/slow")
+    reply = world.phone.wait_for(lambda e: e["type"] == "message")
+    assert reply["body"] == "Why did the phone wear glasses? It lost its contacts."
+
+
+def test_a_slow_voice_answer_is_11205_and_the_fallback_runs(world: World) -> None:
+    assert world.sandbox.carrier is not None
+    world.sandbox.carrier.client.total_timeout = 0.3
+    world.point(voice_url="/broken/slow", voice_fallback_url="/voice_url")
+    world.phone.call()
+    error = world.phone.wait_for(lambda e: e["type"] == "error")
+    assert (error["code"], error["url"]) == (11205, world.app_url + "/broken/slow")
+    world.phone.wait_for(lambda e: e["type"] == "gather")  # the fallback's menu
+    world.phone.hangup()
+    assert world.phone.wait_for(lambda e: e["type"] == "call_ended")["status"] == "completed"
 
 
 def test_a_broken_voice_route_uses_the_fallback(world: World) -> None:
@@ -291,3 +305,37 @@ def test_a_call_to_another_number_is_not_answered(world: World) -> None:
     )
     assert event["call_sid"] == call.sid
     assert client.calls(call.sid).fetch().status == "no-answer"
+
+
+def test_stop_is_confirmed_by_twilio_and_later_texts_are_refused(world: World) -> None:
+    carrier, state = world.sandbox.carrier, world.sandbox.state
+    assert carrier is not None
+    client = make_client(world.settings)
+    send_sms = {"to": PHONE_USER_NUMBER, "body": "Sale today!"}
+    auth = {"Authorization": f"Bearer {API_TOKEN}"}
+
+    world.phone.send_sms("Stop")
+    confirmation = world.phone.wait_for(lambda e: e["type"] == "message")
+    assert confirmation["body"] == optout.DEFAULT_OPT_OUT_REPLY  # Twilio's own, from the sandbox
+    assert confirmation["from_"] == world.settings.phone_number
+    assert carrier.wait_idle()
+    # The app got the STOP too, recorded it, and (SEND_OPT_OUT_CONFIRMATIONS off) sent nothing.
+    assert [(m.direction, m.body) for m in state.messages()] == [("inbound", "Stop")]
+    assert [e["type"] for e in world.phone.events() if e["type"] == "message"] == []
+
+    # The app refuses from its own record (409): no request reaches Twilio.
+    answer = requests.post(world.app_url + "/send_sms", json=send_sms, headers=auth, timeout=5)
+    assert answer.status_code == 409
+    assert len(state.messages()) == 1
+    # An app that had not recorded it would hear Twilio's 21610.
+    with pytest.raises(TwilioRestException) as refused:
+        client.messages.create(to=PHONE_USER_NUMBER, from_=world.settings.phone_number, body="x")
+    assert (refused.value.status, refused.value.code) == (400, 21610)
+
+    world.phone.send_sms("START")
+    confirmation = world.phone.wait_for(lambda e: e["type"] == "message")
+    assert confirmation["body"] == optout.DEFAULT_OPT_IN_REPLY
+    assert carrier.wait_idle()
+    answer = requests.post(world.app_url + "/send_sms", json=send_sms, headers=auth, timeout=5)
+    assert answer.status_code == 201
+    assert world.phone.wait_for(lambda e: e["type"] == "message")["body"] == "Sale today!"

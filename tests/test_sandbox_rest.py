@@ -208,6 +208,35 @@ def test_library_raises_twilios_errors(sandbox: SandboxServer, sandbox_settings:
     assert (caught.value.status, caught.value.code) == (401, 20003)
 
 
+@pytest.mark.parametrize(
+    ("to", "code"),
+    [
+        ("+15005550001", 21211),  # invalid
+        ("+15005550002", 21612),  # Twilio cannot route to it
+        ("+15005550003", 21408),  # no international permission
+        ("+15005550004", 21610),  # blocked (unsubscribed)
+        ("+15005550009", 21614),  # not a mobile number
+    ],
+)
+def test_twilios_magic_to_numbers_are_refused_as_twilio_documents(
+    sandbox: SandboxServer, sandbox_settings: Settings, to: str, code: int
+) -> None:
+    client = make_client(sandbox_settings)
+    with pytest.raises(TwilioRestException) as caught:
+        client.messages.create(to=to, from_=sandbox_settings.phone_number, body="x")
+    assert (caught.value.status, caught.value.code) == (400, code)
+    assert to in caught.value.msg
+    assert sandbox.state.messages() == []  # refused: nothing queued, nothing delivered
+
+
+def test_other_numbers_in_the_magic_range_are_sent(
+    sandbox: SandboxServer, sandbox_settings: Settings
+) -> None:
+    client = make_client(sandbox_settings)
+    sent = client.messages.create(to="+15005550005", from_=sandbox_settings.phone_number, body="x")
+    assert sent.status == "queued"
+
+
 def test_paging_follows_next_page_uri(sandbox: SandboxServer, sandbox_settings: Settings) -> None:
     for i in range(5):
         sandbox.state.create_message(
@@ -276,26 +305,28 @@ def test_message_without_to_is_21604(sandbox: SandboxServer) -> None:
 
 
 @pytest.mark.parametrize(
-    ("data", "code"),
+    ("data", "code", "violations"),
     [
-        ({"To": "555-0100", "Body": "x"}, 21211),
-        ({"To": "whatsapp:0100", "Body": "x"}, 21211),
-        ({"To": PHONE}, 21602),
-        ({"To": PHONE, "Body": ""}, 21602),
-        ({"To": PHONE, "Body": "x" * 1601}, 21617),
-        ({"To": PHONE, "Body": "x", "StatusCallback": "not a url"}, 21609),
-        ({"To": PHONE, "Body": "x", "From": "+19998887777"}, 21606),
+        ({"To": "555-0100", "Body": "x"}, 21211, []),
+        ({"To": "whatsapp:0100", "Body": "x"}, 21211, []),
+        ({"To": PHONE}, 21602, []),
+        ({"To": PHONE, "Body": ""}, 21602, []),
+        ({"To": PHONE, "Body": "x" * 1601}, 21617, []),
+        ({"To": PHONE, "Body": "x", "StatusCallback": "not a url"}, 21609,
+         ["parameter StatusCallback='not a url' is not an absolute http(s) URL"]),
+        ({"To": PHONE, "Body": "x", "From": "+19998887777"}, 21606, []),
     ],
     ids=["invalid To", "invalid WhatsApp To", "no Body or MediaUrl", "empty Body", "long Body",
          "bad StatusCallback", "From not ours"],
 )  # fmt: skip
 def test_invalid_messages_are_rejected_as_twilio_does(
-    sandbox: SandboxServer, data: dict[str, str], code: int
+    sandbox: SandboxServer, data: dict[str, str], code: int, violations: list[str]
 ) -> None:
     data.setdefault("From", str(sandbox.state.phone_number))
     assert_twilio_error(post(sandbox, "Messages.json", data), 400, code)
     assert sandbox.state.messages() == []
-    sandbox.take_violations()  # a bad StatusCallback is also a spec violation; not the point here
+    # A bad StatusCallback is also against the description; the checker must see it.
+    assert [v.problem for v in sandbox.take_violations()] == violations
 
 
 def test_message_without_from_or_service_is_21603(sandbox: SandboxServer) -> None:
@@ -303,23 +334,32 @@ def test_message_without_from_or_service_is_21603(sandbox: SandboxServer) -> Non
 
 
 @pytest.mark.parametrize(
-    ("data", "code"),
+    ("data", "code", "violations"),
     [
-        ({"From": "+15005550006", "Url": "https://a.example/"}, 21201),
-        ({"To": PHONE, "Url": "https://a.example/"}, 21213),
-        ({"To": "0100", "From": "+15005550006", "Url": "https://a.example/"}, 21211),
-        ({"To": PHONE, "From": "+19998887777", "Url": "https://a.example/"}, 21210),
-        ({"To": PHONE, "From": "+15005550006"}, 21205),
-        ({"To": PHONE, "From": "+15005550006", "Url": "/relative"}, 21205),
+        (
+            {"From": "+15005550006", "Url": "https://a.example/"},
+            21201,
+            ["required parameter To is missing"],
+        ),
+        ({"To": PHONE, "Url": "https://a.example/"}, 21213, ["required parameter From is missing"]),
+        ({"To": "0100", "From": "+15005550006", "Url": "https://a.example/"}, 21211, []),
+        ({"To": PHONE, "From": "+19998887777", "Url": "https://a.example/"}, 21210, []),
+        ({"To": PHONE, "From": "+15005550006"}, 21205, []),
+        (
+            {"To": PHONE, "From": "+15005550006", "Url": "/relative"},
+            21205,
+            ["parameter Url='/relative' is not an absolute http(s) URL"],
+        ),
     ],
     ids=["no To", "no From", "invalid To", "From not ours", "no Url or Twiml", "relative Url"],
 )
 def test_invalid_calls_are_rejected_as_twilio_does(
-    sandbox: SandboxServer, data: dict[str, str], code: int
+    sandbox: SandboxServer, data: dict[str, str], code: int, violations: list[str]
 ) -> None:
     assert_twilio_error(post(sandbox, "Calls.json", data), 400, code)
     assert sandbox.state.calls() == []
-    sandbox.take_violations()  # missing To/From and a relative Url are spec violations too
+    # Missing To/From and a relative Url are against the description too.
+    assert [v.problem for v in sandbox.take_violations()] == violations
 
 
 @pytest.mark.parametrize(
@@ -349,7 +389,9 @@ def test_number_update_with_a_bad_url_is_21402(sandbox: SandboxServer) -> None:
     response = post(sandbox, f"IncomingPhoneNumbers/{sid}.json", {"SmsUrl": "ftp://x"})
     assert_twilio_error(response, 400, 21402)
     assert sandbox.state.number(sid).sms_url == ""
-    sandbox.take_violations()
+    assert [v.problem for v in sandbox.take_violations()] == [
+        "parameter SmsUrl='ftp://x' is not an absolute http(s) URL"
+    ]
 
 
 def test_bad_paging_values_are_400(sandbox: SandboxServer) -> None:

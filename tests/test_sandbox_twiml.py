@@ -7,7 +7,7 @@ from twilio.twiml.messaging_response import Body, Media, Message, MessagingRespo
 from twilio.twiml.voice_response import Dial, Gather, VoiceResponse
 
 from dialtone.sandbox import messaging, twiml
-from dialtone.sandbox.webhook_errors import TwilioFailure
+from dialtone.sandbox.webhook_errors import Notice, TwilioFailure
 
 # Documents Twilio would refuse cannot be built with the twilio library (it only makes valid
 # TwiML), so the broken ones below are written out as raw strings on purpose.
@@ -179,3 +179,14 @@ def test_status_params_carry_the_error_code_only_when_failed() -> None:
     assert delivered["MessageStatus"] == delivered["SmsStatus"] == "delivered"
     assert "ErrorCode" not in delivered
     assert failed["ErrorCode"] == "30003"
+
+
+def test_a_notice_names_its_code_or_the_sandbox_once() -> None:
+    coded = Notice(11200, "the server answered HTTP 500", "http://app/sms")
+    assert (
+        str(coded)
+        == "Error 11200: HTTP retrieval failure: the server answered HTTP 500 (http://app/sms)"
+    )
+    warning = Notice(12200, "unknown verb", fatal=False)
+    assert str(warning) == "Warning 12200: Schema validation warning: unknown verb"
+    assert str(Notice(None, "no SmsUrl")) == "Sandbox: no SmsUrl"

@@ -16,7 +16,7 @@ from twilio.twiml.voice_response import Dial, Gather, VoiceResponse
 from dialtone.sandbox import messaging
 from dialtone.sandbox.call_peer import CallInfo, RecordResult
 from dialtone.sandbox.queues import QueueRegistry
-from dialtone.sandbox.voice import Call
+from dialtone.sandbox.voice import Call, voice_params
 from dialtone.sandbox.webhook_client import Hook, WebhookClient
 from dialtone.sandbox.webhook_errors import Notice
 from tests.twiml_app import TwimlApp, serve
@@ -436,3 +436,35 @@ def wait_for(condition: Any, timeout: float = 10.0) -> None:
     while not condition():
         assert time.monotonic() < deadline, "condition never became true"
         time.sleep(0.01)
+
+
+def test_voice_params_are_a_plain_function_of_the_call() -> None:
+    info = CallInfo("CA" + "0" * 32, ACCOUNT_SID, CALLER, NUMBER, "outbound-api")
+    params = voice_params(info, "completed", {"CallDuration": "3"})
+    assert params["CallSid"] == info.call_sid
+    assert params["CallStatus"] == "completed"
+    assert params["Direction"] == "outbound-api"
+    assert (params["From"], params["Caller"], params["To"], params["Called"]) == (
+        CALLER,
+        CALLER,
+        NUMBER,
+        NUMBER,
+    )
+    assert params["ToCountry"] == "US"
+    assert params["CallDuration"] == "3"
+
+
+def test_webhooks_never_go_through_a_proxy(
+    app: TwimlApp, client: WebhookClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        dead = f"http://127.0.0.1:{sock.getsockname()[1]}"  # a proxy that is not there
+    for name in ("http_proxy", "HTTP_PROXY", "https_proxy", "HTTPS_PROXY"):
+        monkeypatch.setenv(name, dead)
+    monkeypatch.delenv("no_proxy", raising=False)
+    monkeypatch.delenv("NO_PROXY", raising=False)
+    app.route("/voice", say_twiml("Straight to the app."))
+    call, _ = make_call(app, client, ScriptedPeer())
+    assert call.run() == "completed"
+    assert len(app.received) == 1

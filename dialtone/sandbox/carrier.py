@@ -4,9 +4,12 @@ It watches a `SandboxState` and, in background threads of its own (never a REST 
 
 - texts from the phone are recorded and POSTed to the number's SmsUrl (fallback SmsFallbackUrl);
   `<Message>` replies become outbound-reply messages;
-- every outbound message moves queued -> sent -> delivered (undelivered with 30003 for Twilio's
-  unreachable test numbers +1500555xxxx), with a status callback for each step; messages to the
-  phone appear on it;
+- STOP and START (and synonyms) from the phone are handled as Twilio does on long codes: the
+  opt-out is recorded in the state and confirmed to the phone by "Twilio", the message still
+  goes to the app, and texts to an opted-out phone are refused with 21610 until START;
+- every outbound message moves queued -> sent -> delivered, with a status callback for each step;
+  messages to the phone appear on it (Twilio's magic test To numbers are refused by the REST API
+  before any message exists, as Twilio refuses them);
 - calls from the phone POST to the number's VoiceUrl and run in the voice engine with the phone on
   the line; calls made through `Calls.json` ring the phone and, once answered, run their Url or
   Twiml; a REST update that ends a call hangs it up; status callbacks follow each call's life;
@@ -27,12 +30,13 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from dialtone.sandbox import messaging, twiml
+from dialtone.sandbox import messaging, stop_filter, twiml
 from dialtone.sandbox.call_peer import CallInfo
 from dialtone.sandbox.messaging import Media, OutboundMessage
 from dialtone.sandbox.phone_line import EventLog, PhoneLine, show_notice
 from dialtone.sandbox.queues import QueueRegistry
 from dialtone.sandbox.resources import Call, Message, rfc2822, utcnow
+from dialtone.sandbox.rest_errors import UNSUBSCRIBED
 from dialtone.sandbox.state import (
     PHONE_USER_NUMBER,
     CallCreated,
@@ -43,6 +47,7 @@ from dialtone.sandbox.state import (
     SandboxState,
 )
 from dialtone.sandbox.voice import Call as VoiceCall
+from dialtone.sandbox.voice import voice_params
 from dialtone.sandbox.webhook_client import Fetched, Hook, WebhookClient
 from dialtone.sandbox.webhook_errors import Notice, TwilioFailure
 
@@ -52,9 +57,6 @@ DELIVERY_STEP = 1.0  # seconds (times time_scale) from queued to sent, and from 
 RING_ELSEWHERE = 5.0  # seconds (times time_scale) a call to a number other than the phone rings
 MAX_RING_TIMEOUT = 600  # Twilio's upper bound for a call's Timeout
 INLINE_URL = "inline:twiml"  # the Hook URL of a call created with inline Twiml
-# Twilio's magic test numbers are not handsets: messages to them are undelivered.
-UNREACHABLE_PREFIX = "+1500555"
-UNREACHABLE = (30003, "Unreachable destination handset")
 
 
 # How a call that was never answered ends: the phone's decision -> (CallStatus, reason shown).
@@ -87,6 +89,7 @@ class _LiveCall:
     decided: threading.Event = field(default_factory=threading.Event)
     sequence: int = 0
     hung: bool = False
+    quiet: bool = False
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def decide(self, decision: str) -> bool:
@@ -98,23 +101,27 @@ class _LiveCall:
         self.decided.set()
         return True
 
-    def hang_up(self) -> None:
-        """End the call from any state: ringing, running, or about to run."""
+    def hang_up(self, *, quiet: bool = False) -> None:
+        """End the call from any state: ringing, running, or about to run.
+
+        `quiet`: the engine sends no more requests (the carrier is stopping).
+        """
         self.decide("cancel")
         with self.lock:
             self.hung = True
+            self.quiet = self.quiet or quiet
             engine = self.engine
         if engine is not None:
-            engine.hangup()
+            engine.hangup(quiet=quiet)
         self.line.close()
 
     def attach(self, engine: VoiceCall) -> None:
         """Hand the call to the engine (hanging it up at once if the phone already did)."""
         with self.lock:
             self.engine = engine
-            hung = self.hung
+            hung, quiet = self.hung, self.quiet
         if hung:
-            engine.hangup()
+            engine.hangup(quiet=quiet)
 
 
 class InlineTwimlClient(WebhookClient):
@@ -152,6 +159,7 @@ class Carrier:
         self.events = EventLog()
         self.queues = QueueRegistry()
         self._lock = threading.Lock()
+        self._dialling = threading.Lock()  # held by place_call from its check to its tracking
         self._threads: set[threading.Thread] = set()
         self._calls: dict[str, _LiveCall] = {}
         self._stopping = threading.Event()
@@ -166,7 +174,11 @@ class Carrier:
         return self
 
     def stop(self, timeout: float = 5.0) -> None:
-        """Stop: hang up every call, wake the phone's readers, join every thread."""
+        """Stop: hang up every call, wake the phone's readers, join every thread.
+
+        Calls end `completed` in the state without any webhook (status callback or action):
+        the app is usually gone already (Ctrl-C on `make dev` stops it first).
+        """
         self._stopping.set()
         if self._unsubscribe is not None:
             self._unsubscribe()
@@ -174,7 +186,7 @@ class Carrier:
         with self._lock:
             calls = list(self._calls.values())
         for live in calls:
-            live.hang_up()
+            live.hang_up(quiet=True)
         self.events.close()
         deadline = time.monotonic() + timeout
         while True:
@@ -185,6 +197,20 @@ class Carrier:
             threads[0].join(max(0.0, deadline - time.monotonic()))
         if threads:
             log.warning("carrier stopped with %d thread(s) still running", len(threads))
+
+    def wait_idle(self, timeout: float = 5.0) -> bool:
+        """Wait until no background work is in flight (webhooks, deliveries, calls); False if
+        some is still running after `timeout` s. For tests and scripts that need a quiet moment."""
+        deadline = time.monotonic() + timeout
+        while True:
+            with self._lock:
+                threads = list(self._threads)
+            if not threads:
+                return True
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return False
+            threads[0].join(left)
 
     # --- the phone's actions ------------------------------------------------------------------
 
@@ -199,7 +225,21 @@ class Carrier:
         message = self.state.record_inbound_message(
             from_=self.phone_number, to=to, body=body, media_urls=[m.url for m in media]
         )
-        self._spawn("sms-in", self._answer_text, message, media)
+        confirmation = stop_filter.handle_keyword(self.state, message)
+        if (
+            confirmation is not None
+        ):  # Twilio's own reply: to the phone, not a message on the account
+            self.events.add(
+                "message",
+                sid=None,
+                from_=message.to,
+                to=message.from_,
+                body=confirmation,
+                media_urls=[],
+                direction="outbound-reply",
+                auto_reply=True,
+            )
+        self._spawn("sms-in", self._answer_text, message, media)  # keywords reach the app too
         return message
 
     def place_call(self, to: str | None = None) -> Call:
@@ -208,15 +248,17 @@ class Carrier:
         number = self.state.number_by_phone(to) if to else None
         if not to or number is None:
             raise PhoneError(f"{to or 'The sandbox'} is not a number on the sandbox account.")
-        if self.current_call() is not None:
-            raise PhoneError("The phone is already on a call: hang up first.")
-        call = self.state.record_inbound_call(from_=self.phone_number, to=to)
         callback = (
             _Callback(number.status_callback, number.status_callback_method)
             if number.status_callback
             else None
         )
-        live = self._track(call.sid, callback, with_phone=True)
+        # One dial at a time: the check and the tracking of the new call are one step.
+        with self._dialling:
+            if self.current_call() is not None:
+                raise PhoneError("The phone is already on a call: hang up first.")
+            call = self.state.record_inbound_call(from_=self.phone_number, to=to)
+            live = self._track(call.sid, callback, with_phone=True)
         live.decide("answer")  # the phone placed it: hanging up ends it, never "declines"
         self._spawn("call-in", self._run_inbound, call, live)
         return call
@@ -341,6 +383,8 @@ class Carrier:
             self._create_message(out, "outbound-reply")
 
     def _create_message(self, out: OutboundMessage, direction: str) -> str:
+        if self.state.is_opted_out(out.from_, out.to):
+            return self._refuse_unsubscribed(out, direction)
         return self.state.create_message(
             to=out.to,
             from_=out.from_,
@@ -350,8 +394,30 @@ class Carrier:
             status_callback=out.status_callback,
         ).sid
 
+    def _refuse_unsubscribed(self, out: OutboundMessage, direction: str) -> str:
+        """A TwiML <Message> to a number that texted STOP: failed with 21610, as Twilio does."""
+        message = self.state.create_message(
+            to=out.to,
+            from_=out.from_,
+            body=out.body,
+            media_urls=out.media_urls,
+            direction=direction,
+            status="failed",
+            status_callback=out.status_callback,
+        )
+        message = self.state.set_message_status(
+            message.sid,
+            "failed",
+            error_code=UNSUBSCRIBED,
+            error_message=stop_filter.UNSUBSCRIBED_TEXT,
+        )
+        notice = Notice(None, stop_filter.refusal(out.to, out.from_), fatal=False)
+        show_notice(self.events, notice, message_sid=message.sid)
+        self._message_callback(message)
+        return message.sid
+
     def _deliver(self, message: Message) -> None:
-        """queued -> sent -> delivered (or undelivered), a status callback at each step."""
+        """queued -> sent -> delivered, a status callback at each step."""
         self._message_callback(message)
         if not self._pause(DELIVERY_STEP):
             return
@@ -359,24 +425,17 @@ class Carrier:
         self._message_callback(message)
         if not self._pause(DELIVERY_STEP):
             return
-        bare = message.to.removeprefix("whatsapp:")
-        if bare.startswith(UNREACHABLE_PREFIX):
-            code, text = UNREACHABLE
-            message = self.state.set_message_status(
-                message.sid, "undelivered", error_code=code, error_message=text
+        message = self.state.set_message_status(message.sid, "delivered")
+        if self._is_phone(message.to):
+            self.events.add(
+                "message",
+                sid=message.sid,
+                from_=message.from_,
+                to=message.to,
+                body=message.body,
+                media_urls=list(message.media_urls),
+                direction=message.direction,
             )
-        else:
-            message = self.state.set_message_status(message.sid, "delivered")
-            if self._is_phone(message.to):
-                self.events.add(
-                    "message",
-                    sid=message.sid,
-                    from_=message.from_,
-                    to=message.to,
-                    body=message.body,
-                    media_urls=list(message.media_urls),
-                    direction=message.direction,
-                )
         self._message_callback(message)
 
     def _message_callback(self, message: Message) -> None:
@@ -480,6 +539,8 @@ class Carrier:
     ) -> None:
         """POST a call status callback if the call asked for this event."""
         callback = live.callback
+        if self._stopping.is_set():
+            return  # stopping: the state still records the status, nobody is told
         event = {"initiated": "initiated", "ringing": "ringing", "in-progress": "answered"}.get(
             status, "completed"
         )
@@ -488,13 +549,8 @@ class Carrier:
         with live.lock:
             live.sequence += 1
             sequence = live.sequence
-        base = VoiceCall(
-            CallInfo(call.sid, call.account_sid, call.from_, call.to, call.direction),
-            Hook(callback.url),
-            client=self.client,
-            peer=live.line,
-        ).params()
-        form: dict[str, Any] = {**base, **(params or {})}
+        info = CallInfo(call.sid, call.account_sid, call.from_, call.to, call.direction)
+        form: dict[str, Any] = voice_params(info, status, params)
         form.update(
             CallStatus=status,
             CallbackSource="call-progress-events",

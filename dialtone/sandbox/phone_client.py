@@ -42,6 +42,9 @@ class PhoneClient:
             raise DialtoneError(f"The sandbox URL must be http(s)://host:port, not {base_url!r}.")
         self.base_url = base_url.rstrip("/")
         self.timeout = timeout
+        # The sandbox is on this machine: never through http_proxy/https_proxy (common in
+        # workshops), which would answer for it or not at all.
+        self._opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
         self.last_event = 0  # the id of the newest event `events()` has returned
 
     # --- actions ----------------------------------------------------------------------------
@@ -126,15 +129,10 @@ class PhoneClient:
         if data is not None:
             req.add_header("Content-Type", "application/json")
         try:
-            with urllib.request.urlopen(req, timeout=timeout or self.timeout) as answer:  # noqa: S310
-                result: dict[str, Any] = json.loads(answer.read() or b"{}")
-                return result
+            with self._opener.open(req, timeout=timeout or self.timeout) as answer:
+                result = json.loads(answer.read() or b"{}")
         except urllib.error.HTTPError as exc:
-            try:
-                message = json.loads(exc.read()).get("error") or exc.reason
-            except ValueError:
-                message = str(exc.reason)
-            raise PhoneApiError(exc.code, str(message)) from None
+            raise PhoneApiError(exc.code, _error_text(exc)) from None
         except (urllib.error.URLError, OSError) as exc:
             reason = getattr(exc, "reason", exc)
             raise SandboxUnavailable(
@@ -142,3 +140,19 @@ class PhoneClient:
                 "`make dev` (no Twilio credentials) or `make sandbox` in another terminal, or "
                 "pass --sandbox URL if it runs elsewhere."
             ) from None
+        except ValueError:  # a 2xx that is not JSON: something else answers there
+            raise PhoneApiError(200, "The answer is not the phone API's JSON.") from None
+        if not isinstance(result, dict):
+            raise PhoneApiError(200, "The answer is not the phone API's JSON.")
+        return result
+
+
+def _error_text(exc: urllib.error.HTTPError) -> str:
+    """The phone API's error message; for anything else (another server), its HTTP status."""
+    try:
+        error = json.loads(exc.read()).get("error")
+    except (ValueError, AttributeError):
+        error = None
+    if isinstance(error, str) and error:
+        return error
+    return f"HTTP {exc.code} {exc.reason}"

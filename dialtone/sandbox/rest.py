@@ -199,6 +199,15 @@ class _Api:
                 err.INVALID_STATUS_CALLBACK,
                 f"The StatusCallback URL {callback} is not a valid URL.",
             )
+        refused = err.magic_to(to)
+        if refused is not None:
+            raise refused
+        if not to.startswith(WHATSAPP_PREFIX) and self.state.is_opted_out(from_, to):
+            # Twilio's STOP filtering: refused until the recipient texts START.
+            raise err.bad_request(
+                err.UNSUBSCRIBED,
+                f"Attempt to send to unsubscribed recipient: {to} has replied STOP to {from_}.",
+            )
         message = self.state.create_message(
             to=to,
             from_=from_,

@@ -45,6 +45,16 @@ FROM_REQUIRED = 21603
 TO_REQUIRED = 21604
 # Messages: "The 'From' phone number provided is not a valid message-capable Twilio phone number".
 FROM_NOT_OURS = 21606
+# Messages: "Permission to send an SMS has not been enabled for the region indicated by the 'To'
+# number" (the account's geographic permissions).
+NO_INTERNATIONAL_PERMISSION = 21408
+# Messages: "Attempt to send to unsubscribed recipient": the recipient texted STOP to this From
+# (or it is the "blocked" magic test number).
+UNSUBSCRIBED = 21610
+# Messages: "The 'To' phone number is not currently reachable via SMS".
+UNREACHABLE_TO = 21612
+# Messages: "'To' number is not a valid mobile number" (a landline cannot receive SMS).
+NOT_MOBILE = 21614
 # Messages: "Invalid 'StatusCallback'": not a valid URL.
 INVALID_STATUS_CALLBACK = 21609
 # Messages: "The concatenated message body exceeds the 1600 character limit".
@@ -85,3 +95,31 @@ def not_found(path: str) -> TwilioError:
 def authenticate() -> TwilioError:
     """Twilio's 401 for missing or wrong credentials."""
     return TwilioError(401, AUTHENTICATE, "Authenticate")
+
+
+# Twilio's magic To numbers for Messages (Twilio's "Test Credentials" page, "Test SMS messages"):
+# with test credentials, a message to one of these is refused with this code, nothing sent. The
+# sandbox answers them the same way (its account behaves like a test account).
+MAGIC_TO: dict[str, tuple[int, str]] = {
+    "+15005550001": (INVALID_TO, "The 'To' number {to} is not a valid phone number."),
+    "+15005550002": (
+        UNREACHABLE_TO,
+        "The 'To' phone number {to} is not currently reachable via SMS.",
+    ),
+    "+15005550003": (
+        NO_INTERNATIONAL_PERMISSION,
+        "Permission to send an SMS has not been enabled for the region indicated by the 'To' "
+        "number: {to}.",
+    ),
+    "+15005550004": (UNSUBSCRIBED, "Attempt to send to unsubscribed recipient {to}."),
+    "+15005550009": (NOT_MOBILE, "The 'To' number {to} is not a valid mobile number."),
+}
+
+
+def magic_to(to: str) -> TwilioError | None:
+    """The error Twilio answers a message to one of its magic To numbers with, or None."""
+    found = MAGIC_TO.get(to)
+    if found is None:
+        return None
+    code, message = found
+    return bad_request(code, message.format(to=to))

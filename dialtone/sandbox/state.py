@@ -133,6 +133,7 @@ class SandboxState:
         self._numbers: dict[str, PhoneNumber] = {}
         self._messages: dict[str, Message] = {}
         self._calls: dict[str, Call] = {}
+        self._opted_out: set[tuple[str, str]] = set()  # (our number, their number)
         if phone_number:
             self.add_number(phone_number)
 
@@ -290,6 +291,23 @@ class SandboxState:
     def message(self, sid: str) -> Message:
         """The message with this SID; UnknownSid otherwise."""
         return self._get(self._messages, sid)
+
+    # --- opt-outs (Twilio's STOP filtering on long codes) ---------------------------------------
+
+    def opt_out(self, number: str, sender: str) -> None:
+        """`sender` texted STOP (or a synonym) to our `number`: Twilio refuses texts to it."""
+        with self._lock:
+            self._opted_out.add((number, sender))
+
+    def opt_in(self, number: str, sender: str) -> None:
+        """`sender` texted START (or a synonym) to our `number`: texts to it are allowed again."""
+        with self._lock:
+            self._opted_out.discard((number, sender))
+
+    def is_opted_out(self, number: str, recipient: str) -> bool:
+        """True if `recipient` has opted out of texts from our `number`."""
+        with self._lock:
+            return (number, recipient) in self._opted_out
 
     # --- calls ------------------------------------------------------------------------------
 

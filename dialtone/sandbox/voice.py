@@ -52,6 +52,29 @@ def new_sid(prefix: str) -> str:
     return prefix + uuid.uuid4().hex
 
 
+def voice_params(
+    info: CallInfo, status: str, extra: Mapping[str, str] | None = None
+) -> dict[str, str]:
+    """Twilio's voice webhook parameters for a call in `status`, plus `extra`."""
+    params = {
+        "CallSid": info.call_sid,
+        "AccountSid": info.account_sid,
+        "From": info.from_,
+        "To": info.to,
+        "Caller": info.from_,
+        "Called": info.to,
+        "CallStatus": status,
+        "Direction": info.direction,
+        "ApiVersion": API_VERSION,
+    }
+    parties = (("From", info.from_), ("Caller", info.from_), ("To", info.to), ("Called", info.to))
+    for prefix, number in parties:
+        params.update({f"{prefix}City": "", f"{prefix}State": "", f"{prefix}Zip": ""})
+        params[f"{prefix}Country"] = country_of(number)
+    params.update(extra or {})
+    return params
+
+
 class Call:
     """One call: fetches the TwiML, carries it out against the peer, follows it to the end."""
 
@@ -81,13 +104,20 @@ class Call:
         self.recording_base_url = recording_base_url.rstrip("/")
         self.status = "ringing" if info.direction == "inbound" else "in-progress"
         self._hung_up = threading.Event()
+        self._quiet = False
         self._answered = info.direction != "inbound"
         self._started = time.monotonic()
 
     # --- public ---------------------------------------------------------------------------
 
-    def hangup(self) -> None:
-        """The caller hangs up (thread-safe); the call ends at the next step."""
+    def hangup(self, *, quiet: bool = False) -> None:
+        """The caller hangs up (thread-safe); the call ends at the next step.
+
+        `quiet`: send no more requests, not even the actions Twilio requests after a hang-up
+        (the sandbox is stopping and the app is likely gone).
+        """
+        if quiet:
+            self._quiet = True
         self._hung_up.set()
 
     @property
@@ -97,29 +127,7 @@ class Call:
 
     def params(self, extra: Mapping[str, str] | None = None) -> dict[str, str]:
         """Twilio's voice webhook parameters for this call, plus `extra`."""
-        info = self.info
-        params = {
-            "CallSid": info.call_sid,
-            "AccountSid": info.account_sid,
-            "From": info.from_,
-            "To": info.to,
-            "Caller": info.from_,
-            "Called": info.to,
-            "CallStatus": self.status,
-            "Direction": info.direction,
-            "ApiVersion": API_VERSION,
-        }
-        parties = (
-            ("From", info.from_),
-            ("Caller", info.from_),
-            ("To", info.to),
-            ("Called", info.to),
-        )
-        for prefix, number in parties:
-            params.update({f"{prefix}City": "", f"{prefix}State": "", f"{prefix}Zip": ""})
-            params[f"{prefix}Country"] = country_of(number)
-        params.update(extra or {})
-        return params
+        return voice_params(self.info, self.status, extra)
 
     def run(self) -> str:
         """Carry the call out to its end; returns the final CallStatus."""
@@ -202,6 +210,8 @@ class Call:
 
     def _notify(self, hook: Hook, extra: Mapping[str, str]) -> None:
         """Request an action after the caller hung up: Twilio sends it and ignores the answer."""
+        if self._quiet:
+            return
         try:
             self.client.send(hook.url, self.params(extra), hook.method)
         except TwilioFailure as exc:

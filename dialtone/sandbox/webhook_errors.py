@@ -93,8 +93,10 @@ class Notice:
         return ERRORS.get(self.code, "Twilio error") if self.code else "Sandbox"
 
     def __str__(self) -> str:
-        label = f"{'Error' if self.fatal else 'Warning'} {self.code}" if self.code else "Sandbox"
         where = f" ({self.url})" if self.url else ""
+        if not self.code:  # the sandbox's own notice: its title is the label
+            return f"{self.title}: {self.message}{where}"
+        label = f"{'Error' if self.fatal else 'Warning'} {self.code}"
         return f"{label}: {self.title}: {self.message}{where}"
 
 
