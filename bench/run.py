@@ -285,7 +285,15 @@ def send_twice(target: Target, route: str, args: argparse.Namespace) -> tuple[se
 def pick_route(port: int) -> str:
     """/sms_url when the app has it, else the signed /status route."""
     request = build_requests(port, "/sms_url", 10**10, 1)[0]
-    return "/sms_url" if probe(port, request) != 404 else "/status"
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            return "/sms_url" if probe(port, request) != 404 else "/status"
+        except ConnectionError:
+            # The port listens as soon as the parent binds it; a worker may still be starting.
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.1)
 
 
 def check_database(database: Path, sent: set[int], sent_twice: set[int]) -> list[str]:
