@@ -35,7 +35,7 @@ from waitress.server import BaseWSGIServer
 
 from dialtone.accesslog import WSGIApp
 from dialtone.errors import DialtoneError
-from dialtone.serving import PortInUse, make_server
+from dialtone.serving import make_server, port_in_use
 from dialtone.settings import Settings
 
 log = logging.getLogger("dialtone.prefork")
@@ -65,10 +65,7 @@ def bind_socket(settings: Settings) -> socket.socket:
     except OSError as exc:
         sock.close()
         if exc.errno == errno.EADDRINUSE:
-            raise PortInUse(
-                f"Port {settings.port} on {settings.host} is already in use, probably by another "
-                f"Dialtone or dev server. Stop it, or pick another port: PORT=5050 make ..."
-            ) from None
+            raise port_in_use(settings) from None
         raise
     sock.listen(BACKLOG)
     return sock

@@ -28,6 +28,14 @@ class PortInUse(DialtoneError):
     """HOST:PORT is already taken by another process."""
 
 
+def port_in_use(settings: Settings) -> PortInUse:
+    """The one-paragraph error for a taken HOST:PORT."""
+    return PortInUse(
+        f"Port {settings.port} on {settings.host} is already in use, probably by another "
+        f"Dialtone or dev server. Stop it, or pick another port: PORT=5050 make ..."
+    )
+
+
 def waitress_options(settings: Settings) -> dict[str, Any]:
     """The waitress adjustments Dialtone serves with."""
     options: dict[str, Any] = {
@@ -67,8 +75,5 @@ def make_server(
             return create_server(AccessLog(app), **options)
     except OSError as exc:
         if exc.errno == errno.EADDRINUSE:
-            raise PortInUse(
-                f"Port {settings.port} on {settings.host} is already in use, probably by another "
-                f"Dialtone or dev server. Stop it, or pick another port: PORT=5050 make ..."
-            ) from None
+            raise port_in_use(settings) from None
         raise

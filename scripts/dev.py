@@ -24,7 +24,8 @@ from rich.console import Console
 from dialtone import cli
 from dialtone.console import Banner, render_banner
 from dialtone.devsession import DevSession, open_session
-from dialtone.serving import PortInUse
+from dialtone.serving import port_in_use
+from dialtone.settings import Settings
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -50,17 +51,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def ensure_port_free(host: str, port: int) -> None:
+def ensure_port_free(settings: Settings) -> None:
     """PortInUse before anything is changed, rather than after the number points here."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
         probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
-            probe.bind((host, port))
+            probe.bind((settings.host, settings.port))
         except OSError:
-            raise PortInUse(
-                f"Port {port} on {host} is already in use (another `make dev` or server?). "
-                f"Stop it, or choose another port: PORT=5050 make dev. Nothing was changed."
-            ) from None
+            raise port_in_use(settings) from None
 
 
 def announce_when_ready(console: Console, banner: Banner, host: str, port: int, t0: float) -> None:
@@ -103,7 +101,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     settings = cli.load_settings()
     console = Console(stderr=True)
-    ensure_port_free(settings.host, settings.port)
+    ensure_port_free(settings)
     with ExitStack() as cleanup:
         session = open_session(
             settings,
