@@ -139,6 +139,9 @@ def main() -> int:
     if settings.workers > 1:
         for warning in startup_warnings(settings):
             log.warning(warning)
+        # Create or migrate the record once, here, before the fork: workers racing to create
+        # the schema of a new database lock each other out. No connection crosses the fork.
+        open_store(settings).close()
         # Each worker process builds its own app after the fork (see dialtone.prefork).
         return prefork.serve(settings, lambda: create_app(settings), close_app=close_app)
     app = create_app(settings)
