@@ -42,6 +42,10 @@ log = logging.getLogger("dialtone.prefork")
 
 GRACE_SECONDS = 10.0  # for requests in flight at shutdown (Twilio itself waits 15 s)
 POLL_SECONDS = 0.25  # how often the serving loop looks for a stop signal
+# After a stop, how long a connection must stay idle before it is closed (and how long the
+# listener still accepts): a client's request sent just before the signal can still be inside a
+# busy kernel, not yet readable, and must be answered rather than cut off.
+QUIET_SECONDS = 0.25
 MAX_RESTARTS = 5  # replacements of dead workers allowed within RESTART_WINDOW
 RESTART_WINDOW = 60.0
 STARTUP_FAILED = 3  # a child's exit code when it could not build the app or its server
@@ -250,36 +254,49 @@ def run_until(server: Any, should_stop: Callable[[], bool], *, grace: float) -> 
     drain(server, grace)
 
 
-def drain(server: Any, grace: float) -> None:
+def drain(server: Any, grace: float, *, quiet: float = QUIET_SECONDS) -> None:
     """Stop accepting, let requests in flight finish and be sent, close idle connections.
 
-    Connections the kernel had already completed are accepted first, and a connection whose
-    request is waiting unread in its socket counts as busy: a request the client sent before
-    the stop is answered, whichever moment the signal came.
+    A request the client sent before the stop is answered, whichever moment the signal came,
+    even when a busy kernel delivers its bytes late: for `quiet` seconds the listener still
+    accepts what the kernel completes (and the rest of its backlog before it closes), and a
+    connection is closed only once it has been idle, nothing unread, for `quiet` seconds.
     """
     socket_map = _socket_map(server)
     use_poll = server.adj.asyncore_use_poll
-    for item in list(socket_map.values()):
-        if isinstance(item, BaseWSGIServer):
-            for _ in range(BACKLOG):
-                if not select.select([item.socket], [], [], 0)[0]:
-                    break
-                item.handle_accept()
-            # The plain dispatcher close: the listening socket only, not waitress's trigger.
-            wasyncore.dispatcher.close(item)
-    deadline = time.monotonic() + grace
-    while time.monotonic() < deadline:
+    start = time.monotonic()
+    deadline = start + grace
+    listeners = [item for item in socket_map.values() if isinstance(item, BaseWSGIServer)]
+    idle_since: dict[HTTPChannel, float] = {}
+    while (now := time.monotonic()) < deadline:
+        if listeners and now >= start + quiet:
+            for listener in listeners:
+                _accept_backlog(listener)
+                # The plain dispatcher close: the listening socket only, not waitress's trigger.
+                wasyncore.dispatcher.close(listener)
+            listeners = []
         channels = [item for item in socket_map.values() if isinstance(item, HTTPChannel)]
-        if not channels:
+        if not channels and not listeners:
             break
-        for channel in channels:
-            if not _busy(channel):
+        idle_since = {
+            channel: idle_since.get(channel, now) for channel in channels if not _busy(channel)
+        }
+        for channel, since in idle_since.items():
+            if now - since >= quiet:
                 channel.will_close = True  # closed by the loop's next handle_write
         wasyncore.loop(timeout=0.05, map=socket_map, use_poll=use_poll, count=1)
     else:
         log.warning("Stopping with requests still in flight after %.0f s", grace)
     server.task_dispatcher.shutdown(timeout=1)
     wasyncore.close_all(socket_map)
+
+
+def _accept_backlog(listener: BaseWSGIServer) -> None:
+    """Accept every connection the kernel has already completed on `listener`."""
+    for _ in range(BACKLOG):
+        if not select.select([listener.socket], [], [], 0)[0]:
+            break
+        listener.handle_accept()
 
 
 def _busy(channel: HTTPChannel) -> bool:
