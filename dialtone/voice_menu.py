@@ -54,6 +54,14 @@ def say(reply: VoiceResponse | Gather, settings: Settings, text: str) -> None:
     reply.say(text, voice=settings.say_voice, language=settings.say_language)
 
 
+def hang_up(reply: VoiceResponse, settings: Settings, *lines: str) -> VoiceResponse:
+    """Say `lines`, then <Hangup>: how every branch of the menu ends."""
+    for line in lines:
+        say(reply, settings, line)
+    reply.hangup()
+    return reply
+
+
 def parse_attempt(raw: str | None) -> int:
     """The menu attempt from the `attempt` query parameter: 1 when absent or not a number."""
     try:
@@ -110,12 +118,10 @@ def menu_prompt(settings: Settings) -> str:
 
 def retry(reply: VoiceResponse, settings: Settings, attempt: int, problem: str) -> VoiceResponse:
     """Say what went wrong, then <Redirect> to the menu, or <Hangup> once attempts run out."""
-    say(reply, settings, problem)
     if attempt >= settings.menu_attempts:
-        say(reply, settings, "Goodbye.")
-        reply.hangup()
-    else:
-        reply.redirect(menu_url(attempt + 1), method="POST")
+        return hang_up(reply, settings, problem, "Goodbye.")
+    say(reply, settings, problem)
+    reply.redirect(menu_url(attempt + 1), method="POST")
     return reply
 
 
@@ -146,11 +152,12 @@ def choose(
 
 def message(settings: Settings) -> VoiceResponse:
     """Option 1: speak a message and hang up."""
-    reply = VoiceResponse()
-    say(reply, settings, "This call is answered by Dialtone, a small Twilio webhook server.")
-    say(reply, settings, "Thanks for listening. Goodbye.")
-    reply.hangup()
-    return reply
+    return hang_up(
+        VoiceResponse(),
+        settings,
+        "This call is answered by Dialtone, a small Twilio webhook server.",
+        "Thanks for listening. Goodbye.",
+    )
 
 
 def record(settings: Settings, prompt: str) -> VoiceResponse:
@@ -165,9 +172,7 @@ def record(settings: Settings, prompt: str) -> VoiceResponse:
         play_beep=True,
     )
     # Twilio skips the action and carries on here when the recording is empty.
-    say(reply, settings, "I did not hear a message. Goodbye.")
-    reply.hangup()
-    return reply
+    return hang_up(reply, settings, "I did not hear a message. Goodbye.")
 
 
 def recorded(settings: Settings, form: Mapping[str, str]) -> VoiceResponse:
@@ -178,10 +183,7 @@ def recorded(settings: Settings, form: Mapping[str, str]) -> VoiceResponse:
         form.get("RecordingUrl", "?"),
         form.get("RecordingDuration", "?"),
     )
-    reply = VoiceResponse()
-    say(reply, settings, "Thank you, your message has been recorded. Goodbye.")
-    reply.hangup()
-    return reply
+    return hang_up(VoiceResponse(), settings, "Thank you, your message has been recorded. Goodbye.")
 
 
 class LinkText(Enum):
@@ -223,22 +225,19 @@ def send_link(
     return LinkText.SENT
 
 
+LINK_REPLIES = {
+    LinkText.SENT: "I have sent you a text message with the link. Goodbye.",
+    LinkText.OPTED_OUT: (
+        "You have asked not to get text messages from this number, so I have not sent one. "
+        "To get them again, text START to this number. Goodbye."
+    ),
+    LinkText.FAILED: "Sorry, I could not send you a text message just now. Goodbye.",
+}
+
+
 def link_texted(settings: Settings, outcome: LinkText) -> VoiceResponse:
     """Option 3's reply once the SMS has (or has not) been sent."""
-    reply = VoiceResponse()
-    if outcome is LinkText.SENT:
-        say(reply, settings, "I have sent you a text message with the link. Goodbye.")
-    elif outcome is LinkText.OPTED_OUT:
-        say(
-            reply,
-            settings,
-            "You have asked not to get text messages from this number, so I have not sent one. "
-            "To get them again, text START to this number. Goodbye.",
-        )
-    else:
-        say(reply, settings, "Sorry, I could not send you a text message just now. Goodbye.")
-    reply.hangup()
-    return reply
+    return hang_up(VoiceResponse(), settings, LINK_REPLIES[outcome])
 
 
 def forward(settings: Settings, attempt: int) -> VoiceResponse:
@@ -257,9 +256,7 @@ def dialed(settings: Settings, dial_status: str) -> VoiceResponse:
     outcome = DIAL_OUTCOMES.get(dial_status)
     if outcome:
         return record(settings, f"{outcome} Please leave a message after the beep.")
-    reply = VoiceResponse()
-    reply.hangup()
-    return reply
+    return hang_up(VoiceResponse(), settings)
 
 
 def hold(settings: Settings) -> VoiceResponse:
@@ -268,9 +265,7 @@ def hold(settings: Settings) -> VoiceResponse:
     say(reply, settings, "Please hold. Someone will be with you shortly.")
     reply.enqueue(HOLD_QUEUE, wait_url=HOLD_PATH, wait_url_method="POST")
     # Reached when the conversation ends or the queue could not take the call.
-    say(reply, settings, "Thank you for calling. Goodbye.")
-    reply.hangup()
-    return reply
+    return hang_up(reply, settings, "Thank you for calling. Goodbye.")
 
 
 def hold_music(settings: Settings, position: str | None) -> VoiceResponse:
@@ -287,10 +282,7 @@ def agent(settings: Settings, caller: str) -> VoiceResponse:
     """POST /voice_url/agent: an agent is connected to the queue; anyone else is turned away."""
     if caller in settings.agents:
         return connect_to_queue(settings)
-    reply = VoiceResponse()
-    say(reply, settings, "Sorry, this line is for agents only. Goodbye.")
-    reply.hangup()
-    return reply
+    return hang_up(VoiceResponse(), settings, "Sorry, this line is for agents only. Goodbye.")
 
 
 def connect_to_queue(settings: Settings) -> VoiceResponse:
@@ -301,14 +293,13 @@ def connect_to_queue(settings: Settings) -> VoiceResponse:
     dial.queue(HOLD_QUEUE)
     reply.append(dial)
     # Reached when the conversation ends, or nobody joined the queue before the timeout.
-    say(reply, settings, "The call has ended. Goodbye.")
-    reply.hangup()
-    return reply
+    return hang_up(reply, settings, "The call has ended. Goodbye.")
 
 
 def apology(settings: Settings) -> VoiceResponse:
     """The reply when a voice route fails: a short apology and a hang-up."""
-    reply = VoiceResponse()
-    say(reply, settings, "Sorry, something went wrong on our side. Please call again later.")
-    reply.hangup()
-    return reply
+    return hang_up(
+        VoiceResponse(),
+        settings,
+        "Sorry, something went wrong on our side. Please call again later.",
+    )
