@@ -11,6 +11,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from dialtone.number_config import WEBHOOK_FIELDS
 from dialtone.sandbox.server import SandboxServer
 from dialtone.settings import Settings
 
@@ -33,3 +34,19 @@ def sandbox() -> Iterator[SandboxServer]:
 def sandbox_settings(settings: Settings, sandbox: SandboxServer) -> Settings:
     """The tests' settings, with the Twilio account, number and API URL of the sandbox."""
     return sandbox.settings(settings)
+
+
+def number_webhooks(sandbox: SandboxServer) -> dict[str, str]:
+    """The sandbox number's webhook fields, as Dialtone saves and restores them."""
+    found = sandbox.state.number_by_phone(str(sandbox.state.phone_number))
+    assert found is not None
+    data = found.to_json()
+    return {name: data[name] for name in WEBHOOK_FIELDS}
+
+
+def configure_number(sandbox: SandboxServer, **fields: str) -> dict[str, str]:
+    """Set the sandbox number's webhook fields as a developer's might be; all of them after."""
+    found = sandbox.state.number_by_phone(str(sandbox.state.phone_number))
+    assert found is not None
+    sandbox.state.update_number(found.sid, **fields)
+    return number_webhooks(sandbox)

@@ -19,13 +19,14 @@ from pathlib import Path
 
 import pytest
 
-from dialtone.number_config import WEBHOOK_FIELDS, backup_path
+from dialtone.number_config import backup_path
 from dialtone.sandbox.phone_client import PhoneClient
 from dialtone.sandbox.server import SandboxServer
 from tests.conftest import REPO
 from tests.dev_process import DevProcess
 from tests.fake_ngrok import FakeNgrok, is_running
 from tests.live_server import free_socket, urlopen
+from tests.sandbox_fixtures import configure_number, number_webhooks
 from tests.twilio_signing import sign
 
 ORIGINAL = {
@@ -50,17 +51,7 @@ def free_port() -> int:
 @pytest.fixture
 def number_fields(sandbox: SandboxServer) -> dict[str, str]:
     """The sandbox number set up as a developer's number might be; its fields."""
-    found = sandbox.state.number_by_phone(str(sandbox.state.phone_number))
-    assert found is not None
-    sandbox.state.update_number(found.sid, **ORIGINAL)
-    return fields(sandbox)
-
-
-def fields(sandbox: SandboxServer) -> dict[str, str]:
-    found = sandbox.state.number_by_phone(str(sandbox.state.phone_number))
-    assert found is not None
-    data = found.to_json()
-    return {name: data[name] for name in WEBHOOK_FIELDS}
+    return configure_number(sandbox, **ORIGINAL)
 
 
 @pytest.fixture
@@ -145,7 +136,7 @@ def test_points_the_number_serves_through_the_tunnel_and_restores_on_ctrl_c(
     dev.wait_for("Ready in")
     public = public_url_of(dev)
     assert public.startswith("https://")
-    now = fields(sandbox)
+    now = number_webhooks(sandbox)
     assert now["sms_url"] == public + "/sms_url"
     assert now["voice_url"] == public + "/voice_url"
     assert now["status_callback"] == public + "/status"
@@ -164,7 +155,7 @@ def test_points_the_number_serves_through_the_tunnel_and_restores_on_ctrl_c(
 
     agent = fake_ngrok.pid()
     assert dev.stop(signal.SIGINT) == 0
-    assert fields(sandbox) == number_fields
+    assert number_webhooks(sandbox) == number_fields
     assert not (workdir / ".dialtone" / "number-15005550006.json").exists()
     assert agent is not None
     assert not is_running(agent) or _is_zombie(agent)
@@ -176,7 +167,7 @@ def test_sigterm_restores_too(
 ) -> None:
     dev.wait_for("Ready in")
     assert dev.stop(signal.SIGTERM) == 0
-    assert fields(sandbox) == number_fields
+    assert number_webhooks(sandbox) == number_fields
 
 
 def test_only_sms_leaves_voice_alone(
@@ -185,12 +176,12 @@ def test_only_sms_leaves_voice_alone(
     process = DevProcess(dev_env, workdir, TUNNEL, "--sms-only")
     try:
         process.wait_for("Ready in")
-        now = fields(sandbox)
+        now = number_webhooks(sandbox)
         assert now["voice_url"] == ORIGINAL["voice_url"]
         assert now["sms_url"].endswith("/sms_url")
         assert now["sms_url"] != ORIGINAL["sms_url"]
         assert process.stop() == 0
-        assert fields(sandbox) == number_fields
+        assert number_webhooks(sandbox) == number_fields
     finally:
         process.kill_group()
 
@@ -205,10 +196,10 @@ def test_public_url_flag_skips_ngrok(
     process = DevProcess(dev_env, workdir, "--public-url", "https://my-tunnel.example.com")
     try:
         process.wait_for("Ready in")
-        assert fields(sandbox)["sms_url"] == "https://my-tunnel.example.com/sms_url"
+        assert number_webhooks(sandbox)["sms_url"] == "https://my-tunnel.example.com/sms_url"
         assert fake_ngrok.pid() is None
         assert process.stop() == 0
-        assert fields(sandbox) == number_fields
+        assert number_webhooks(sandbox) == number_fields
     finally:
         process.kill_group()
 
@@ -224,7 +215,7 @@ def test_after_kill_9_make_restore_puts_the_number_back_and_the_next_run_reuses_
     dev.kill_group()  # SIGKILL: no chance to restore
     backup = backup_path(dev_env["TWILIO_PHONE_NUMBER"], workdir / ".dialtone")
     assert backup.exists()
-    assert fields(sandbox) != number_fields
+    assert number_webhooks(sandbox) != number_fields
     saved = backup.read_text()
 
     # The next make dev notices the backup and keeps it as the original.
@@ -242,7 +233,7 @@ def test_after_kill_9_make_restore_puts_the_number_back_and_the_next_run_reuses_
     env = {**dev_env, "PYTHON": os.environ.get("PYTHON", "python3")}
     restore = _run([make, "-s", "-C", str(REPO), "restore", f"FILE={backup}"], env=env)
     assert restore.returncode == 0, restore.stdout + restore.stderr
-    assert fields(sandbox) == number_fields
+    assert number_webhooks(sandbox) == number_fields
 
 
 def _run(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
@@ -267,57 +258,44 @@ def _fails(env: dict[str, str], workdir: Path, *args: str) -> DevProcess:
     return process
 
 
-def test_no_ngrok_authtoken(
-    dev_env: dict[str, str], workdir: Path, sandbox: SandboxServer, number_fields: dict[str, str]
-) -> None:
-    env = {k: v for k, v in dev_env.items() if k != "NGROK_AUTHTOKEN"}
-    process = _fails(env, workdir)
-    assert "NGROK_AUTHTOKEN" in process.output
-    assert "--public-url" in process.output
-    assert fields(sandbox) == number_fields
-
-
 @pytest.mark.parametrize(
-    ("failure", "phrase"),
-    [("session-limit", "ERR_NGROK_108"), ("authtoken-required", "ERR_NGROK_4018")],
+    ("drop", "change", "phrases"),
+    [
+        pytest.param(
+            "NGROK_AUTHTOKEN", {}, [("NGROK_AUTHTOKEN",), ("--public-url",)], id="no-authtoken"
+        ),
+        pytest.param(
+            None, {"FAKE_NGROK_FAIL": "session-limit"}, [("ERR_NGROK_108", "108")], id="108"
+        ),
+        pytest.param(
+            None, {"FAKE_NGROK_FAIL": "authtoken-required"}, [("ERR_NGROK_4018", "4018")], id="4018"
+        ),
+        pytest.param(
+            "NGROK_PATH", {}, [("offline", "download"), ("--public-url",)], id="no-ngrok-offline"
+        ),
+        pytest.param(None, {"TWILIO_AUTH_TOKEN": "wrong"}, [("20003",)], id="bad-credentials"),
+        pytest.param(
+            None,
+            {"TWILIO_PHONE_NUMBER": "+15550001234"},
+            [("not a number on this Twilio account",)],
+            id="number-not-on-account",
+        ),
+    ],
 )
-def test_ngrok_refuses(
+def test_each_failure_is_one_paragraph_and_changes_nothing(
     dev_env: dict[str, str],
     workdir: Path,
     sandbox: SandboxServer,
     number_fields: dict[str, str],
-    failure: str,
-    phrase: str,
+    drop: str | None,
+    change: dict[str, str],
+    phrases: list[tuple[str, ...]],
 ) -> None:
-    process = _fails({**dev_env, "FAKE_NGROK_FAIL": failure}, workdir)
-    assert phrase in process.output or phrase.split("_")[-1] in process.output
-    assert fields(sandbox) == number_fields
-
-
-def test_ngrok_cannot_be_downloaded(
-    dev_env: dict[str, str], workdir: Path, sandbox: SandboxServer, number_fields: dict[str, str]
-) -> None:
-    env = {k: v for k, v in dev_env.items() if k != "NGROK_PATH"}
-    process = _fails(env, workdir)
-    assert "offline" in process.output.lower() or "download" in process.output.lower()
-    assert "--public-url" in process.output
-    assert fields(sandbox) == number_fields
-
-
-def test_bad_twilio_credentials(
-    dev_env: dict[str, str], workdir: Path, sandbox: SandboxServer, number_fields: dict[str, str]
-) -> None:
-    process = _fails({**dev_env, "TWILIO_AUTH_TOKEN": "wrong"}, workdir)
-    assert "20003" in process.output
-    assert fields(sandbox) == number_fields
-
-
-def test_number_not_on_the_account(
-    dev_env: dict[str, str], workdir: Path, sandbox: SandboxServer, number_fields: dict[str, str]
-) -> None:
-    process = _fails({**dev_env, "TWILIO_PHONE_NUMBER": "+15550001234"}, workdir)
-    assert "not a number on this Twilio account" in process.output
-    assert fields(sandbox) == number_fields
+    env = {k: v for k, v in dev_env.items() if k != drop} | change
+    output = _fails(env, workdir).output
+    for alternatives in phrases:
+        assert any(phrase in output or phrase in output.lower() for phrase in alternatives), output
+    assert number_webhooks(sandbox) == number_fields
 
 
 def test_port_taken(
@@ -329,7 +307,7 @@ def test_port_taken(
         port = taken.getsockname()[1]
         process = _fails({**dev_env, "PORT": str(port)}, workdir)
     assert f"Port {port}" in process.output
-    assert fields(sandbox) == number_fields
+    assert number_webhooks(sandbox) == number_fields
 
 
 # --- without an account: the sandbox, same code path, no tunnel ---------------------------
@@ -400,7 +378,7 @@ def test_editing_a_route_reloads_the_app_but_not_the_tunnel_or_the_number(
         process.wait_for("Ready in")
         public = public_url_of(process)
         agent = fake_ngrok.pid()
-        pointed = fields(sandbox)
+        pointed = number_webhooks(sandbox)
         health = project / "routes" / "health.py"
         edited = health.read_text().replace('"status": "ok"', '"status": "edited"')
         deadline = time.monotonic() + 20
@@ -417,9 +395,9 @@ def test_editing_a_route_reloads_the_app_but_not_the_tunnel_or_the_number(
                 continue  # the app is restarting
         assert "edited" in body
         assert fake_ngrok.pid() == agent  # same tunnel
-        assert fields(sandbox) == pointed  # the number was not touched again
+        assert number_webhooks(sandbox) == pointed  # the number was not touched again
         assert process.stop() == 0
-        assert fields(sandbox) == number_fields
+        assert number_webhooks(sandbox) == number_fields
     finally:
         process.kill_group()
 
@@ -444,7 +422,7 @@ def test_a_closed_terminal_restores_the_number(
 ) -> None:
     dev.wait_for("Ready in")
     assert dev.stop(hangup) == 0
-    assert fields(sandbox) == number_fields
+    assert number_webhooks(sandbox) == number_fields
 
 
 def test_voice_only_leaves_sms_alone(
@@ -453,11 +431,11 @@ def test_voice_only_leaves_sms_alone(
     process = DevProcess(dev_env, workdir, TUNNEL, "--voice-only")
     try:
         process.wait_for("Ready in")
-        now = fields(sandbox)
+        now = number_webhooks(sandbox)
         assert now["sms_url"] == ORIGINAL["sms_url"]
         assert now["voice_url"].endswith("/voice_url")
         assert process.stop() == 0
-        assert fields(sandbox) == number_fields
+        assert number_webhooks(sandbox) == number_fields
     finally:
         process.kill_group()
 
@@ -468,7 +446,7 @@ def test_no_update_leaves_the_number_and_keeps_no_backup(
     process = DevProcess(dev_env, workdir, TUNNEL, "--no-update")
     try:
         process.wait_for("Ready in")
-        assert fields(sandbox) == number_fields
+        assert number_webhooks(sandbox) == number_fields
         assert not (workdir / ".dialtone").exists()
         assert process.stop() == 0
     finally:
@@ -481,9 +459,9 @@ def test_without_reload_sigterm_still_restores(
     process = DevProcess(dev_env, workdir, TUNNEL, "--no-reload")
     try:
         process.wait_for("Ready in")
-        assert fields(sandbox) != number_fields
+        assert number_webhooks(sandbox) != number_fields
         assert process.stop(signal.SIGTERM) == 0
-        assert fields(sandbox) == number_fields
+        assert number_webhooks(sandbox) == number_fields
     finally:
         process.kill_group()
 
@@ -508,10 +486,10 @@ def test_a_local_twilio_api_needs_no_tunnel(
     try:
         process.wait_for("Ready in")
         assert "local Twilio API" in process.output
-        assert fields(sandbox)["sms_url"] == f"http://127.0.0.1:{dev_env['PORT']}/sms_url"
+        assert number_webhooks(sandbox)["sms_url"] == f"http://127.0.0.1:{dev_env['PORT']}/sms_url"
         assert fake_ngrok.pid() is None
         assert process.stop() == 0
-        assert fields(sandbox) == number_fields
+        assert number_webhooks(sandbox) == number_fields
     finally:
         process.kill_group()
 

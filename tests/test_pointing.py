@@ -9,7 +9,6 @@ from typing import Any
 import pytest
 
 from dialtone.number_config import (
-    WEBHOOK_FIELDS,
     NumberConfig,
     NumberError,
     backup_path,
@@ -19,6 +18,7 @@ from dialtone.pointing import PointedNumber, point_number
 from dialtone.sandbox.server import SandboxServer
 from dialtone.settings import Settings
 from dialtone.twilio_api import make_client
+from tests.sandbox_fixtures import configure_number, number_webhooks
 
 ORIGINAL = {
     "voice_url": "https://old.example.com/voice",
@@ -33,18 +33,11 @@ TUNNEL = "https://abc123.ngrok-free.app"
 
 @pytest.fixture
 def number(sandbox: SandboxServer) -> str:
-    """The sandbox number, configured as a developer's number might be."""
-    state = sandbox.state
-    found = state.number_by_phone(str(state.phone_number))
+    """The sandbox number, configured as a developer's number might be; its SID."""
+    configure_number(sandbox, **ORIGINAL)
+    found = sandbox.state.number_by_phone(str(sandbox.state.phone_number))
     assert found is not None
-    sid = found.sid
-    state.update_number(sid, **ORIGINAL)
-    return sid
-
-
-def fields_of(sandbox: SandboxServer, sid: str) -> dict[str, str]:
-    data = sandbox.state.number(sid).to_json()
-    return {name: data[name] for name in WEBHOOK_FIELDS}
+    return found.sid
 
 
 def point(settings: Settings, backups: Path, **kwargs: Any) -> PointedNumber:
@@ -61,9 +54,9 @@ def point(settings: Settings, backups: Path, **kwargs: Any) -> PointedNumber:
 def test_points_and_restores_every_field_exactly(
     sandbox: SandboxServer, sandbox_settings: Settings, number: str, tmp_path: Path
 ) -> None:
-    before = fields_of(sandbox, number)
+    before = number_webhooks(sandbox)
     pointed = point(sandbox_settings, tmp_path)
-    now = fields_of(sandbox, number)
+    now = number_webhooks(sandbox)
     assert now["voice_url"] == TUNNEL + "/voice_url"
     assert now["sms_url"] == TUNNEL + "/sms_url"
     assert now["status_callback"] == TUNNEL + "/status"
@@ -74,7 +67,7 @@ def test_points_and_restores_every_field_exactly(
     assert json.loads(backup.read_text())["fields"]["voice_url"] == ORIGINAL["voice_url"]
 
     pointed.restore()
-    assert fields_of(sandbox, number) == before
+    assert number_webhooks(sandbox) == before
     assert not backup.exists()
 
 
@@ -92,7 +85,7 @@ def test_only_voice_or_only_sms(
     sms_changed: bool,
 ) -> None:
     point(sandbox_settings, tmp_path, **flags)
-    now = fields_of(sandbox, number)
+    now = number_webhooks(sandbox)
     assert (now["voice_url"] != ORIGINAL["voice_url"]) is voice_changed
     assert (now["sms_url"] != ORIGINAL["sms_url"]) is sms_changed
 
@@ -100,7 +93,7 @@ def test_only_voice_or_only_sms(
 def test_a_leftover_backup_is_the_original_and_is_never_overwritten(
     sandbox: SandboxServer, sandbox_settings: Settings, number: str, tmp_path: Path
 ) -> None:
-    before = fields_of(sandbox, number)
+    before = number_webhooks(sandbox)
     point(sandbox_settings, tmp_path)  # ... and the process dies: no restore
     backup = backup_path(str(sandbox_settings.phone_number), tmp_path)
     saved = backup.read_text()
@@ -110,7 +103,7 @@ def test_a_leftover_backup_is_the_original_and_is_never_overwritten(
     assert "earlier run" in notices[0]
     assert backup.read_text() == saved  # the tunnel URLs did not replace the original
     second.restore()
-    assert fields_of(sandbox, number) == before
+    assert number_webhooks(sandbox) == before
 
 
 def test_number_not_on_the_account(
@@ -125,17 +118,17 @@ def test_number_not_on_the_account(
 def test_bad_credentials_say_20003_and_change_nothing(
     sandbox: SandboxServer, sandbox_settings: Settings, number: str, tmp_path: Path
 ) -> None:
-    before = fields_of(sandbox, number)
+    before = number_webhooks(sandbox)
     with pytest.raises(NumberError, match="20003"):
         point(sandbox_settings.with_overrides(auth_token="wrong"), tmp_path)
-    assert fields_of(sandbox, number) == before
+    assert number_webhooks(sandbox) == before
     assert list(tmp_path.iterdir()) == []
 
 
 def test_a_failed_update_changes_nothing_and_leaves_no_backup(
     sandbox: SandboxServer, sandbox_settings: Settings, number: str, tmp_path: Path
 ) -> None:
-    before = fields_of(sandbox, number)
+    before = number_webhooks(sandbox)
     with pytest.raises(NumberError, match="Nothing was changed"):
         point_number(
             make_client(sandbox_settings),
@@ -153,7 +146,7 @@ def test_a_failed_update_changes_nothing_and_leaves_no_backup(
             ("VoiceUrl", "voice_url"),
         )
     ]
-    assert fields_of(sandbox, number) == before
+    assert number_webhooks(sandbox) == before
     assert list(tmp_path.iterdir()) == []
 
 

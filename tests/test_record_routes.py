@@ -13,6 +13,7 @@ from dialtone.sandbox.server import SandboxServer
 from dialtone.settings import Settings
 from dialtone.store import IDEMPOTENCY_HEADER, Store
 from tests.conftest import API_TOKEN, AUTH_TOKEN, CALLER, PHONE_NUMBER, signed_post
+from tests.forms import inbound_sms as text
 
 AUTH = {"Authorization": f"Bearer {API_TOKEN}"}
 Post = Callable[..., webtest.TestResponse]
@@ -29,18 +30,6 @@ def webhook(
     """POST a signed webhook as Twilio does, with an idempotency token when given; 2xx only."""
     headers = {IDEMPOTENCY_HEADER: token} if token else {}
     return signed_post(app, auth_token)(path, form, headers=headers, status=None)
-
-
-def text(body: str, sid: str = "SM" + "a" * 32, sender: str = CALLER) -> dict[str, str]:
-    return {
-        "MessageSid": sid,
-        "AccountSid": "AC" + "0" * 32,
-        "From": sender,
-        "To": PHONE_NUMBER,
-        "Body": body,
-        "NumMedia": "0",
-        "SmsStatus": "received",
-    }
 
 
 def replies(response: webtest.TestResponse) -> list[str]:

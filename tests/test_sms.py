@@ -16,7 +16,8 @@ from dialtone.errors import DialtoneError
 from dialtone.rules import MAX_REPLY_CHARS, RulesError, twilio_length
 from dialtone.settings import Settings
 from server import create_app
-from tests.conftest import CALLER, PHONE_NUMBER
+from tests.conftest import CALLER
+from tests.forms import inbound_sms as text
 
 Post = Callable[..., webtest.TestResponse]
 
@@ -41,21 +42,6 @@ def rules_path(tmp_path: Path) -> Path:
 def settings(settings: Settings, rules_path: Path) -> Settings:
     """The shared test settings, answering from this module's rules file."""
     return settings.with_overrides(rules_file=rules_path)
-
-
-def text(body: str, **extra: str) -> dict[str, str]:
-    """An inbound SMS webhook form, as Twilio sends it."""
-    return {
-        "MessageSid": "SM" + "a" * 32,
-        "AccountSid": "AC" + "0" * 32,
-        "From": CALLER,
-        "To": PHONE_NUMBER,
-        "Body": body,
-        "NumMedia": "0",
-        "NumSegments": "1",
-        "SmsStatus": "received",
-        **extra,
-    }
 
 
 def mms(body: str, *types: str) -> dict[str, str]:

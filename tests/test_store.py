@@ -34,6 +34,7 @@ from dialtone.store_schema import (
     migrate,
 )
 from tests.conftest import CALLER, PHONE_NUMBER
+from tests.forms import inbound_sms
 
 REPO = Path(__file__).resolve().parent.parent
 OTHER = "+15559990000"
@@ -61,19 +62,9 @@ def store(db_path: Path) -> Iterator[Store]:
         yield opened
 
 
-def inbound(sid: str, sender: str = CALLER, body: str = "hello", **extra: str) -> dict[str, str]:
-    """An inbound SMS webhook form as Twilio sends it."""
-    form = {
-        "MessageSid": sid,
-        "SmsMessageSid": sid,
-        "AccountSid": "AC" + "0" * 32,
-        "From": sender,
-        "To": PHONE_NUMBER,
-        "Body": body,
-        "NumMedia": "0",
-        "SmsStatus": "received",
-    }
-    return form | extra
+def inbound(sid: str, **fields: str) -> dict[str, str]:
+    """An inbound SMS webhook form with this SID."""
+    return inbound_sms(sid=sid, **fields)
 
 
 def status(sid: str, value: str, **extra: str) -> dict[str, str]:

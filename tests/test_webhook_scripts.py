@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from dialtone.number_config import WEBHOOK_FIELDS
 from dialtone.sandbox.server import SandboxServer
 from dialtone.settings import Settings
 from tests.conftest import REPO
+from tests.sandbox_fixtures import configure_number, number_webhooks
 
 PROD = "https://bot.example.com"
 
@@ -37,19 +37,9 @@ def run(script: str, *args: str, settings: Settings, cwd: Path) -> subprocess.Co
     )
 
 
-def fields(sandbox: SandboxServer) -> dict[str, str]:
-    number = sandbox.state.number_by_phone(str(sandbox.state.phone_number))
-    assert number is not None
-    data = number.to_json()
-    return {name: data[name] for name in WEBHOOK_FIELDS}
-
-
 @pytest.fixture
 def configured(sandbox: SandboxServer) -> dict[str, str]:
-    number = sandbox.state.number_by_phone(str(sandbox.state.phone_number))
-    assert number is not None
-    sandbox.state.update_number(number.sid, voice_url="https://old.example.com/v", sms_url="")
-    return fields(sandbox)
+    return configure_number(sandbox, voice_url="https://old.example.com/v", sms_url="")
 
 
 def test_dry_run_shows_the_diff_and_changes_nothing(
@@ -60,7 +50,7 @@ def test_dry_run_shows_the_diff_and_changes_nothing(
     assert "https://old.example.com/v" in done.stdout
     assert f"{PROD}/voice_url" in done.stdout
     assert "Dry run" in done.stdout
-    assert fields(sandbox) == configured
+    assert number_webhooks(sandbox) == configured
     assert not (tmp_path / ".dialtone").exists()
 
 
@@ -69,7 +59,7 @@ def test_points_keeps_a_backup_and_restore_puts_it_back(
 ) -> None:
     done = run("set_webhooks.py", PROD, settings=sandbox_settings, cwd=tmp_path)
     assert done.returncode == 0, done.stderr
-    assert fields(sandbox)["sms_url"] == f"{PROD}/sms_url"
+    assert number_webhooks(sandbox)["sms_url"] == f"{PROD}/sms_url"
     (backup,) = (tmp_path / ".dialtone" / "history").iterdir()
     assert f"make restore FILE={backup.relative_to(tmp_path)}" in done.stdout
 
@@ -77,7 +67,7 @@ def test_points_keeps_a_backup_and_restore_puts_it_back(
         "restore_webhooks.py", "--file", str(backup), settings=sandbox_settings, cwd=tmp_path
     )
     assert back.returncode == 0, back.stderr
-    assert fields(sandbox) == configured
+    assert number_webhooks(sandbox) == configured
 
 
 def test_http_url_is_refused_in_one_paragraph(
@@ -105,4 +95,4 @@ def test_bad_credentials_are_one_paragraph(
     assert done.returncode == 2
     assert "20003" in done.stderr
     assert "Traceback" not in done.stderr
-    assert fields(sandbox) == configured
+    assert number_webhooks(sandbox) == configured
