@@ -15,6 +15,7 @@ import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -80,6 +81,17 @@ def workdir(tmp_path: Path) -> Path:
     path = tmp_path / "work"
     path.mkdir()
     return path
+
+
+@contextmanager
+def dev_running(env: dict[str, str], workdir: Path, *args: str) -> Iterator[DevProcess]:
+    """dev.py started and ready; whatever is left of it is killed afterwards."""
+    process = DevProcess(env, workdir, *args)
+    try:
+        process.wait_for("Ready in")
+        yield process
+    finally:
+        process.kill_group()
 
 
 @pytest.fixture
@@ -162,28 +174,35 @@ def test_points_the_number_serves_through_the_tunnel_and_restores_on_ctrl_c(
     assert "The number is back as it was" in dev.output
 
 
-def test_sigterm_restores_too(
-    dev: DevProcess, sandbox: SandboxServer, number_fields: dict[str, str]
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGHUP], ids=["sigterm", "sighup"])
+def test_sigterm_and_a_closed_terminal_restore_too(
+    dev: DevProcess, sandbox: SandboxServer, number_fields: dict[str, str], signum: int
 ) -> None:
     dev.wait_for("Ready in")
-    assert dev.stop(signal.SIGTERM) == 0
+    assert dev.stop(signum) == 0
     assert number_webhooks(sandbox) == number_fields
 
 
-def test_only_sms_leaves_voice_alone(
-    dev_env: dict[str, str], workdir: Path, sandbox: SandboxServer, number_fields: dict[str, str]
+@pytest.mark.parametrize(
+    ("flag", "changed", "left"),
+    [("--sms-only", "sms_url", "voice_url"), ("--voice-only", "voice_url", "sms_url")],
+)
+def test_only_one_webhook(
+    dev_env: dict[str, str],
+    workdir: Path,
+    sandbox: SandboxServer,
+    number_fields: dict[str, str],
+    flag: str,
+    changed: str,
+    left: str,
 ) -> None:
-    process = DevProcess(dev_env, workdir, TUNNEL, "--sms-only")
-    try:
-        process.wait_for("Ready in")
+    with dev_running(dev_env, workdir, TUNNEL, flag) as process:
         now = number_webhooks(sandbox)
-        assert now["voice_url"] == ORIGINAL["voice_url"]
-        assert now["sms_url"].endswith("/sms_url")
-        assert now["sms_url"] != ORIGINAL["sms_url"]
+        assert now[left] == ORIGINAL[left]
+        assert now[changed].endswith("/" + changed)
+        assert now[changed] != ORIGINAL[changed]
         assert process.stop() == 0
         assert number_webhooks(sandbox) == number_fields
-    finally:
-        process.kill_group()
 
 
 def test_public_url_flag_skips_ngrok(
@@ -193,15 +212,11 @@ def test_public_url_flag_skips_ngrok(
     number_fields: dict[str, str],
     fake_ngrok: FakeNgrok,
 ) -> None:
-    process = DevProcess(dev_env, workdir, "--public-url", "https://my-tunnel.example.com")
-    try:
-        process.wait_for("Ready in")
+    with dev_running(dev_env, workdir, "--public-url", "https://my-tunnel.example.com") as process:
         assert number_webhooks(sandbox)["sms_url"] == "https://my-tunnel.example.com/sms_url"
         assert fake_ngrok.pid() is None
         assert process.stop() == 0
         assert number_webhooks(sandbox) == number_fields
-    finally:
-        process.kill_group()
 
 
 def test_after_kill_9_make_restore_puts_the_number_back_and_the_next_run_reuses_the_backup(
@@ -416,54 +431,22 @@ def test_the_banner_shows_the_changes_the_inspector_and_a_qr_code(
     assert "█" in dev.output  # the QR code's blocks
 
 
-@pytest.mark.parametrize("hangup", [signal.SIGHUP])
-def test_a_closed_terminal_restores_the_number(
-    dev: DevProcess, sandbox: SandboxServer, number_fields: dict[str, str], hangup: int
-) -> None:
-    dev.wait_for("Ready in")
-    assert dev.stop(hangup) == 0
-    assert number_webhooks(sandbox) == number_fields
-
-
-def test_voice_only_leaves_sms_alone(
-    dev_env: dict[str, str], workdir: Path, sandbox: SandboxServer, number_fields: dict[str, str]
-) -> None:
-    process = DevProcess(dev_env, workdir, TUNNEL, "--voice-only")
-    try:
-        process.wait_for("Ready in")
-        now = number_webhooks(sandbox)
-        assert now["sms_url"] == ORIGINAL["sms_url"]
-        assert now["voice_url"].endswith("/voice_url")
-        assert process.stop() == 0
-        assert number_webhooks(sandbox) == number_fields
-    finally:
-        process.kill_group()
-
-
 def test_no_update_leaves_the_number_and_keeps_no_backup(
     dev_env: dict[str, str], workdir: Path, sandbox: SandboxServer, number_fields: dict[str, str]
 ) -> None:
-    process = DevProcess(dev_env, workdir, TUNNEL, "--no-update")
-    try:
-        process.wait_for("Ready in")
+    with dev_running(dev_env, workdir, TUNNEL, "--no-update") as process:
         assert number_webhooks(sandbox) == number_fields
         assert not (workdir / ".dialtone").exists()
         assert process.stop() == 0
-    finally:
-        process.kill_group()
 
 
 def test_without_reload_sigterm_still_restores(
     dev_env: dict[str, str], workdir: Path, sandbox: SandboxServer, number_fields: dict[str, str]
 ) -> None:
-    process = DevProcess(dev_env, workdir, TUNNEL, "--no-reload")
-    try:
-        process.wait_for("Ready in")
+    with dev_running(dev_env, workdir, TUNNEL, "--no-reload") as process:
         assert number_webhooks(sandbox) != number_fields
         assert process.stop(signal.SIGTERM) == 0
         assert number_webhooks(sandbox) == number_fields
-    finally:
-        process.kill_group()
 
 
 def test_an_unreachable_twilio_api_is_one_paragraph(dev_env: dict[str, str], workdir: Path) -> None:
