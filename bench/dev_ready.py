@@ -20,8 +20,8 @@ import time
 from pathlib import Path
 
 from dialtone.sandbox.server import SandboxServer
-from tests.dev_process import DevProcess
-from tests.fake_ngrok import FAKE_NGROK
+from tests.support.dev_process import DevProcess
+from tests.support.fake_ngrok import FAKE_NGROK
 
 REPO = Path(__file__).resolve().parent.parent
 READY = re.compile(r"Ready in\s+([0-9.]+) s")

@@ -17,9 +17,9 @@ from typing import Any
 
 from bench import loadgen
 from bench.run import ACCOUNT_SID, AUTH_TOKEN, PHONE_NUMBER, PUBLIC_URL
-from dialtone.accesslog import AccessLog
+from dialtone.app import create_app
 from dialtone.settings import Settings
-from server import create_app
+from dialtone.web.accesslog import AccessLog
 
 
 def environ_for(raw: bytes) -> dict[str, Any]:

@@ -18,7 +18,7 @@ def configure(level: str = "INFO") -> None:
     logging.getLogger("waitress.queue").setLevel(logging.ERROR)
     # The twilio library logs every request it makes at INFO, with parameters; keep it quiet.
     logging.getLogger("twilio.http_client").setLevel(logging.WARNING)
-    # pyngrok logs each step and every line ngrok prints; dialtone.tunnel explains ngrok's
+    # pyngrok logs each step and every line ngrok prints; dialtone.devloop.tunnel explains ngrok's
     # failures itself, so show them only when debugging.
     debugging = logging.getLevelName(level) == logging.DEBUG
     logging.getLogger("pyngrok").setLevel(logging.DEBUG if debugging else logging.WARNING)

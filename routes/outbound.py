@@ -1,7 +1,7 @@
 """POST /make_call and POST /send_sms: a token-protected JSON API that places calls and texts.
 
 These cost money, so: POST only, `Authorization: Bearer <API_TOKEN>`, destinations validated
-(E.164 or whatsapp:) and optionally allow-listed, and a per-token rate limit (dialtone.api_auth,
+(E.164 or whatsapp:) and optionally allow-listed, and a per-token rate limit (dialtone.web.api_auth,
 shared with GET /messages and /calls). What is sent is recorded with the SID and status Twilio
 answered, or with Twilio's error code; a text to a number that has opted out (STOP) is refused
 with 409 before anything reaches Twilio.
@@ -20,13 +20,13 @@ from requests.exceptions import RequestException
 from twilio.base.exceptions import TwilioException
 from twilio.twiml.voice_response import VoiceResponse
 
-from dialtone.api_auth import ApiGuard, fail, json_answer, json_error
-from dialtone.limits import MAX_BODY_CHARS, MAX_MEDIA, MAX_TWIML_CHARS, clean, twilio_length
+from dialtone.bot.texting import UNREACHABLE, send_text
+from dialtone.facts import MAX_BODY_CHARS, MAX_MEDIA, MAX_TWIML_CHARS, clean, twilio_length
 from dialtone.phone_numbers import is_destination, is_e164
-from dialtone.recording import Recorder
+from dialtone.record.recorder import Recorder
 from dialtone.settings import Settings, absolute_url
-from dialtone.texting import UNREACHABLE, send_text
 from dialtone.twilio_api import MissingCredentials, TwilioError, TwilioHandle, twilio_error
+from dialtone.web.api_auth import ApiGuard, fail, json_answer, json_error
 
 log = logging.getLogger("dialtone.outbound")
 

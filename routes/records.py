@@ -15,11 +15,11 @@ from urllib.parse import urlencode
 
 from bottle import Bottle, HTTPResponse, request
 
-from dialtone.api_auth import ApiGuard, fail, json_answer
 from dialtone.phone_numbers import is_destination
-from dialtone.store import Call, Message, StoreError
-from dialtone.store_queries import DEFAULT_PAGE, MAX_PAGE
-from dialtone.store_schema import CALL_STATUS_RANK, MESSAGE_STATUS_RANK
+from dialtone.record.queries import DEFAULT_PAGE, MAX_PAGE
+from dialtone.record.schema import CALL_STATUS_RANK, MESSAGE_STATUS_RANK
+from dialtone.record.store import Call, Message, StoreError
+from dialtone.web.api_auth import ApiGuard, fail, json_answer
 
 log = logging.getLogger("dialtone.records")
 

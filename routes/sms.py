@@ -12,10 +12,10 @@ from __future__ import annotations
 from bottle import Bottle, FormsDict, HTTPError
 from twilio.twiml.messaging_response import MessagingResponse
 
-from dialtone import optout
-from dialtone.inbound import InboundMessage
-from dialtone.recording import Recorder, delivery_key
-from dialtone.rules import Rules, RulesFile
+from dialtone.bot import optout
+from dialtone.bot.inbound import InboundMessage
+from dialtone.bot.rules import Rules, RulesFile
+from dialtone.record.recorder import Recorder, delivery_key
 from dialtone.settings import Settings
 
 

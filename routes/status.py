@@ -6,7 +6,7 @@ import logging
 
 from bottle import Bottle, FormsDict
 
-from dialtone.recording import Recorder, delivery_key
+from dialtone.record.recorder import Recorder, delivery_key
 from dialtone.settings import Settings
 
 log = logging.getLogger("dialtone.status")

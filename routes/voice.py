@@ -1,8 +1,8 @@
-"""POST /voice_url and its siblings: the keypad menu (replies built in dialtone.voice_menu).
+"""POST /voice_url and its siblings: the keypad menu (replies built in dialtone.bot.voice_menu).
 
 Every webhook is recorded before it is answered: the call (and its status) on each of them, and
 the keys pressed on /voice_url/menu. A record that cannot be written is logged; the caller still
-hears the menu. Option 3's text goes through dialtone.texting, so it is recorded as an outbound
+hears the menu. Option 3's text goes through dialtone.bot.texting, so it is recorded as an outbound
 message as /send_sms records one, and never goes to a caller who has opted out.
 """
 
@@ -14,11 +14,11 @@ from functools import partial
 from bottle import Bottle, FormsDict, request
 from twilio.twiml.voice_response import VoiceResponse
 
-from dialtone import voice_menu as menu
-from dialtone.ratelimit import RateLimiter
-from dialtone.recording import Recorder, delivery_key
+from dialtone.bot import voice_menu as menu
+from dialtone.record.recorder import Recorder, delivery_key
 from dialtone.settings import Settings
 from dialtone.twilio_api import TwilioHandle
+from dialtone.web.ratelimit import RateLimiter
 
 Handler = Callable[[FormsDict], VoiceResponse]
 

@@ -22,10 +22,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from rich.console import Console
 
 from dialtone import cli
-from dialtone.console import Banner, render_banner
-from dialtone.devsession import DevSession, open_session
-from dialtone.serving import port_in_use
+from dialtone.devloop.console import Banner, render_banner
+from dialtone.devloop.session import DevSession, open_session
 from dialtone.settings import Settings
+from dialtone.web.serving import port_in_use
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -83,16 +83,16 @@ def serve_with_reload(session: DevSession, reload: bool) -> None:
     """Run the app in a child process that hupper restarts on edits; blocks until stopped."""
     os.environ.update(session.app_environment())
     if not reload:
-        from dialtone.devserver import main as serve
+        from dialtone.devloop.app_process import main as serve
 
         serve()
         return
-    from dialtone.reloader import run_app_with_reload
+    from dialtone.devloop.reloader import run_app_with_reload
 
     # hupper exits (SystemExit) once Ctrl-C, SIGTERM or SIGHUP stopped the app; cleaning up
     # follows.
     with contextlib.suppress(SystemExit):
-        run_app_with_reload("dialtone.devserver.main")
+        run_app_with_reload("dialtone.devloop.app_process.main")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -22,8 +22,8 @@ from rich.text import Text
 
 from dialtone import cli
 from dialtone.errors import DialtoneError
-from dialtone.sandbox.phone_client import PhoneApiError, PhoneClient, SandboxUnavailable
-from dialtone.sandbox.phone_view import help_panel, render
+from dialtone.sandbox.phone.client import PhoneApiError, PhoneClient, SandboxUnavailable
+from dialtone.sandbox.phone.view import help_panel, render
 from dialtone.settings import Settings
 
 

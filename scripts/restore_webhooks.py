@@ -9,8 +9,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from dialtone import cli
+from dialtone.devloop.number_config import BACKUP_DIR, backup_path, read_backup, restore
 from dialtone.errors import DialtoneError, SettingsError
-from dialtone.number_config import BACKUP_DIR, backup_path, read_backup, restore
 from dialtone.twilio_api import make_client
 
 

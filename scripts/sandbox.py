@@ -21,8 +21,8 @@ from rich.panel import Panel
 from rich.text import Text
 
 from dialtone import cli, logs
-from dialtone.number_config import pointing_at
-from dialtone.sandbox.dev import start_for_dev
+from dialtone.devloop.number_config import pointing_at
+from dialtone.devloop.sandbox import start_for_dev
 from dialtone.settings import absolute_url
 
 

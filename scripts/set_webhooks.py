@@ -17,8 +17,7 @@ from rich.console import Console
 from rich.table import Table
 
 from dialtone import cli
-from dialtone.errors import DialtoneError, SettingsError
-from dialtone.number_config import (
+from dialtone.devloop.number_config import (
     BACKUP_DIR,
     diff,
     find_number,
@@ -27,6 +26,7 @@ from dialtone.number_config import (
     update,
     write_backup,
 )
+from dialtone.errors import DialtoneError, SettingsError
 from dialtone.settings import absolute_url
 from dialtone.twilio_api import make_client
 

@@ -3,7 +3,7 @@
     python scripts/trim_openapi.py [SOURCE] [DEST]
 
 SOURCE defaults to ../shared/twilio-oai/twilio_api_v2010.json (twilio/twilio-oai 2.6.7) and DEST to
-dialtone/sandbox/spec/twilio_api_v2010.json. Only the operations Dialtone uses are kept, verbatim,
+dialtone/sandbox/api/spec/twilio_api_v2010.json. Only the operations Dialtone uses are kept, verbatim,
 with the components they reference; everything else is dropped.
 """
 
@@ -16,7 +16,7 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 SOURCE = ROOT.parent / "shared" / "twilio-oai" / "twilio_api_v2010.json"
-DEST = ROOT / "dialtone" / "sandbox" / "spec" / "twilio_api_v2010.json"
+DEST = ROOT / "dialtone" / "sandbox" / "api" / "spec" / "twilio_api_v2010.json"
 
 ACCOUNT = "/2010-04-01/Accounts/{AccountSid}"
 # path -> the HTTP methods Dialtone (and its sandbox) use on it

@@ -10,14 +10,14 @@ import pytest
 import webtest
 from pyngrok import conf, ngrok
 
-from dialtone import tunnel
+from dialtone.app import close_app, create_app
+from dialtone.devloop import tunnel
+from dialtone.record.store import Store
 from dialtone.settings import Settings
-from dialtone.store import Store
-from server import close_app, create_app
-from tests import fake_ngrok as fake_ngrok_agent
-from tests.sandbox_fixtures import sandbox, sandbox_settings
-from tests.sandbox_world import world
-from tests.twilio_signing import sign
+from tests.support import fake_ngrok as fake_ngrok_agent
+from tests.support.sandbox_fixtures import sandbox, sandbox_settings
+from tests.support.sandbox_world import world
+from tests.support.twilio_signing import sign
 
 __all__ = ["sandbox", "sandbox_settings", "world"]  # fixtures re-exported for every test module
 

@@ -20,11 +20,11 @@ from typing import Any
 
 from waitress.server import create_server
 
-from dialtone.sandbox.carrier import Carrier
-from dialtone.sandbox.faults import Faults
-from dialtone.sandbox.openapi import Violation, ViolationLog
-from dialtone.sandbox.phone_api import PREFIX, create_phone_app
-from dialtone.sandbox.rest import create_rest_app
+from dialtone.sandbox.api.faults import Faults
+from dialtone.sandbox.api.openapi import Violation, ViolationLog
+from dialtone.sandbox.api.rest import create_rest_app
+from dialtone.sandbox.carrier.network import Carrier
+from dialtone.sandbox.phone.api import PREFIX, create_phone_app
 from dialtone.sandbox.state import SandboxState
 from dialtone.settings import Settings
 
@@ -35,7 +35,7 @@ class SandboxServer:
     """The sandbox REST API served by waitress; `.url`, `.state` and `.violations` once started.
 
     `.faults` makes it fail on purpose (`faults.fail_next(2, status=503)`) and lists the
-    requests it saw (`faults.seen`); see dialtone.sandbox.faults.
+    requests it saw (`faults.seen`); see dialtone.sandbox.api.faults.
     """
 
     def __init__(

@@ -1,0 +1,165 @@
+"""Dialtone's webhook server: `create_app()` builds the Bottle app, `main()` serves it.
+
+python server.py          # or: make serve
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+
+from bottle import Bottle, HTTPError, request, response
+from twilio.rest import Client
+
+from dialtone import cli, logs
+from dialtone.bot.rules import RulesFile
+from dialtone.errors import SettingsError
+from dialtone.record.recorder import Recorder
+from dialtone.record.store import Store, open_store
+from dialtone.settings import Settings
+from dialtone.twilio_api import TwilioHandle
+from dialtone.web import prefork
+from dialtone.web.api_auth import ApiGuard, error_body
+from dialtone.web.serving import make_server
+from dialtone.web.signature import TwilioWebhookPlugin
+from routes import health, outbound, records, sms, status, voice
+
+log = logging.getLogger("dialtone.server")
+
+
+JSON_PATHS = outbound.PATHS | records.PATHS
+
+
+def create_app(
+    settings: Settings, *, twilio: Client | None = None, store: Store | None = None
+) -> Bottle:
+    """The whole app, configured by `settings`; `twilio` replaces the client made from them.
+
+    The record is opened from DATABASE_PATH unless `store` is given (then the caller closes it);
+    call `close_app(app)` once the server has stopped.
+    """
+    twilio_handle = TwilioHandle(settings, twilio)
+    if settings.validate_signatures and not settings.auth_token:
+        raise SettingsError(
+            [
+                "TWILIO_AUTH_TOKEN is not set, and it is needed to check X-Twilio-Signature on "
+                "webhooks. Set it, or set VALIDATE_SIGNATURES=false for a local experiment."
+            ]
+        )
+    rules = RulesFile(settings.rules_file)
+    app = Bottle()
+    if store is None:
+        store = open_store(settings)
+        app.install(_CloseOnShutdown(store))
+    recorder = Recorder(store)
+    guard = ApiGuard(settings)
+    app.install(
+        TwilioWebhookPlugin(
+            settings.auth_token,
+            public_url=settings.public_url,
+            validate=settings.validate_signatures,
+        )
+    )
+    app.add_hook("before_request", _body_limit(settings.max_body_bytes))
+    app.default_error_handler = _plain_error
+    health.install(app, settings)
+    status.install(app, settings, recorder)
+    voice.install(app, settings, twilio_handle, recorder)
+    outbound.install(app, settings, twilio_handle, guard, recorder)
+    records.install(app, guard, store)
+    sms.install(app, settings, rules, recorder)
+    return app
+
+
+def close_app(app: Bottle) -> None:
+    """Close what create_app opened (the record: WAL checkpointed). Safe to call twice."""
+    app.close()
+
+
+class _CloseOnShutdown:
+    """A Bottle plugin that changes no route; Bottle.close() closes the record it holds."""
+
+    name = "dialtone_record"
+    api = 2
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+
+    def apply(self, callback: Callable[..., object], route: object) -> Callable[..., object]:
+        return callback
+
+    def close(self) -> None:
+        self.store.close()
+
+
+def _body_limit(limit: int) -> Callable[[], None]:
+    def check() -> None:
+        if request.content_length > limit:
+            raise HTTPError(413, f"The request body is larger than {limit} bytes.")
+
+    return check
+
+
+def _plain_error(error: HTTPError) -> str:
+    """Errors as one plain line (JSON for JSON clients), never an HTML page or a traceback."""
+    message = error.body if isinstance(error.body, str) and error.body else error.status_line
+    if "application/json" in (request.get_header("Accept") or "") or request.path in JSON_PATHS:
+        response.content_type = "application/json"
+        return error_body(error.status_code, message)
+    response.content_type = "text/plain; charset=utf-8"
+    return f"{error.status_line}: {message}\n" if message != error.status_line else message + "\n"
+
+
+def startup_warnings(settings: Settings) -> list[str]:
+    """What an operator must know before the first request."""
+    warnings = []
+    if not settings.validate_signatures:
+        warnings.append(
+            "VALIDATE_SIGNATURES is off: ANYONE can post fake Twilio webhooks to this server. "
+            "Use this only for local experiments."
+        )
+    if not settings.api_token:
+        warnings.append(
+            "API_TOKEN is not set, so POST /make_call, POST /send_sms, GET /messages and "
+            "GET /calls are switched off (they answer 503). Set API_TOKEN to a long random "
+            "string to use them."
+        )
+    if settings.validate_signatures and not settings.public_url and not settings.trusted_proxy:
+        warnings.append(
+            "Neither PUBLIC_URL nor TRUSTED_PROXY is set: signatures are checked against the URL "
+            "this server sees, which fails behind a tunnel or proxy. Set PUBLIC_URL to the "
+            "https URL Twilio calls."
+        )
+    return warnings
+
+
+def main() -> int:
+    """Serve the app on waitress (WORKERS processes) until SIGTERM or Ctrl-C."""
+    settings = cli.load_settings()
+    logs.configure(settings.log_level)
+    if settings.workers > 1:
+        for warning in startup_warnings(settings):
+            log.warning(warning)
+        # Create or migrate the record once, here, before the fork: workers racing to create
+        # the schema of a new database lock each other out. No connection crosses the fork.
+        open_store(settings).close()
+        # Each worker process builds its own app after the fork (see dialtone.web.prefork).
+        return prefork.serve(settings, lambda: create_app(settings), close_app=close_app)
+    app = create_app(settings)
+    for warning in startup_warnings(settings):
+        log.warning(warning)
+    server = make_server(app, settings)
+    log.info("Dialtone listening on http://%s:%s", settings.host, settings.port)
+    # SIGTERM (systemd stop) and Ctrl-C: finish the requests in flight, then exit 0.
+    try:
+        prefork.serve_until_signalled(server)
+    finally:
+        # Every request has been answered and its write committed; closing checkpoints the
+        # WAL into the database file.
+        close_app(app)
+    log.info("Stopped; the record is closed.")
+    return 0
+
+
+if __name__ == "__main__":
+    cli.run(main)

@@ -1,0 +1,70 @@
+"""Sending a text through Twilio and recording it: shared by POST /send_sms and voice option 3.
+
+The record gets every attempt: the message with the SID and status Twilio answered, or, when
+Twilio refused it or could not be reached, a "failed" row with Twilio's error code. A refusal with
+21610 (the recipient texted STOP, perhaps while this server was down) marks them opted out.
+"""
+
+from __future__ import annotations
+
+from requests.exceptions import RequestException
+from twilio.base.exceptions import TwilioException
+from twilio.rest.api.v2010.account.message import MessageInstance
+
+from dialtone.record.recorder import Recorder
+from dialtone.twilio_api import TwilioError, TwilioHandle, twilio_error
+
+OPTED_OUT_CODE = 21610  # Twilio: the recipient replied STOP
+UNREACHABLE = "could not reach Twilio"
+
+
+def send_text(
+    twilio: TwilioHandle,
+    recorder: Recorder,
+    to: str,
+    body: str | None,
+    media_urls: list[str] | None = None,
+) -> MessageInstance:
+    """Send through `twilio` and record the message; Twilio's and the network's errors are
+    recorded, then raised as they were (MissingCredentials is raised before anything is sent)."""
+    media = media_urls or []
+    sender = twilio.settings.phone_number
+    try:
+        message = twilio.send_message(to, body, media)
+    except TwilioException as exc:
+        record_refused(recorder, to, sender, body, media, twilio_error(exc))
+        raise
+    except (RequestException, ValueError):
+        # The network, or an answer that is not Twilio's JSON (a proxy's error page).
+        record_refused(recorder, to, sender, body, media, None)
+        raise
+    from_ = getattr(message, "from_", None) or sender
+    status = message.status or "queued"
+    recorder.outbound_message(message.sid, to, from_, body or "", media, status)
+    return message
+
+
+def record_refused(
+    recorder: Recorder,
+    to: str,
+    sender: str | None,
+    body: str | None,
+    media_urls: list[str],
+    error: TwilioError | None,
+) -> None:
+    """Record a text Twilio refused (`error` None: Twilio could not be reached)."""
+    code = error.code if error else None
+    recorder.outbound_message(
+        None,
+        to,
+        sender,
+        body or "",
+        media_urls,
+        "failed",
+        error_code=code,
+        error_message=error.message if error else UNREACHABLE,
+    )
+    if code == OPTED_OUT_CODE:
+        # Twilio knows of a STOP this record missed (sent while the server was down, or to
+        # another number of a Messaging Service): remember it.
+        recorder.set_opt_out(to, True, None)

@@ -1,0 +1,62 @@
+"""The app process of `make dev`: started, and restarted on every edit, by hupper.
+
+The parent (scripts/dev.py) keeps the tunnel, the sandbox and the number; this child only
+serves the app, with settings the parent put in its environment (PUBLIC_URL among them).
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+
+import hupper
+from rich.console import Console
+
+from dialtone import logs
+from dialtone.devloop.console import RequestLogHandler
+from dialtone.errors import DialtoneError
+from dialtone.settings import Settings
+from dialtone.web.serving import make_server
+
+
+def main() -> None:
+    """Serve the app until the reloader stops this process."""
+    settings = Settings.from_env()
+    logs.configure(settings.log_level)
+    console = Console(stderr=True)
+    logging.getLogger().handlers = [RequestLogHandler(console)]
+    # The request line already shows a rejected signature (with the URL it was checked against)
+    # and each status callback's status.
+    logging.getLogger("dialtone.web.signature").setLevel(logging.ERROR)
+    logging.getLogger("dialtone.status").setLevel(logging.WARNING)
+    logging.getLogger("waitress").setLevel(logging.WARNING)
+    reloading = hupper.is_active()
+    if reloading:
+        # A broken rules file must be able to bring the app back once it is fixed.
+        hupper.get_reloader().watch_files([str(settings.rules_file)])
+    # Imported here so that an edit to a route is picked up by the fresh process hupper starts.
+    from dialtone.app import close_app, create_app
+
+    try:
+        app = create_app(settings)
+    except DialtoneError as exc:
+        if not reloading:
+            raise
+        console.print(f"\n{exc}\n", style="red", highlight=False)
+        console.print("Fix it and save: the app starts again by itself.", style="yellow")
+        return
+    server = make_server(app, settings)
+    # hupper stops a worker with SIGTERM between reloads; SIGHUP is a closed terminal.
+    signal.signal(signal.SIGTERM, _stop)
+    signal.signal(signal.SIGHUP, _stop)
+    try:
+        server.run()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.close()
+        close_app(app)
+
+
+def _stop(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt

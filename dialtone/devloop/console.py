@@ -1,0 +1,121 @@
+"""What `make dev` shows in the terminal: the banner, a QR code, and one line per webhook."""
+
+from __future__ import annotations
+
+import io
+import logging
+import time
+from dataclasses import dataclass, field
+
+import segno
+from rich.console import Console, Group
+from rich.panel import Panel
+from rich.table import Table
+from rich.text import Text
+
+from dialtone.web.accesslog import RequestRecord
+
+
+@dataclass
+class Banner:
+    """Everything the start-up banner shows."""
+
+    mode: str  # "Twilio" or "sandbox"
+    public_url: str
+    phone_number: str | None
+    local_url: str
+    changes: list[tuple[str, str, str]] = field(default_factory=list)
+    inspector_url: str | None = None
+    ready_seconds: float | None = None
+    hints: list[str] = field(default_factory=list)
+
+
+def qr_text(phone_number: str) -> str:
+    """A QR code (unicode half blocks) that opens a new text to `phone_number` on a phone."""
+    out = io.StringIO()
+    segno.make(f"sms:{phone_number}", error="l").terminal(out=out, compact=True, border=1)
+    return out.getvalue().rstrip("\n")
+
+
+def render_banner(banner: Banner) -> Panel:
+    """The banner as a rich Panel."""
+    table = Table.grid(padding=(0, 2))
+    table.add_column(style="bold cyan", no_wrap=True)
+    table.add_column()
+    table.add_row("Mode", banner.mode)
+    if banner.phone_number:
+        table.add_row("Number", Text(banner.phone_number, style="bold green"))
+    table.add_row("Public URL", banner.public_url)
+    table.add_row("App", banner.local_url)
+    if banner.inspector_url:
+        table.add_row("Inspector", banner.inspector_url)
+    for name, old, new in banner.changes:
+        table.add_row(name, Text.assemble((old or "(empty)", "dim"), "  ->  ", (new, "green")))
+    if banner.ready_seconds is not None:
+        table.add_row("Ready in", f"{banner.ready_seconds:.2f} s")
+    parts: list[object] = [table]
+    if banner.phone_number and banner.mode == "Twilio":
+        parts.append(Text("\nScan to text the number:", style="bold"))
+        parts.append(Text(qr_text(banner.phone_number)))
+    for hint in banner.hints:
+        parts.append(Text(hint, style="yellow"))
+    return Panel(Group(*parts), title="[bold]Dialtone[/bold]", expand=False)  # type: ignore[arg-type]
+
+
+def status_style(status: int) -> str:
+    """Green for 2xx/3xx, yellow for 4xx, red for 5xx."""
+    if status >= 500:
+        return "bold red"
+    if status >= 400:
+        return "yellow"
+    return "green"
+
+
+def render_request(record: RequestRecord, when: float | None = None) -> Text:
+    """One webhook as a coloured line: time, route, From, Body or Digits, status, duration."""
+    notes = record.notes
+    stamp = time.strftime("%H:%M:%S", time.localtime(when))
+    line = Text.assemble(
+        (stamp, "dim"),
+        " ",
+        (f"{record.method:<4} {record.path:<18}", "bold"),
+        " ",
+        (f"{notes.get('from', ''):<16}", "cyan"),
+        " ",
+    )
+    said = (notes.get("digits") and f"pressed {notes['digits']}") or notes.get("body")
+    if said is not None:
+        line.append(_short(said) if said else "(empty)", style="white")
+        line.append(" ")
+    if notes.get("status"):
+        line.append(f"[{notes['status']}] ", style="magenta")
+    line.append(str(record.status), style=status_style(record.status))
+    line.append(f" {record.duration_ms:.1f}ms", style="dim")
+    if notes.get("rejected"):
+        line.append(f"  rejected: {notes['rejected']}", style="red")
+    return line
+
+
+def _short(text: str, limit: int = 50) -> str:
+    text = " ".join(text.split())
+    return repr(text if len(text) <= limit else text[: limit - 3] + "...")
+
+
+class RequestLogHandler(logging.Handler):
+    """Prints `dialtone.access` records with render_request, and other records plainly."""
+
+    def __init__(self, console: Console) -> None:
+        super().__init__()
+        self.console = console
+
+    def emit(self, record: logging.LogRecord) -> None:
+        """Print the record (never raising: logging must not break a request)."""
+        try:
+            request = getattr(record, "request", None)
+            if isinstance(request, RequestRecord):
+                self.console.print(render_request(request, record.created), highlight=False)
+            else:
+                style = "red" if record.levelno >= logging.WARNING else "dim"
+                self.console.print(Text(record.getMessage(), style=style), highlight=False)
+        except Exception:
+            self.handleError(record)

@@ -1,0 +1,1 @@
+"""The record: every message, call and status Dialtone saw or sent, and who opted out."""

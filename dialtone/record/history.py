@@ -1,0 +1,132 @@
+"""`make history`: recent conversations from the record, grouped by number, as terminal tables.
+
+Read-only: the database is opened with SQLite's mode=ro, never created or migrated.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Sequence
+from datetime import datetime
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+from dialtone import cli
+from dialtone.errors import DialtoneError
+from dialtone.record.store import Call, Conversation, Message, Store
+
+MAX_BODY = 160  # characters of a message shown; the record keeps all of it
+
+GOOD = {"delivered", "read", "received", "completed", "sent"}
+BAD = {"failed", "undelivered", "busy", "no-answer", "canceled"}
+
+
+class NoRecordYet(DialtoneError):
+    """The database file does not exist yet."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(
+            f"There is no record at {path} yet. Dialtone creates it when the server starts "
+            "(make serve or make dev) and fills it as messages and calls arrive. If the record "
+            "lives elsewhere, set DATABASE_PATH in .env or the environment, or pass --db PATH."
+        )
+
+
+def render_history(conversations: Sequence[Conversation], console: Console, path: Path) -> None:
+    """Print one table per conversation, most recently active first."""
+    if not conversations:
+        console.print(f"The record at {path} has no messages or calls yet.")
+        return
+    console.print(Text(f"Recent conversations in {path} (times in UTC)", style="bold"))
+    for conversation in conversations:
+        console.print(conversation_table(conversation))
+
+
+def conversation_table(conversation: Conversation) -> Table:
+    """One number's latest messages and calls, oldest first, with their statuses."""
+    title = Text(conversation.number or "(unknown number)", style="bold cyan")
+    counts = [_plural(conversation.message_count, "message")]
+    if conversation.call_count:
+        counts.append(_plural(conversation.call_count, "call"))
+    title.append("  " + ", ".join(counts), style="dim")
+    if conversation.opted_out:
+        title.append("  opted out", style="bold red")
+    table = Table(title=title, title_justify="left", expand=True, show_edge=False)
+    table.add_column("When", no_wrap=True, style="dim")
+    table.add_column("", no_wrap=True)
+    table.add_column("What", ratio=1, overflow="fold")
+    table.add_column("Status", no_wrap=True)
+    entries: list[Message | Call] = [*conversation.messages, *conversation.calls]
+    for entry in sorted(entries, key=lambda e: e.created_at):
+        what = _message_text(entry) if isinstance(entry, Message) else _call_text(entry)
+        table.add_row(
+            _when(entry.created_at),
+            "in" if entry.direction == "inbound" else "out",
+            what,
+            _status(entry),
+        )
+    shown = len(conversation.messages) + len(conversation.calls)
+    total = conversation.message_count + conversation.call_count
+    if shown < total:
+        table.caption = f"the latest {shown} of {total}"
+    return table
+
+
+def _message_text(message: Message) -> Text:
+    body = " ".join(message.body.split())
+    if len(body) > MAX_BODY:
+        body = body[: MAX_BODY - 1] + "…"
+    text = Text(body)  # a Text, so markup-like bodies ("[bold]") print as typed
+    if message.media:
+        kinds = ", ".join(m.content_type or "media" for m in message.media)
+        text.append(f"{' ' if body else ''}[{kinds}]", style="magenta")
+    if not body and not message.media:
+        text.append("(empty)", style="dim")
+    return text
+
+
+def _call_text(call: Call) -> Text:
+    text = Text("call", style="blue")
+    if call.duration is not None:
+        text.append(f", {call.duration} s")
+    if call.digits:
+        text.append(", pressed " + " ".join(call.digits))
+    return text
+
+
+def _status(entry: Message | Call) -> Text:
+    style = "green" if entry.status in GOOD else "red" if entry.status in BAD else "yellow"
+    text = Text(entry.status or "?", style=style)
+    if isinstance(entry, Message) and entry.error_code:
+        text.append(f" ({entry.error_code})", style=style)
+    return text
+
+
+def _when(moment: datetime) -> str:
+    return moment.strftime("%Y-%m-%d %H:%M:%S")
+
+
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}{'' if n == 1 else 's'}"
+
+
+def main(argv: Sequence[str] | None = None, console: Console | None = None) -> int:
+    """Print the history; the database path comes from --db or DATABASE_PATH."""
+    parser = argparse.ArgumentParser(prog="make history", description=__doc__)
+    parser.add_argument("--db", type=Path, help="the database file (default: DATABASE_PATH)")
+    parser.add_argument("--limit", type=int, default=10, help="conversations to show (10)")
+    parser.add_argument("--messages", type=int, default=10, help="latest entries per number")
+    parser.add_argument("--number", help="only the conversation with this number")
+    args = parser.parse_args(argv)
+    path: Path = args.db or cli.load_settings().database_path
+    if not path.is_file():
+        raise NoRecordYet(path)
+    with Store(path, readonly=True) as store:
+        conversations = store.conversations(
+            args.limit, per_number=args.messages, number=args.number
+        )
+    render_history(conversations, console or Console(), path)
+    return 0

@@ -1,0 +1,176 @@
+"""The record as the routes use it: every write is attempted, none can stop an answer.
+
+A webhook must be answered within Twilio's budget whatever the disk does, so `Recorder` wraps
+the `Store` and turns its failures into one ERROR log line naming what was lost (the kind and
+the SID) instead of an exception: the route answers its TwiML anyway. Twilio does not retry a
+webhook that was answered, so what failed to record is lost from the record (it is still in
+Twilio's own logs, and in this process's log line).
+
+A webhook without the SID or status the record needs (BadRecord) is logged as a warning and
+answered too: the reply matters more than the record, and a signed request came from Twilio.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping
+from typing import TypeVar
+
+from bottle import request
+
+from dialtone.record.store import (
+    IDEMPOTENCY_HEADER,
+    BadRecord,
+    Outcome,
+    Received,
+    Store,
+    StoreError,
+)
+
+log = logging.getLogger("dialtone.record")
+
+T = TypeVar("T")
+
+
+class Recorder:
+    """Never-raising writes and reads over a Store (see the module docstring)."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+
+    def _attempt(self, what: str, sid: str, write: Callable[[], T]) -> T | None:
+        try:
+            return write()
+        except BadRecord as exc:
+            log.warning("not recording %s: %s", what, exc)
+        except StoreError as exc:
+            # One loud line per lost record, with the SID to find it in Twilio's logs.
+            log.error("NOT RECORDED: %s %s (answering anyway): %s", what, sid or "?", exc)
+        return None
+
+    def inbound_message(
+        self,
+        form: Mapping[str, str],
+        key: str | None,
+        *,
+        opted_out: bool | None = None,
+        keyword: str | None = None,
+    ) -> Outcome | None:
+        """Record an inbound message (and an opt-out change) in one transaction."""
+        received = self._receive(form, key, opted_out, keyword)
+        return received.outcome if received else None
+
+    def receive_message(
+        self,
+        form: Mapping[str, str],
+        key: str | None,
+        *,
+        opted_out: bool | None = None,
+        keyword: str | None = None,
+    ) -> bool:
+        """Record an inbound message (and an opt-out change); True when its sender had opted
+        out before it. One transaction; when it fails (logged), the opt-out is read on its own,
+        as `is_opted_out` would (failing open)."""
+        received = self._receive(form, key, opted_out, keyword)
+        if received is not None:
+            return received.sender_opted_out
+        return self.is_opted_out(form.get("From") or "")
+
+    def _receive(
+        self, form: Mapping[str, str], key: str | None, opted_out: bool | None, keyword: str | None
+    ) -> Received | None:
+        sid = form.get("MessageSid") or form.get("SmsSid") or ""
+        return self._attempt(
+            "inbound message",
+            sid,
+            lambda: self.store.receive_message(form, key, opted_out=opted_out, keyword=keyword),
+        )
+
+    def status(self, form: Mapping[str, str], key: str | None) -> Outcome | None:
+        """Record a message or call status callback (which one the form says)."""
+        if form.get("MessageSid") or form.get("SmsSid") or "MessageStatus" in form:
+            sid = form.get("MessageSid") or form.get("SmsSid") or ""
+            return self._attempt(
+                "message status", sid, lambda: self.store.record_message_status(form, key)
+            )
+        sid = form.get("CallSid", "")
+        return self._attempt("call status", sid, lambda: self.store.record_call_status(form, key))
+
+    def call(self, form: Mapping[str, str], key: str | None) -> Outcome | None:
+        """Record a voice webhook for a call."""
+        sid = form.get("CallSid", "")
+        return self._attempt("call", sid, lambda: self.store.record_call(form, key))
+
+    def digits(self, form: Mapping[str, str], key: str | None) -> Outcome | None:
+        """Record the keys pressed at a <Gather>."""
+        sid, digits = form.get("CallSid", ""), form.get("Digits", "")
+        return self._attempt("digits", sid, lambda: self.store.record_digits(sid, digits, key))
+
+    def outbound_message(
+        self,
+        sid: str | None,
+        to: str,
+        from_: str | None,
+        body: str,
+        media_urls: list[str],
+        status: str,
+        *,
+        error_code: int | None = None,
+        error_message: str | None = None,
+    ) -> Outcome | None:
+        """Record a message sent through the REST API (sid None: Twilio refused it)."""
+        return self._attempt(
+            "outbound message",
+            sid or f"to {to}",
+            lambda: self.store.record_outbound_message(
+                sid,
+                to,
+                from_,
+                body,
+                media_urls,
+                status,
+                error_code=error_code,
+                error_message=error_message,
+            ),
+        )
+
+    def outbound_call(
+        self,
+        sid: str | None,
+        to: str,
+        from_: str | None,
+        status: str,
+        *,
+        error_code: int | None = None,
+        error_message: str | None = None,
+    ) -> Outcome | None:
+        """Record a call placed through the REST API (sid None: Twilio refused it)."""
+        return self._attempt(
+            "outbound call",
+            sid or f"to {to}",
+            lambda: self.store.record_outbound_call(
+                sid, to, from_, status, error_code=error_code, error_message=error_message
+            ),
+        )
+
+    def set_opt_out(self, number: str, opted_out: bool, keyword: str | None) -> None:
+        """Mark `number` opted out (or back in) outside a webhook (Twilio's 21610)."""
+        self._attempt(
+            "opt-out", number, lambda: self.store.set_opt_out(number, opted_out, keyword=keyword)
+        )
+
+    def is_opted_out(self, number: str) -> bool:
+        """True when the record says `number` opted out; False when it cannot be read (logged).
+
+        Failing open is safe here: Twilio keeps its own opt-out list on long codes and refuses
+        (21610) a message to a number that texted STOP.
+        """
+        if not number:
+            return False
+        opted_out = self._attempt("opt-out check", number, lambda: self.store.is_opted_out(number))
+        return bool(opted_out)
+
+
+def delivery_key() -> str | None:
+    """This webhook delivery's I-Twilio-Idempotency-Token (Twilio's retries repeat it)."""
+    return request.get_header(IDEMPOTENCY_HEADER) or None

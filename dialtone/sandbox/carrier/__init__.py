@@ -1,0 +1,1 @@
+"""What Twilio's network does: webhooks to the app, the TwiML engine, texts, calls, queues, STOP."""

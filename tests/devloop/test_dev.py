@@ -1,0 +1,529 @@
+"""`make dev` with an account: scripts/dev.py as a real subprocess, the sandbox as Twilio, and the
+real pyngrok driving the fake ngrok agent."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+
+from dialtone.devloop.number_config import backup_path
+from dialtone.sandbox.phone.client import PhoneClient
+from dialtone.sandbox.server import SandboxServer
+from tests.conftest import REPO
+from tests.support.dev_process import DevProcess
+from tests.support.fake_ngrok import FakeNgrok, is_running
+from tests.support.live_server import free_socket, urlopen
+from tests.support.sandbox_fixtures import configure_number, number_webhooks
+from tests.support.twilio_signing import sign
+
+ORIGINAL = {
+    "voice_url": "https://old.example.com/voice",
+    "voice_method": "GET",
+    "sms_url": "https://old.example.com/sms",
+    "sms_method": "POST",
+    "status_callback": "https://old.example.com/status",
+    "status_callback_method": "POST",
+    "voice_fallback_url": "https://old.example.com/fallback",
+    "voice_fallback_method": "POST",
+}
+
+
+def free_port() -> int:
+    sock = free_socket()
+    port = int(sock.getsockname()[1])
+    sock.close()
+    return port
+
+
+@pytest.fixture
+def number_fields(sandbox: SandboxServer) -> dict[str, str]:
+    """The sandbox number set up as a developer's number might be; its fields."""
+    return configure_number(sandbox, **ORIGINAL)
+
+
+@pytest.fixture
+def dev_env(sandbox: SandboxServer, fake_ngrok: FakeNgrok, tmp_path: Path) -> dict[str, str]:
+    """The environment of a developer with an account (the sandbox) and ngrok (the fake)."""
+    env = fake_ngrok.environ()
+    for name in list(env):
+        if name.startswith(("TWILIO_", "PUBLIC_URL", "API_TOKEN")):
+            del env[name]
+    settings = sandbox.settings()
+    env.update(
+        TWILIO_ACCOUNT_SID=str(settings.account_sid),
+        TWILIO_AUTH_TOKEN=str(settings.auth_token),
+        TWILIO_PHONE_NUMBER=str(settings.phone_number),
+        TWILIO_API_URL=sandbox.url,
+        PORT=str(free_port()),
+        RULES_FILE=str(REPO / "rules.toml"),
+        DATABASE_PATH=str(tmp_path / "dialtone.db"),
+    )
+    return env
+
+
+@pytest.fixture
+def workdir(tmp_path: Path) -> Path:
+    """Where the developer runs make dev (the backup goes in .dialtone/ here)."""
+    path = tmp_path / "work"
+    path.mkdir()
+    return path
+
+
+@contextmanager
+def dev_running(env: dict[str, str], workdir: Path, *args: str) -> Iterator[DevProcess]:
+    """dev.py started and ready; whatever is left of it is killed afterwards."""
+    process = DevProcess(env, workdir, *args)
+    try:
+        process.wait_for("Ready in")
+        yield process
+    finally:
+        process.kill_group()
+
+
+@pytest.fixture
+def dev(dev_env: dict[str, str], workdir: Path) -> Iterator[DevProcess]:
+    process = DevProcess(dev_env, workdir, TUNNEL)
+    yield process
+    process.kill_group()
+
+
+def public_url_of(process: DevProcess) -> str:
+    match = re.search(r"Public URL\s+(https://\S+)", process.output)
+    assert match, process.output
+    return match.group(1)
+
+
+def post_through_tunnel(
+    fake_ngrok: FakeNgrok, public_url: str, path: str, params: dict[str, str], token: str
+) -> tuple[int, str]:
+    """POST a form to the public URL as Twilio would (signed for it), through the fake agent."""
+    data = urllib.parse.urlencode(params).encode()
+    request = urllib.request.Request(
+        fake_ngrok.forwarder(public_url) + path,
+        data=data,
+        headers={"X-Twilio-Signature": sign(token, public_url + path, params)},
+    )
+    try:
+        with urlopen(request, timeout=10) as reply:
+            return reply.status, reply.read().decode()
+    except urllib.error.HTTPError as error:
+        return error.code, error.read().decode()
+
+
+# The sandbox plays Twilio on loopback here; a real account would open the tunnel by itself.
+TUNNEL = "--tunnel"
+
+SMS = {
+    "MessageSid": "SM" + "a" * 32,
+    "AccountSid": "AC" + "0" * 32,
+    "From": "+15557654321",
+    "To": "+15005550006",
+    "Body": "hours",
+    "NumMedia": "0",
+}
+
+
+def test_points_the_number_serves_through_the_tunnel_and_restores_on_ctrl_c(
+    dev: DevProcess,
+    sandbox: SandboxServer,
+    fake_ngrok: FakeNgrok,
+    number_fields: dict[str, str],
+    dev_env: dict[str, str],
+    workdir: Path,
+) -> None:
+    dev.wait_for("Ready in")
+    public = public_url_of(dev)
+    assert public.startswith("https://")
+    now = number_webhooks(sandbox)
+    assert now["sms_url"] == public + "/sms_url"
+    assert now["voice_url"] == public + "/voice_url"
+    assert now["status_callback"] == public + "/status"
+    assert now["voice_fallback_url"] == ORIGINAL["voice_fallback_url"]
+    assert backup_path(dev_env["TWILIO_PHONE_NUMBER"], workdir / ".dialtone").exists()
+
+    status, body = post_through_tunnel(
+        fake_ngrok, public, "/sms_url", SMS, dev_env["TWILIO_AUTH_TOKEN"]
+    )
+    assert status == 200, body
+    assert "<Message>" in body
+    dev.wait_for("/sms_url")  # the request log line
+    forged, _ = post_through_tunnel(fake_ngrok, public, "/sms_url", SMS, "not-the-token")
+    assert forged == 403
+    dev.wait_for("rejected")
+
+    agent = fake_ngrok.pid()
+    assert dev.stop(signal.SIGINT) == 0
+    assert number_webhooks(sandbox) == number_fields
+    assert not (workdir / ".dialtone" / "number-15005550006.json").exists()
+    assert agent is not None
+    assert not is_running(agent) or _is_zombie(agent)
+    assert "The number is back as it was" in dev.output
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGHUP], ids=["sigterm", "sighup"])
+def test_sigterm_and_a_closed_terminal_restore_too(
+    dev: DevProcess, sandbox: SandboxServer, number_fields: dict[str, str], signum: int
+) -> None:
+    dev.wait_for("Ready in")
+    assert dev.stop(signum) == 0
+    assert number_webhooks(sandbox) == number_fields
+
+
+@pytest.mark.parametrize(
+    ("flag", "changed", "left"),
+    [("--sms-only", "sms_url", "voice_url"), ("--voice-only", "voice_url", "sms_url")],
+)
+def test_only_one_webhook(
+    dev_env: dict[str, str],
+    workdir: Path,
+    sandbox: SandboxServer,
+    number_fields: dict[str, str],
+    flag: str,
+    changed: str,
+    left: str,
+) -> None:
+    with dev_running(dev_env, workdir, TUNNEL, flag) as process:
+        now = number_webhooks(sandbox)
+        assert now[left] == ORIGINAL[left]
+        assert now[changed].endswith("/" + changed)
+        assert now[changed] != ORIGINAL[changed]
+        assert process.stop() == 0
+        assert number_webhooks(sandbox) == number_fields
+
+
+def test_public_url_flag_skips_ngrok(
+    dev_env: dict[str, str],
+    workdir: Path,
+    sandbox: SandboxServer,
+    number_fields: dict[str, str],
+    fake_ngrok: FakeNgrok,
+) -> None:
+    with dev_running(dev_env, workdir, "--public-url", "https://my-tunnel.example.com") as process:
+        assert number_webhooks(sandbox)["sms_url"] == "https://my-tunnel.example.com/sms_url"
+        assert fake_ngrok.pid() is None
+        assert process.stop() == 0
+        assert number_webhooks(sandbox) == number_fields
+
+
+def test_after_kill_9_make_restore_puts_the_number_back_and_the_next_run_reuses_the_backup(
+    dev: DevProcess,
+    sandbox: SandboxServer,
+    number_fields: dict[str, str],
+    dev_env: dict[str, str],
+    workdir: Path,
+) -> None:
+    dev.wait_for("Ready in")
+    dev.kill_group()  # SIGKILL: no chance to restore
+    backup = backup_path(dev_env["TWILIO_PHONE_NUMBER"], workdir / ".dialtone")
+    assert backup.exists()
+    assert number_webhooks(sandbox) != number_fields
+    saved = backup.read_text()
+
+    # The next make dev notices the backup and keeps it as the original.
+    again = DevProcess(dev_env, workdir, TUNNEL)
+    try:
+        again.wait_for("Ready in")
+        assert "earlier run that did not finish" in again.output
+        assert backup.read_text() == saved
+        again.kill_group()
+    finally:
+        again.kill_group()
+
+    make = shutil.which("make")
+    assert make is not None
+    env = {**dev_env, "PYTHON": os.environ.get("PYTHON", "python3")}
+    restore = _run([make, "-s", "-C", str(REPO), "restore", f"FILE={backup}"], env=env)
+    assert restore.returncode == 0, restore.stdout + restore.stderr
+    assert number_webhooks(sandbox) == number_fields
+
+
+def _run(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(args, env=env, capture_output=True, text=True, timeout=120, check=False)
+
+
+def _is_zombie(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split()[2] == "Z"
+    except FileNotFoundError:
+        return True
+
+
+# --- failures: one paragraph, a non-zero exit, nothing changed on the number ----------------
+
+
+def _fails(env: dict[str, str], workdir: Path, *args: str) -> DevProcess:
+    process = DevProcess(env, workdir, TUNNEL, *args)
+    code = process.finish()
+    assert code != 0, process.output
+    assert "Traceback" not in process.output
+    return process
+
+
+@pytest.mark.parametrize(
+    ("drop", "change", "phrases"),
+    [
+        pytest.param(
+            "NGROK_AUTHTOKEN", {}, [("NGROK_AUTHTOKEN",), ("--public-url",)], id="no-authtoken"
+        ),
+        pytest.param(
+            None, {"FAKE_NGROK_FAIL": "session-limit"}, [("ERR_NGROK_108", "108")], id="108"
+        ),
+        pytest.param(
+            None, {"FAKE_NGROK_FAIL": "authtoken-required"}, [("ERR_NGROK_4018", "4018")], id="4018"
+        ),
+        pytest.param(
+            "NGROK_PATH", {}, [("offline", "download"), ("--public-url",)], id="no-ngrok-offline"
+        ),
+        pytest.param(None, {"TWILIO_AUTH_TOKEN": "wrong"}, [("20003",)], id="bad-credentials"),
+        pytest.param(
+            None,
+            {"TWILIO_PHONE_NUMBER": "+15550001234"},
+            [("not a number on this Twilio account",)],
+            id="number-not-on-account",
+        ),
+    ],
+)
+def test_each_failure_is_one_paragraph_and_changes_nothing(
+    dev_env: dict[str, str],
+    workdir: Path,
+    sandbox: SandboxServer,
+    number_fields: dict[str, str],
+    drop: str | None,
+    change: dict[str, str],
+    phrases: list[tuple[str, ...]],
+) -> None:
+    env = {k: v for k, v in dev_env.items() if k != drop} | change
+    output = _fails(env, workdir).output
+    for alternatives in phrases:
+        assert any(phrase in output or phrase in output.lower() for phrase in alternatives), output
+    assert number_webhooks(sandbox) == number_fields
+
+
+def test_port_taken(
+    dev_env: dict[str, str], workdir: Path, sandbox: SandboxServer, number_fields: dict[str, str]
+) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen(1)
+        port = taken.getsockname()[1]
+        process = _fails({**dev_env, "PORT": str(port)}, workdir)
+    assert f"Port {port}" in process.output
+    assert number_webhooks(sandbox) == number_fields
+
+
+# --- without an account: the sandbox, same code path, no tunnel ---------------------------
+
+
+@pytest.fixture
+def sandbox_env(tmp_path: Path) -> dict[str, str]:
+    """A newcomer's environment: no Twilio credentials, no ngrok, no internet."""
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if not key.startswith(("TWILIO_", "NGROK_", "PUBLIC_URL", "API_TOKEN"))
+    }
+    env.update(
+        PORT=str(free_port()),
+        SANDBOX_PORT=str(free_port()),
+        RULES_FILE=str(tmp_path / "rules.toml"),
+        DATABASE_PATH=str(tmp_path / "dialtone.db"),
+    )
+    shutil.copy(REPO / "rules.toml", tmp_path / "rules.toml")
+    return env
+
+
+def test_without_credentials_runs_against_the_sandbox(
+    sandbox_env: dict[str, str], workdir: Path, tmp_path: Path
+) -> None:
+    process = DevProcess(sandbox_env, workdir)
+    try:
+        process.wait_for("Ready in")
+        assert "sandbox" in process.output
+        assert "make phone" in process.output
+        phone = PhoneClient(f"http://127.0.0.1:{sandbox_env['SANDBOX_PORT']}")
+        phone.send_sms("hours")
+        reply = phone.wait_for(lambda e: e["type"] == "message", timeout=10)
+        assert "open" in reply["body"]
+
+        # Editing the rules file takes effect on the next text, with no restart.
+        rules = tmp_path / "rules.toml"
+        rules.write_text(rules.read_text().replace("We're open", "Now open"))
+        phone.send_sms("hours")
+        again = phone.wait_for(
+            lambda e: e["type"] == "message" and e["sid"] != reply["sid"], timeout=10
+        )
+        assert again["body"].startswith("Now open")
+        assert process.stop() == 0
+    finally:
+        process.kill_group()
+
+
+def test_editing_a_route_reloads_the_app_but_not_the_tunnel_or_the_number(
+    dev_env: dict[str, str],
+    tmp_path: Path,
+    sandbox: SandboxServer,
+    number_fields: dict[str, str],
+    fake_ngrok: FakeNgrok,
+) -> None:
+    # A copy of the project, so the test can edit a route as a developer would.
+    project = tmp_path / "project"
+    project.mkdir()
+    for part in ("server.py", "rules.toml", "dialtone", "routes", "scripts"):
+        source = REPO / part
+        if source.is_dir():
+            shutil.copytree(source, project / part, ignore=shutil.ignore_patterns("__pycache__"))
+        else:
+            shutil.copy(source, project / part)
+    process = DevProcess(dev_env, project, TUNNEL, repo=project)
+    try:
+        process.wait_for("Ready in")
+        public = public_url_of(process)
+        agent = fake_ngrok.pid()
+        pointed = number_webhooks(sandbox)
+        health = project / "routes" / "health.py"
+        edited = health.read_text().replace('"status": "ok"', '"status": "edited"')
+        deadline = time.monotonic() + 20
+        body = ""
+        while time.monotonic() < deadline and "edited" not in body:
+            # Written again until it shows: hupper learns which files the app imported a
+            # moment after it starts, and an edit made before that is not noticed.
+            health.write_text(edited)
+            time.sleep(0.3)
+            try:
+                with urlopen(fake_ngrok.forwarder(public) + "/healthz", timeout=2) as reply:
+                    body = reply.read().decode()
+            except OSError:
+                continue  # the app is restarting
+        assert "edited" in body
+        assert fake_ngrok.pid() == agent  # same tunnel
+        assert number_webhooks(sandbox) == pointed  # the number was not touched again
+        assert process.stop() == 0
+        assert number_webhooks(sandbox) == number_fields
+    finally:
+        process.kill_group()
+
+
+def test_the_banner_shows_the_changes_the_inspector_and_a_qr_code(
+    dev: DevProcess, number_fields: dict[str, str]
+) -> None:
+    dev.wait_for("Ready in")
+    public = public_url_of(dev)
+    assert re.search(
+        rf"voice_url\s+{re.escape(ORIGINAL['voice_url'])}\s+->\s+{re.escape(public)}/voice_url",
+        dev.output,
+    )
+    assert re.search(r"Inspector\s+http://127\.0\.0\.1:\d+", dev.output)
+    assert "Scan to text the number" in dev.output
+    assert "█" in dev.output  # the QR code's blocks
+
+
+def test_no_update_leaves_the_number_and_keeps_no_backup(
+    dev_env: dict[str, str], workdir: Path, sandbox: SandboxServer, number_fields: dict[str, str]
+) -> None:
+    with dev_running(dev_env, workdir, TUNNEL, "--no-update") as process:
+        assert number_webhooks(sandbox) == number_fields
+        assert not (workdir / ".dialtone").exists()
+        assert process.stop() == 0
+
+
+def test_without_reload_sigterm_still_restores(
+    dev_env: dict[str, str], workdir: Path, sandbox: SandboxServer, number_fields: dict[str, str]
+) -> None:
+    with dev_running(dev_env, workdir, TUNNEL, "--no-reload") as process:
+        assert number_webhooks(sandbox) != number_fields
+        assert process.stop(signal.SIGTERM) == 0
+        assert number_webhooks(sandbox) == number_fields
+
+
+def test_an_unreachable_twilio_api_is_one_paragraph(dev_env: dict[str, str], workdir: Path) -> None:
+    closed = f"http://127.0.0.1:{free_port()}"
+    process = _fails({**dev_env, "TWILIO_API_URL": closed, "TWILIO_TIMEOUT": "2"}, workdir)
+    assert "Could not reach 127.0.0.1" in process.output
+    assert "nothing was changed" in process.output
+
+
+def test_a_local_twilio_api_needs_no_tunnel(
+    dev_env: dict[str, str],
+    workdir: Path,
+    sandbox: SandboxServer,
+    number_fields: dict[str, str],
+    fake_ngrok: FakeNgrok,
+) -> None:
+    # What `make sandbox` tells you to put in .env: the app reaches it directly.
+    local = {k: v for k, v in dev_env.items() if k != "NGROK_AUTHTOKEN"}
+    process = DevProcess(local, workdir)
+    try:
+        process.wait_for("Ready in")
+        assert "local Twilio API" in process.output
+        assert number_webhooks(sandbox)["sms_url"] == f"http://127.0.0.1:{dev_env['PORT']}/sms_url"
+        assert fake_ngrok.pid() is None
+        assert process.stop() == 0
+        assert number_webhooks(sandbox) == number_fields
+    finally:
+        process.kill_group()
+
+
+def test_a_broken_rules_file_is_explained_and_fixing_it_brings_the_app_back(
+    sandbox_env: dict[str, str], workdir: Path, tmp_path: Path
+) -> None:
+    rules = tmp_path / "rules.toml"
+    good = rules.read_text()
+    rules.write_text(good + "\n[keywords\n")
+    process = DevProcess(sandbox_env, workdir)
+    try:
+        process.wait_for("Fix it and save")
+        assert "rules.toml" in process.output
+        assert "Traceback" not in process.output
+        deadline = time.monotonic() + 20
+        while "SMS rules from" not in process.output and time.monotonic() < deadline:
+            # Written again until it shows: the reloader learns of the file a moment after
+            # the app reported it, and an edit made before that is not noticed.
+            rules.write_text(good)
+            time.sleep(0.3)
+        assert "SMS rules from" in process.output
+        phone = PhoneClient(f"http://127.0.0.1:{sandbox_env['SANDBOX_PORT']}")
+        phone.send_sms("hours")
+        assert "open" in phone.wait_for(lambda e: e["type"] == "message", timeout=10)["body"]
+        assert process.stop() == 0
+    finally:
+        process.kill_group()
+
+
+def test_a_killed_sandbox_run_does_not_block_the_next(
+    sandbox_env: dict[str, str], workdir: Path
+) -> None:
+    first = DevProcess(sandbox_env, workdir)
+    try:
+        first.wait_for("Ready in")
+    finally:
+        first.kill_group()
+    again = DevProcess(sandbox_env, workdir)
+    try:
+        again.wait_for("Ready in")
+        assert again.stop() == 0
+    finally:
+        again.kill_group()
+    assert not (workdir / ".dialtone").exists()
+
+
+def test_restore_with_a_missing_file_fails_clearly(dev_env: dict[str, str], workdir: Path) -> None:
+    done = _run(
+        [sys.executable, str(REPO / "scripts" / "restore_webhooks.py"), "--file", "nope.json"],
+        env={**dev_env, "PWD": str(workdir)},
+    )
+    assert done.returncode == 2
+    assert "There is no backup at nope.json" in done.stderr

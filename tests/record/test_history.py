@@ -1,0 +1,133 @@
+"""`make history`: conversations grouped by number, statuses shown, the record left untouched."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import subprocess
+import sys
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from rich.console import Console
+
+from dialtone.record.history import NoRecordYet, main
+from dialtone.record.store import Store
+from tests.conftest import CALLER, PHONE_NUMBER
+
+REPO = Path(__file__).resolve().parents[2]
+OTHER = "+15559990000"
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
+
+    def __call__(self) -> datetime:
+        self.now += timedelta(seconds=1)
+        return self.now
+
+
+@pytest.fixture
+def record(tmp_path: Path) -> Path:
+    """A small record: a texting conversation, and a caller who also opted out."""
+    path = tmp_path / "dialtone.db"
+    with Store(path, clock=Clock()) as store:
+        sms = {"MessageSid": "SM1", "From": CALLER, "To": PHONE_NUMBER}
+        store.record_inbound_message(sms | {"Body": "Hello [bold]there[/bold] 👋"}, "t-1")
+        store.record_outbound_message("SM2", CALLER, PHONE_NUMBER, "Thanks! We got it.")
+        store.record_message_status({"MessageSid": "SM2", "MessageStatus": "delivered"})
+        mms = {"MessageSid": "SM3", "From": CALLER, "To": PHONE_NUMBER, "Body": ""}
+        store.record_inbound_message(
+            mms | {"MediaUrl0": "https://m/1", "MediaContentType0": "image/jpeg"}
+        )
+        call = {"CallSid": "CA1", "From": OTHER, "To": PHONE_NUMBER, "Direction": "inbound"}
+        store.record_call(call | {"CallStatus": "ringing"})
+        store.record_digits("CA1", "1")
+        store.record_call_status(call | {"CallStatus": "completed", "CallDuration": "42"})
+        store.record_outbound_message(
+            None, OTHER, PHONE_NUMBER, "Reminder", status="failed", error_code=21610
+        )
+        store.set_opt_out(OTHER, True, keyword="STOP")
+    return path
+
+
+def render(*args: str) -> str:
+    console = Console(record=True, width=100, color_system=None)
+    assert main(list(args), console=console) == 0
+    return console.export_text()
+
+
+def rows(output: str) -> list[list[str]]:
+    """The table rows of the output, as lists of cell texts."""
+    return [
+        [cell.strip() for cell in line.split("│")]
+        for line in output.splitlines()
+        if re.match(r"^\s*\d{4}-\d\d-\d\d ", line)
+    ]
+
+
+def test_history_groups_by_number_with_statuses(record: Path) -> None:
+    output = render("--db", str(record))
+    assert f"Recent conversations in {record} (times in UTC)" in " ".join(output.split())
+    # The most recently active number comes first.
+    assert output.index(OTHER) < output.index(CALLER)
+    assert re.search(rf"{re.escape(OTHER)}\s+1 message, 1 call\s+opted out", output)
+    assert re.search(rf"{re.escape(CALLER)}\s+3 messages *\n", output)
+    table = rows(output)
+    assert [row[1:] for row in table] == [
+        ["in", "call, 42 s, pressed 1", "completed"],
+        ["out", "Reminder", "failed (21610)"],
+        ["in", "Hello [bold]there[/bold] 👋", "received"],  # markup in a body stays text
+        ["out", "Thanks! We got it.", "delivered"],
+        ["in", "[image/jpeg]", "received"],
+    ]
+    # Within a conversation, oldest first; times are the record's, in UTC.
+    assert table[0][0] < table[1][0]
+    assert table[2][0] < table[3][0] < table[4][0]
+    assert table[2][0].startswith("2024-05-01 12:00:")
+
+
+def test_history_limits_and_filters(record: Path) -> None:
+    output = render("--db", str(record), "--number", CALLER, "--messages", "2")
+    assert OTHER not in output
+    assert [row[2] for row in rows(output)] == ["Thanks! We got it.", "[image/jpeg]"]
+    assert "the latest 2 of 3" in output
+    only_latest = render("--db", str(record), "--limit", "1")
+    assert CALLER not in only_latest
+
+
+def test_history_leaves_the_record_untouched(record: Path) -> None:
+    before = hashlib.sha256(record.read_bytes()).hexdigest()
+    render("--db", str(record))
+    assert hashlib.sha256(record.read_bytes()).hexdigest() == before
+
+
+def test_an_empty_record_says_so(tmp_path: Path) -> None:
+    Store(tmp_path / "empty.db").close()
+    output = " ".join(render("--db", str(tmp_path / "empty.db")).split())
+    assert output.endswith("has no messages or calls yet.")
+
+
+def test_no_database_yet_is_one_clear_paragraph(tmp_path: Path) -> None:
+    missing = tmp_path / "var" / "dialtone.db"
+    with pytest.raises(NoRecordYet, match="DATABASE_PATH"):
+        main(["--db", str(missing)])
+    assert not missing.parent.exists()  # nothing was created
+
+    result = subprocess.run(
+        [sys.executable, str(REPO / "scripts" / "history.py"), "--db", str(missing)],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env={k: v for k, v in os.environ.items() if k != "PYTHONPATH"},
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 2
+    paragraph = result.stderr.strip()
+    assert paragraph.startswith(f"There is no record at {missing} yet.")
+    assert "\n" not in paragraph
+    assert "Traceback" not in result.stderr

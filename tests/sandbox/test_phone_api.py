@@ -1,0 +1,82 @@
+"""The phone API's guard rails, in process with WebTest: loopback only, plain JSON errors."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import webtest
+
+from dialtone.sandbox.carrier.network import Carrier
+from dialtone.sandbox.phone.api import create_phone_app
+from dialtone.sandbox.state import SandboxState
+
+
+@pytest.fixture
+def carrier() -> Iterator[Carrier]:
+    running = Carrier(SandboxState(), time_scale=0.01).start()
+    try:
+        yield running
+    finally:
+        running.stop()
+
+
+@pytest.fixture
+def api(carrier: Carrier) -> webtest.TestApp:
+    return webtest.TestApp(create_phone_app(carrier), extra_environ={"REMOTE_ADDR": "127.0.0.1"})
+
+
+def test_only_loopback_clients_are_served(api: webtest.TestApp) -> None:
+    answer = api.get("/_phone/info", extra_environ={"REMOTE_ADDR": "192.0.2.7"}, status=403)
+    assert "loopback" in answer.json["error"]
+    assert api.get("/_phone/info", extra_environ={"REMOTE_ADDR": "::1"}).status_int == 200
+
+
+def test_info_names_both_numbers(api: webtest.TestApp, carrier: Carrier) -> None:
+    info = api.get("/_phone/info").json
+    assert info["phone_number"] == carrier.phone_number
+    assert info["sandbox_number"] == carrier.state.phone_number
+    assert info["current_call"] is None
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        (b"not json", "not valid JSON"),
+        (b"[1, 2]", "JSON object"),
+        (b'{"body": 5}', '"body" must be a string'),
+        (b'{"body": "hi", "media": ["ftp://x/y.png"]}', "http(s) URL"),
+    ],
+)
+def test_bad_message_requests_are_400(api: webtest.TestApp, body: bytes, message: str) -> None:
+    answer = api.post(
+        "/_phone/messages", body, content_type="application/json", status=400, expect_errors=True
+    )
+    assert message in answer.json["error"]
+
+
+def test_an_empty_text_and_keys_without_a_call_are_409(api: webtest.TestApp) -> None:
+    assert "body or media" in api.post_json("/_phone/messages", {}, status=409).json["error"]
+    refused = api.post_json("/_phone/calls/current/digits", {"digits": "1"}, status=409)
+    assert "not on a call" in refused.json["error"]
+    assert api.post_json("/_phone/calls/current/dance", {}, status=404).json["error"]
+
+
+def test_a_text_with_no_sms_url_is_a_notice(api: webtest.TestApp, carrier: Carrier) -> None:
+    sid = api.post_json("/_phone/messages", {"body": "hi"}, status=201).json["sid"]
+    events: list[dict[str, Any]] = []
+    for _ in range(5):  # each poll waits up to 1 s for something new
+        after = events[-1]["id"] if events else 0
+        events += api.get(f"/_phone/events?after={after}&wait=1").json["events"]
+        if any(e["type"] == "error" for e in events):
+            break
+    notice = next(e for e in events if e["type"] == "error")
+    assert notice["message_sid"] == sid
+    assert "no SmsUrl" in notice["message"]
+
+
+def test_events_wait_at_most_what_was_asked(api: webtest.TestApp) -> None:
+    answer = api.get("/_phone/events?after=999&wait=0.05").json
+    assert answer["events"] == []
+    assert api.get("/_phone/events?wait=soon", status=400).json["error"] == "wait must be a number."

@@ -1,0 +1,1 @@
+"""What the tests share: fakes, signed requests, running servers."""
