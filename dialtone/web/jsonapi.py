@@ -46,5 +46,18 @@ def read_json() -> dict[str, Any]:
 
 
 def query_strings() -> dict[str, str]:
-    """The query string as text (UTF-8; a name given twice keeps its last value)."""
-    return {key: request.query.getunicode(key, default="") for key in request.query}
+    """The query string as text (UTF-8; a name given twice keeps its last value).
+
+    A parameter that is not UTF-8 (`number=%ff`) is a 400 naming it, not a filter dropped.
+    """
+    query: dict[str, str] = {}
+    for raw_key, raw_value in request.query.allitems():  # Bottle decoded them as latin-1
+        try:
+            key = raw_key.encode("latin-1").decode("utf-8")
+        except UnicodeError:
+            fail(400, f"A query parameter name is not valid UTF-8: {raw_key!r}.")
+        try:
+            query[key] = raw_value.encode("latin-1").decode("utf-8")
+        except UnicodeError:
+            fail(400, f'"{key}" is not valid UTF-8 text; percent-encode UTF-8 bytes.')
+    return query

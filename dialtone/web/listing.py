@@ -55,14 +55,17 @@ def parse_since(raw: str) -> datetime:
     """An ISO 8601 date or time (a naive one is UTC); a 400 otherwise."""
     try:
         moment = datetime.fromisoformat(raw)
-    except ValueError:
+        # Converted now: a time near year 1 or 9999 with an offset is outside UTC's range.
+        return moment.astimezone(UTC) if moment.tzinfo else moment.replace(tzinfo=UTC)
+    except (ValueError, OverflowError):
         fail(400, '"since" must be an ISO 8601 date or time, like 2025-01-31T09:00:00Z.')
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 def whole_number(raw: str, name: str, low: int, high: int) -> int:
     """`raw` as a whole number from `low` to `high`; a 400 otherwise."""
-    if not raw.isascii() or not raw.isdecimal() or not low <= int(raw) <= high:
+    # The length first: int() refuses more than 4,300 digits (ValueError), and is slow before.
+    too_long = len(raw.lstrip("0")) > len(str(high))
+    if too_long or not raw.isascii() or not raw.isdecimal() or not low <= int(raw) <= high:
         fail(400, f'"{name}" must be a whole number from {low} to {high}.')
     return int(raw)
 
