@@ -4,15 +4,26 @@ from __future__ import annotations
 
 import logging
 
+from dialtone.untrusted import printable
+
+
+class EscapingFormatter(logging.Formatter):
+    """Formats records with their message's control characters escaped (a traceback is kept
+    as it is: its lines are Python's own), so no logged value can forge or split a line."""
+
+    def formatMessage(self, record: logging.LogRecord) -> str:
+        """The line for `record`, with `record.message` escaped."""
+        record.message = printable(record.message, None)
+        return super().formatMessage(record)
+
 
 def configure(level: str = "INFO") -> None:
     """Plain timestamped lines on stderr; waitress's own chatter kept to what matters."""
-    logging.basicConfig(
-        level=level,
-        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
-        datefmt="%Y-%m-%d %H:%M:%S",
-        force=True,
+    handler = logging.StreamHandler()
+    handler.setFormatter(
+        EscapingFormatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s", "%Y-%m-%d %H:%M:%S")
     )
+    logging.basicConfig(level=level, handlers=[handler], force=True)
     # waitress warns "Task queue depth is N" on every busy moment; the access log already shows
     # load, so keep only its errors. Its own "Serving on ..." line stays at INFO.
     logging.getLogger("waitress.queue").setLevel(logging.ERROR)

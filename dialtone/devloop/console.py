@@ -13,6 +13,7 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
+from dialtone.untrusted import printable
 from dialtone.web.accesslog import RequestRecord
 
 
@@ -116,6 +117,7 @@ class RequestLogHandler(logging.Handler):
                 self.console.print(render_request(request, record.created), highlight=False)
             else:
                 style = "red" if record.levelno >= logging.WARNING else "dim"
-                self.console.print(Text(record.getMessage(), style=style), highlight=False)
+                message = printable(record.getMessage(), None)
+                self.console.print(Text(message, style=style), highlight=False)
         except Exception:
             self.handleError(record)

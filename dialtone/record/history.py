@@ -1,6 +1,8 @@
 """`make history`: recent conversations from the record, grouped by number, as terminal tables.
 
-Read-only: the database is opened with SQLite's mode=ro, never created or migrated.
+Read-only: the database is opened with SQLite's mode=ro, never created or migrated. Everything
+shown came from a phone or a webhook, so each string goes through `printable` (an ESC in a body
+would otherwise rewrite the reader's terminal).
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from rich.text import Text
 from dialtone import cli
 from dialtone.errors import DialtoneError
 from dialtone.record.store import Call, Conversation, Message, Store
+from dialtone.untrusted import printable
 
 MAX_BODY = 160  # characters of a message shown; the record keeps all of it
 
@@ -47,7 +50,7 @@ def render_history(conversations: Sequence[Conversation], console: Console, path
 
 def conversation_table(conversation: Conversation) -> Table:
     """One number's latest messages and calls, oldest first, with their statuses."""
-    title = Text(conversation.number or "(unknown number)", style="bold cyan")
+    title = Text(printable(conversation.number) or "(unknown number)", style="bold cyan")
     counts = [_plural(conversation.message_count, "message")]
     if conversation.call_count:
         counts.append(_plural(conversation.call_count, "call"))
@@ -79,9 +82,10 @@ def _message_text(message: Message) -> Text:
     body = " ".join(message.body.split())
     if len(body) > MAX_BODY:
         body = body[: MAX_BODY - 1] + "…"
+    body = printable(body, None)
     text = Text(body)  # a Text, so markup-like bodies ("[bold]") print as typed
     if message.media:
-        kinds = ", ".join(m.content_type or "media" for m in message.media)
+        kinds = ", ".join(printable(m.content_type or "media", 80) for m in message.media)
         text.append(f"{' ' if body else ''}[{kinds}]", style="magenta")
     if not body and not message.media:
         text.append("(empty)", style="dim")
@@ -93,13 +97,13 @@ def _call_text(call: Call) -> Text:
     if call.duration is not None:
         text.append(f", {call.duration} s")
     if call.digits:
-        text.append(", pressed " + " ".join(call.digits))
+        text.append(", pressed " + printable(" ".join(call.digits), 80))
     return text
 
 
 def _status(entry: Message | Call) -> Text:
     style = "green" if entry.status in GOOD else "red" if entry.status in BAD else "yellow"
-    text = Text(entry.status or "?", style=style)
+    text = Text(printable(entry.status or "?", 40), style=style)
     if isinstance(entry, Message) and entry.error_code:
         text.append(f" ({entry.error_code})", style=style)
     return text

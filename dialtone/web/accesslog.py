@@ -17,6 +17,10 @@ from typing import Any
 
 from bottle import request
 
+from dialtone.untrusted import printable
+
+__all__ = ["AccessLog", "RequestRecord", "note", "note_webhook", "printable"]
+
 log = logging.getLogger("dialtone.access")
 
 NOTE_KEY = "dialtone.note"
@@ -46,14 +50,6 @@ def _quote(value: str) -> str:
     if len(value) > 60:
         value = value[:57] + "..."
     return repr(value) if (" " in value or not value) else value
-
-
-def printable(value: str, limit: int = 200) -> str:
-    """`value` safe for a terminal or log file: control characters escaped, length bounded."""
-    value = value[:limit]
-    if value.isprintable():
-        return value
-    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode() for c in value)
 
 
 def note(environ: dict[str, Any], **fields: str) -> None:
@@ -92,7 +88,11 @@ class AccessLog:
 
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         started = time.perf_counter()
-        record = RequestRecord(environ.get("REQUEST_METHOD", "-"), environ.get("PATH_INFO", "/"))
+        # The path is as the client sent it, unquoted: %0a there would forge a log line.
+        record = RequestRecord(
+            printable(environ.get("REQUEST_METHOD", "-"), 20),
+            printable(environ.get("PATH_INFO", "/"), 500),
+        )
 
         def recording_start_response(status: str, headers: Any, exc_info: Any = None) -> Any:
             record.status = int(status.split(" ", 1)[0])
