@@ -18,6 +18,7 @@ from twilio.rest import Client
 from dialtone import cli, logs
 from dialtone.bot.outbound import Outbox
 from dialtone.bot.rules import RulesFile
+from dialtone.bot.voice_menu import AGENT_PIN_FAILURES_PER_HOUR
 from dialtone.errors import SettingsError
 from dialtone.record.recorder import Recorder
 from dialtone.record.store import Store, open_store
@@ -46,6 +47,8 @@ class Services:
     rules_file: RulesFile
     outbox: Outbox  # calls and texts through Twilio, checked and recorded
     link_limiter: RateLimiter  # voice option 3's texts per caller
+    link_total_limiter: RateLimiter  # voice option 3's texts to all callers together
+    agent_pin_failures: RateLimiter  # wrong agent PINs, all callers together
 
     def providers(self) -> dict[str, Callable[[], Any]]:
         """Parameter name -> how to get its value for the current request."""
@@ -58,6 +61,8 @@ class Services:
             "rules": self.rules_file.current,
             "outbox": lambda: self.outbox,
             "link_limiter": lambda: self.link_limiter,
+            "link_total_limiter": lambda: self.link_total_limiter,
+            "agent_pin_failures": lambda: self.agent_pin_failures,
         }
 
 
@@ -97,6 +102,8 @@ def create_app(
         rules_file=rules,
         outbox=Outbox(settings, handle, recorder),
         link_limiter=RateLimiter(settings.link_texts_per_hour, window=3600),
+        link_total_limiter=RateLimiter(settings.link_texts_total_per_hour, window=3600),
+        agent_pin_failures=RateLimiter(AGENT_PIN_FAILURES_PER_HOUR, window=3600),
     )
     checker = SignatureChecker(
         settings.auth_token, public_url=settings.public_url, validate=settings.validate_signatures
@@ -166,6 +173,12 @@ def startup_warnings(settings: Settings) -> list[str]:
             "API_TOKEN is not set, so POST /make_call, POST /send_sms, GET /messages and "
             "GET /calls are switched off (they answer 503). Set API_TOKEN to a long random "
             "string to use them."
+        )
+    if settings.agents and not settings.agent_pin:
+        warnings.append(
+            "AGENT_NUMBERS or FORWARD_TO is set but AGENT_PIN is not, so agent pickup (key 9 "
+            "and /voice_url/agent) is off: caller ID can be spoofed, so an agent's number alone "
+            "proves nothing. Set AGENT_PIN (6 to 12 digits) to switch it on."
         )
     if settings.validate_signatures and not settings.public_url and not settings.trusted_proxy:
         warnings.append(

@@ -19,3 +19,87 @@ def is_destination(value: str) -> bool:
     if value.startswith(WHATSAPP_PREFIX):
         return is_e164(value[len(WHATSAPP_PREFIX) :])
     return is_e164(value)
+
+
+def is_possible(value: str) -> bool:
+    """True for an E.164 number (or whatsapp: one) of a length its country's numbers can have.
+
+    `+12` is E.164 in form but no phone anywhere; the `phonenumbers` library (Google's
+    libphonenumber metadata, the lite build) knows each calling code's number lengths. Imported
+    here, on first use, so what never checks a destination (the sandbox) never loads it.
+    """
+    if not is_destination(value):
+        return False
+    import phonenumbers
+
+    number = value.removeprefix(WHATSAPP_PREFIX)
+    try:
+        return bool(phonenumbers.is_possible_number(phonenumbers.parse(number, None)))
+    except phonenumbers.NumberParseException:
+        return False
+
+
+# Destinations refused unless ALLOWED_DESTINATIONS lists them or ALLOW_HIGH_RISK_DESTINATIONS is
+# on (the DENIED_PREFIXES default; docs/security.md says where the list comes from). Premium
+# rate and international ranges that toll fraud (International Revenue Share Fraud, SMS
+# pumping) pays out through, which a small bot almost never needs to reach.
+DEFAULT_DENIED_PREFIXES: tuple[str, ...] = (
+    # North American premium rate (pay-per-call) services.
+    "+1900",
+    "+1976",
+    # Caribbean NANP area codes named in "one ring" / callback scam warnings: they look like
+    # US numbers but are billed internationally.
+    "+1268",  # Antigua and Barbuda
+    "+1284",  # British Virgin Islands
+    "+1473",  # Grenada
+    "+1649",  # Turks and Caicos
+    "+1664",  # Montserrat
+    "+1767",  # Dominica
+    "+1809",  # Dominican Republic
+    "+1829",  # Dominican Republic
+    "+1849",  # Dominican Republic
+    "+1876",  # Jamaica
+    # International networks and services without a country: satellite, shared-cost, premium.
+    "+808",  # international shared cost service
+    "+870",  # Inmarsat
+    "+881",  # global mobile satellite systems
+    "+882",  # international networks
+    "+883",  # international networks
+    "+979",  # international premium rate service
+    # Calling codes most often named as IRSF destinations (small networks, high termination
+    # rates, numbers leased to fraud operators).
+    "+53",  # Cuba
+    "+220",  # Gambia
+    "+224",  # Guinea
+    "+232",  # Sierra Leone
+    "+235",  # Chad
+    "+239",  # Sao Tome and Principe
+    "+245",  # Guinea-Bissau
+    "+246",  # Diego Garcia
+    "+247",  # Ascension
+    "+252",  # Somalia
+    "+269",  # Comoros
+    "+290",  # Saint Helena
+    "+291",  # Eritrea
+    "+500",  # Falkland Islands
+    "+670",  # Timor-Leste
+    "+674",  # Nauru
+    "+675",  # Papua New Guinea
+    "+677",  # Solomon Islands
+    "+678",  # Vanuatu
+    "+682",  # Cook Islands
+    "+683",  # Niue
+    "+686",  # Kiribati
+    "+688",  # Tuvalu
+    "+690",  # Tokelau
+    "+691",  # Micronesia
+    "+692",  # Marshall Islands
+    "+850",  # North Korea
+)
+
+
+def denied_prefix(value: str, prefixes: tuple[str, ...] | frozenset[str]) -> str | None:
+    """The longest of `prefixes` that the number (or whatsapp: number) starts with, or None."""
+    number = value.removeprefix(WHATSAPP_PREFIX)
+    matches = [prefix for prefix in prefixes if number.startswith(prefix)]
+    return max(matches, key=len) if matches else None

@@ -15,10 +15,15 @@ from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 from dialtone.errors import SettingsError
-from dialtone.phone_numbers import is_destination, is_e164
+from dialtone.phone_numbers import DEFAULT_DENIED_PREFIXES, is_destination, is_e164
 
 ACCOUNT_SID_RE = re.compile(r"^AC[0-9a-fA-F]{32}$")
 MESSAGING_SERVICE_SID_RE = re.compile(r"^MG[0-9a-fA-F]{32}$")
+
+MIN_API_TOKEN_CHARS = 32
+MAKE_A_TOKEN = 'python -c "import secrets; print(secrets.token_urlsafe(32))"'  # noqa: S105
+PIN_RE = re.compile(r"^[0-9]{6,12}$")
+PREFIX_RE = re.compile(r"^\+[0-9]{1,15}$")
 
 TRUE_WORDS = frozenset({"1", "true", "yes", "on"})
 FALSE_WORDS = frozenset({"0", "false", "no", "off"})
@@ -58,6 +63,9 @@ class Settings:
     api_token: str | None = field(default=None, repr=False)  # API_TOKEN for the outbound API
     allowed_destinations: frozenset[str] = frozenset()  # ALLOWED_DESTINATIONS, empty = any
     rate_limit_per_minute: int = 30  # RATE_LIMIT_PER_MINUTE for the outbound API, per token
+    # DENIED_PREFIXES: destinations refused without ALLOWED_DESTINATIONS (dialtone.bot.destinations)
+    denied_prefixes: tuple[str, ...] = DEFAULT_DENIED_PREFIXES
+    allow_high_risk_destinations: bool = False  # ALLOW_HIGH_RISK_DESTINATIONS, DENIED_PREFIXES off
 
     # Voice menu.
     say_voice: str = "Polly.Joanna"  # SAY_VOICE
@@ -66,6 +74,8 @@ class Settings:
     blocked_callers: frozenset[str] = frozenset()  # BLOCKED_CALLERS, rejected outright
     agent_numbers: frozenset[str] = frozenset()  # AGENT_NUMBERS, may pick up callers on hold
     link_texts_per_hour: int = 3  # LINK_TEXTS_PER_HOUR, option 3's texts to one caller
+    link_texts_total_per_hour: int = 30  # LINK_TEXTS_TOTAL_PER_HOUR, option 3's texts to anyone
+    agent_pin: str | None = field(default=None, repr=False)  # AGENT_PIN; unset: no agent pickup
     hold_music_url: str = DEFAULT_HOLD_MUSIC  # HOLD_MUSIC_URL
     sms_link: str = DEFAULT_SMS_LINK  # SMS_LINK, texted by option 3
     menu_attempts: int = 3  # MENU_ATTEMPTS before hanging up on no input
@@ -130,15 +140,19 @@ class Settings:
             max_body_bytes=reader.get("MAX_BODY_BYTES", _positive_int, 64 * 1024),
             log_level=reader.get("LOG_LEVEL", _log_level, "INFO"),
             validate_signatures=reader.get("VALIDATE_SIGNATURES", _bool, True),
-            api_token=reader.get("API_TOKEN"),
+            api_token=reader.get("API_TOKEN", _api_token),
             allowed_destinations=reader.get("ALLOWED_DESTINATIONS", _address_set, frozenset()),
             rate_limit_per_minute=reader.get("RATE_LIMIT_PER_MINUTE", _positive_int, 30),
+            denied_prefixes=reader.get("DENIED_PREFIXES", _prefixes, DEFAULT_DENIED_PREFIXES),
+            allow_high_risk_destinations=reader.get("ALLOW_HIGH_RISK_DESTINATIONS", _bool, False),
             say_voice=reader.get("SAY_VOICE", str, "Polly.Joanna"),
             say_language=reader.get("SAY_LANGUAGE", str, "en-US"),
             forward_to=reader.get("FORWARD_TO", _e164),
             blocked_callers=reader.get("BLOCKED_CALLERS", _address_set, frozenset()),
             agent_numbers=reader.get("AGENT_NUMBERS", _address_set, frozenset()),
             link_texts_per_hour=reader.get("LINK_TEXTS_PER_HOUR", _positive_int, 3),
+            link_texts_total_per_hour=reader.get("LINK_TEXTS_TOTAL_PER_HOUR", _positive_int, 30),
+            agent_pin=reader.get("AGENT_PIN", _pin),
             hold_music_url=reader.get("HOLD_MUSIC_URL", absolute_url, DEFAULT_HOLD_MUSIC),
             sms_link=reader.get("SMS_LINK", absolute_url, DEFAULT_SMS_LINK),
             menu_attempts=reader.get("MENU_ATTEMPTS", _positive_int, 3),
@@ -179,7 +193,7 @@ class _Reader:
 
 def _shown(name: str, raw: str) -> str:
     """The value as it may appear in an error: secrets are never echoed."""
-    if "TOKEN" in name or "SECRET" in name or "PASSWORD" in name:
+    if any(word in name for word in ("TOKEN", "SECRET", "PASSWORD", "PIN")):
         return "(hidden)"
     return repr(raw) if len(raw) <= 80 else repr(raw[:77] + "...")
 
@@ -194,6 +208,36 @@ def _messaging_sid(raw: str) -> str:
     if not MESSAGING_SERVICE_SID_RE.match(raw):
         raise ValueError("a Messaging Service SID is 'MG' followed by 32 hexadecimal characters")
     return raw
+
+
+def _api_token(raw: str) -> str:
+    if len(raw) < MIN_API_TOKEN_CHARS:
+        raise ValueError(
+            f"API_TOKEN is {len(raw)} characters; it must be at least {MIN_API_TOKEN_CHARS}, "
+            "random, so that nobody can guess it. Make one with "
+            f"{MAKE_A_TOKEN} and put it in .env as API_TOKEN=..."
+        )
+    return raw
+
+
+def _pin(raw: str) -> str:
+    if not PIN_RE.match(raw):
+        raise ValueError("a PIN is 6 to 12 digits (callers key it in after pressing 9)")
+    return raw
+
+
+def _prefixes(raw: str) -> tuple[str, ...]:
+    """A comma-separated list of number prefixes like +1900,+882; "none" for an empty list."""
+    if raw.lower() == "none":
+        return ()
+    items = tuple(item.strip() for item in raw.split(",") if item.strip())
+    bad = [item for item in items if not PREFIX_RE.match(item)]
+    if bad:
+        raise ValueError(
+            "every entry must be a '+' and digits, like +1900 or +882 (or the list is none); not "
+            + ", ".join(repr(b) for b in bad)
+        )
+    return items
 
 
 def _e164(raw: str) -> str:

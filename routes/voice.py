@@ -38,11 +38,14 @@ def choice(
     record: Recorder,
     twilio: TwilioHandle,
     link_limiter: RateLimiter,
+    link_total_limiter: RateLimiter,
 ) -> VoiceResponse:
     """The caller pressed a key (or none) at the menu."""
     record.digits(form, delivery_key())
     caller = menu.caller_of(form)
-    text_link = partial(menu.send_link, twilio, settings, record, caller, link_limiter)
+    text_link = partial(
+        menu.send_link, twilio, settings, record, caller, link_limiter, link_total_limiter
+    )
     attempt = menu.parse_attempt(query.get("attempt"))
     return menu.choose(
         settings, form.get("Digits", ""), attempt, text_link=text_link, caller=caller
@@ -72,6 +75,16 @@ def hold(form: FormsDict, settings: Settings, record: Recorder) -> VoiceResponse
 
 @webhook(menu.AGENT_PATH, on_error=menu.apology)
 def agent(form: FormsDict, settings: Settings, record: Recorder) -> VoiceResponse:
-    """An agent calls in to take the next caller on hold."""
+    """An agent calls in to take the next caller on hold: asked for AGENT_PIN first."""
     record.call(form, delivery_key())
     return menu.agent(settings, menu.caller_of(form))
+
+
+@webhook(menu.AGENT_PIN_PATH, on_error=menu.apology)
+def agent_pin(
+    form: FormsDict, settings: Settings, record: Recorder, agent_pin_failures: RateLimiter
+) -> VoiceResponse:
+    """The agent keyed in a PIN (after option 9 or a call to /voice_url/agent)."""
+    record.call(form, delivery_key())
+    caller = menu.caller_of(form)
+    return menu.agent_pin(settings, caller, form.get("Digits", ""), agent_pin_failures)

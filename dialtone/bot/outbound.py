@@ -1,7 +1,8 @@
 """What POST /make_call and POST /send_sms do: validate, place the call or text, record it.
 
-These cost money, so: POST only, `Authorization: Bearer <API_TOKEN>`, destinations validated
-(E.164 or whatsapp:) and optionally allow-listed, and a per-token rate limit (dialtone.web.api_auth,
+These cost money, so: POST only, `Authorization: Bearer <API_TOKEN>`, destinations checked by
+the one outbound policy (dialtone.bot.destinations: possible numbers, ALLOWED_DESTINATIONS,
+DENIED_PREFIXES), and a per-token rate limit (dialtone.web.api_auth,
 shared with GET /messages and /calls). What is sent is recorded with the SID and status Twilio
 answered, or with Twilio's error code; a text to a number that has opted out (STOP) is refused
 with 409 before anything reaches Twilio.
@@ -18,9 +19,9 @@ from requests.exceptions import RequestException
 from twilio.base.exceptions import TwilioException
 from twilio.twiml.voice_response import VoiceResponse
 
+from dialtone.bot.destinations import check_destination
 from dialtone.bot.texting import UNREACHABLE, send_text
 from dialtone.facts import MAX_BODY_CHARS, MAX_MEDIA, MAX_TWIML_CHARS, clean, twilio_length
-from dialtone.phone_numbers import is_destination, is_e164
 from dialtone.record.recorder import Recorder
 from dialtone.settings import Settings, absolute_url
 from dialtone.twilio_api import MissingCredentials, TwilioError, TwilioHandle, twilio_error
@@ -49,14 +50,12 @@ class CallRequest:
 
 
 def destination(payload: dict[str, Any], settings: Settings, *, calls: bool = False) -> str:
-    """The validated `to`: E.164 (or whatsapp: for messages) and on the allow-list if there is one."""
+    """The validated `to`, as the destination policy allows it (400 or 403 otherwise)."""
     to = payload.get("to")
-    if not isinstance(to, str) or not is_destination(to):
-        fail(400, '"to" must be an E.164 number like +15551234567, or whatsapp:+15551234567.')
-    if calls and not is_e164(to):
-        fail(400, '"to" must be an E.164 number like +15551234567; calls cannot go to WhatsApp.')
-    if settings.allowed_destinations and to not in settings.allowed_destinations:
-        fail(403, f"{to} is not in ALLOWED_DESTINATIONS.")
+    refusal = check_destination(to, settings, calls=calls)
+    if refusal is not None:
+        fail(refusal.status, refusal.message)
+    assert isinstance(to, str)  # check_destination refuses anything else
     return to
 
 

@@ -7,6 +7,7 @@ plugin checks PUBLIC_URL + path + query, so a query string such as `?attempt=2` 
 
 from __future__ import annotations
 
+import hmac
 import logging
 from collections.abc import Callable, Mapping
 from enum import Enum
@@ -15,8 +16,8 @@ import requests
 from twilio.base.exceptions import TwilioException
 from twilio.twiml.voice_response import Dial, Gather, VoiceResponse
 
+from dialtone.bot.destinations import check_destination
 from dialtone.bot.texting import send_text
-from dialtone.phone_numbers import is_e164
 from dialtone.record.recorder import Recorder
 from dialtone.settings import Settings
 from dialtone.twilio_api import MissingCredentials, TwilioHandle
@@ -31,7 +32,9 @@ RECORDED_PATH = "/voice_url/recorded"
 DIALED_PATH = "/voice_url/dialed"
 HOLD_PATH = "/voice_url/hold"
 AGENT_PATH = "/voice_url/agent"
+AGENT_PIN_PATH = "/voice_url/agent/pin"
 
+AGENT_PIN_FAILURES_PER_HOUR = 5  # wrong PINs, all callers together, before pickup pauses
 HOLD_QUEUE = "dialtone"  # the <Enqueue> queue that option 5 and the agent path share
 GATHER_TIMEOUT = 5  # seconds of silence before <Gather> gives up
 RECORD_MAX_SECONDS = 120
@@ -144,8 +147,8 @@ def choose(
         return forward(settings, attempt)
     if digits == "5":
         return hold(settings)
-    if digits == "9" and caller in settings.agents:
-        return connect_to_queue(settings)
+    if digits == "9" and settings.agent_pin and caller in settings.agents:
+        return ask_for_pin(settings)
     problem = "I did not hear a choice." if not digits else f"{digits} is not on the menu."
     return retry(VoiceResponse(), settings, attempt, problem)
 
@@ -194,26 +197,41 @@ class LinkText(Enum):
     FAILED = "failed"
 
 
+ALL_CALLERS = "*"  # the key of the overall limiter's one count
+
+
 def send_link(
     handle: TwilioHandle,
     settings: Settings,
     recorder: Recorder,
     caller: str,
     limiter: RateLimiter | None = None,
+    total: RateLimiter | None = None,
 ) -> LinkText:
     """Text SMS_LINK to the caller through the REST API and record it, as /send_sms does.
 
-    Not to a caller who has opted out (STOP). Caller IDs can be spoofed, and each text costs
-    money: `limiter` bounds texts per caller. A failure is logged (and recorded if Twilio saw it).
+    Caller IDs can be spoofed (an attacker's calls can make this text any number), and each text
+    costs money: the destination policy applies as on /send_sms (ALLOWED_DESTINATIONS,
+    DENIED_PREFIXES), `limiter` bounds texts per caller and `total` all of them together
+    (LINK_TEXTS_PER_HOUR, LINK_TEXTS_TOTAL_PER_HOUR). Not to a caller who has opted out (STOP).
+    A failure is logged (and recorded if Twilio saw it).
     """
-    if not is_e164(caller):
-        log.warning("not texting the link: the caller %r is not a phone number", caller)
+    refusal = check_destination(caller, settings)
+    if refusal is not None:
+        log.warning("not texting the link to %r: %s", caller, refusal.message)
         return LinkText.FAILED
     if recorder.is_opted_out(caller):
         log.info("not texting the link: %s has opted out", caller)
         return LinkText.OPTED_OUT
     if limiter is not None and limiter.hit(caller) is not None:
         log.warning("not texting the link: %s asked too often", caller)
+        return LinkText.FAILED
+    if total is not None and total.hit(ALL_CALLERS) is not None:
+        log.warning(
+            "not texting the link to %s: LINK_TEXTS_TOTAL_PER_HOUR (%s) reached",
+            caller,
+            total.limit,
+        )
         return LinkText.FAILED
     body = f"Here is your link from Dialtone: {settings.sms_link}"
     try:
@@ -278,15 +296,59 @@ def hold_music(settings: Settings, position: str | None) -> VoiceResponse:
     return reply
 
 
+AGENTS_ONLY = "Sorry, this line is for agents only. Goodbye."
+
+
 def agent(settings: Settings, caller: str) -> VoiceResponse:
-    """POST /voice_url/agent: an agent is connected to the queue; anyone else is turned away."""
-    if caller in settings.agents:
+    """POST /voice_url/agent: an agent is asked for AGENT_PIN; anyone else is turned away.
+
+    Caller ID is not proof (anyone can send any caller ID), so it only decides who is asked;
+    without AGENT_PIN agent pickup is off.
+    """
+    if settings.agent_pin and caller in settings.agents:
+        return ask_for_pin(settings)
+    return hang_up(VoiceResponse(), settings, AGENTS_ONLY)
+
+
+def ask_for_pin(settings: Settings) -> VoiceResponse:
+    """<Gather> the agent's PIN (ended by #); its action is POST /voice_url/agent/pin."""
+    reply = VoiceResponse()
+    gather = reply.gather(
+        input="dtmf",
+        finish_on_key="#",
+        timeout=GATHER_TIMEOUT,
+        action=AGENT_PIN_PATH,
+        method="POST",
+    )
+    say(gather, settings, "Please enter your agent PIN, then press the pound key.")
+    return hang_up(reply, settings, "I did not hear a PIN. Goodbye.")
+
+
+def agent_pin(
+    settings: Settings, caller: str, digits: str, failures: RateLimiter | None = None
+) -> VoiceResponse:
+    """POST /voice_url/agent/pin: the right PIN from an agent's number connects to the queue.
+
+    One try per call. `failures` counts wrong PINs for all callers together: once it is full,
+    pickup is refused (even with the right PIN) until the window has passed, so guessing a PIN
+    costs a call per try and stops soon.
+    """
+    expected = settings.agent_pin
+    if not expected or caller not in settings.agents:
+        return hang_up(VoiceResponse(), settings, AGENTS_ONLY)
+    if failures is not None and failures.locked(ALL_CALLERS) is not None:
+        log.warning("agent pickup refused for %s: too many wrong PINs lately", caller)
+        return hang_up(VoiceResponse(), settings, "Sorry, agent pickup is paused. Goodbye.")
+    if hmac.compare_digest(digits.encode(), expected.encode()):
         return connect_to_queue(settings)
-    return hang_up(VoiceResponse(), settings, "Sorry, this line is for agents only. Goodbye.")
+    log.warning("wrong agent PIN from %s", caller)
+    if failures is not None:
+        failures.hit(ALL_CALLERS)
+    return hang_up(VoiceResponse(), settings, "That PIN is not right. Goodbye.")
 
 
 def connect_to_queue(settings: Settings) -> VoiceResponse:
-    """Option 9 (for agents) and POST /voice_url/agent: <Dial><Queue> to the longest waiting."""
+    """After an agent's PIN (option 9, POST /voice_url/agent): <Dial><Queue> to the longest waiting."""
     reply = VoiceResponse()
     say(reply, settings, "Connecting you to the next caller on hold.")
     dial = Dial(timeout=DIAL_TIMEOUT)

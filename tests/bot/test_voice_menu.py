@@ -395,18 +395,76 @@ def test_option_5_enqueues_with_a_wait_url_that_plays_music(
     assert "number 2 in line" in spoken(music)
 
 
-@with_settings(agent_numbers=frozenset({CALLER}))
+PIN = "246810"
+
+
+def pin_prompt(root: ET.Element) -> ET.Element:
+    """The <Gather> that asks for the agent PIN (and nothing connected yet)."""
+    assert root.find("Dial") is None
+    gather = one(root, "Gather")
+    assert gather.get("action") == "/voice_url/agent/pin"
+    assert gather.get("finishOnKey") == "#"
+    assert "PIN" in spoken(gather)
+    return gather
+
+
+@with_settings(agent_numbers=frozenset({CALLER}), agent_pin=PIN)
 @pytest.mark.parametrize("route", ["/voice_url/menu?attempt=1", "/voice_url/agent"])
-def test_option_9_and_the_agent_route_dial_the_queue(post_webhook: Post, route: str) -> None:
-    root = twiml(post_webhook(route, {**CALL, "Digits": "9"}))
-    queue = one(root, "Dial/Queue")
-    assert queue.text == HOLD_QUEUE
+def test_option_9_and_the_agent_route_ask_for_the_pin_then_dial_the_queue(
+    post_webhook: Post, route: str
+) -> None:
+    pin_prompt(twiml(post_webhook(route, {**CALL, "Digits": "9"})))
+    root = twiml(post_webhook("/voice_url/agent/pin", {**CALL, "Digits": PIN}))
+    assert one(root, "Dial/Queue").text == HOLD_QUEUE
     assert "9" not in spoken(one(twiml(post_webhook("/voice_url", CALL)), "Gather"))
 
 
-@with_settings(forward_to=CALLER)
+@with_settings(forward_to=CALLER, agent_pin=PIN)
 def test_the_forwarding_number_is_an_agent(post_webhook: Post) -> None:
-    assert one(press(post_webhook, "9"), "Dial/Queue").text == HOLD_QUEUE
+    pin_prompt(press(post_webhook, "9"))
+    root = twiml(post_webhook("/voice_url/agent/pin", {**CALL, "Digits": PIN}))
+    assert one(root, "Dial/Queue").text == HOLD_QUEUE
+
+
+@with_settings(agent_numbers=frozenset({CALLER}), agent_pin=PIN)
+def test_a_spoofed_agent_caller_id_without_the_pin_connects_nobody(post_webhook: Post) -> None:
+    # The attacker sends an agent's caller ID (anyone can): the PIN is still asked, and a
+    # wrong one, or none, hangs up without dialing the queue.
+    for digits in ["", "000000", PIN + "0", "1" * 200]:
+        root = twiml(post_webhook("/voice_url/agent/pin", {**CALL, "Digits": digits}))
+        assert root.find("Dial") is None
+        assert verbs(root)[-1] == "Hangup"
+
+
+@with_settings(agent_numbers=frozenset({CALLER}), agent_pin=PIN)
+def test_the_right_pin_from_a_number_that_is_not_an_agent_connects_nobody(
+    post_webhook: Post,
+) -> None:
+    stranger = {**CALL, "From": "+15559998888", "Digits": PIN}
+    root = twiml(post_webhook("/voice_url/agent/pin", stranger))
+    assert root.find("Dial") is None
+    assert "agents only" in spoken(root)
+
+
+@with_settings(agent_numbers=frozenset({CALLER}), agent_pin=PIN)
+def test_wrong_pins_pause_agent_pickup_even_for_the_right_pin(post_webhook: Post) -> None:
+    for _ in range(5):  # AGENT_PIN_FAILURES_PER_HOUR
+        post_webhook("/voice_url/agent/pin", {**CALL, "Digits": "999999"})
+    root = twiml(post_webhook("/voice_url/agent/pin", {**CALL, "Digits": PIN}))
+    assert root.find("Dial") is None
+    assert "paused" in spoken(root)
+
+
+@with_settings(agent_numbers=frozenset({CALLER}))
+def test_without_an_agent_pin_agent_pickup_is_off(post_webhook: Post) -> None:
+    menu = press(post_webhook, "9")
+    assert menu.find("Dial") is None
+    assert menu.find("Gather") is None
+    assert "9 is not on the menu" in spoken(menu)
+    for route in ["/voice_url/agent", "/voice_url/agent/pin"]:
+        root = twiml(post_webhook(route, {**CALL, "Digits": "123456"}))
+        assert root.find("Dial") is None
+        assert "agents only" in spoken(root)
 
 
 def test_strangers_cannot_pick_up_callers_on_hold(post_webhook: Post) -> None:
@@ -439,6 +497,7 @@ def test_the_link_is_texted_a_bounded_number_of_times_per_caller(
         "/voice_url/dialed",
         "/voice_url/hold",
         "/voice_url/agent",
+        "/voice_url/agent/pin",
     ],
 )
 def test_unsigned_wrong_signature_and_get_are_refused(
