@@ -23,7 +23,7 @@ __all__ = ["sandbox", "sandbox_settings", "world"]  # fixtures re-exported for e
 
 ACCOUNT_SID = "AC" + "0123456789abcdef" * 2
 AUTH_TOKEN = "test-auth-token-0123456789abcdef"
-API_TOKEN = "test-api-token-abcdefghijklmnop"
+API_TOKEN = "test-api-token-abcdefghijklmnopqrstuvwxyz"  # 32+ characters, as start-up asks
 PHONE_NUMBER = "+15550001111"
 CALLER = "+15557654321"
 PUBLIC_URL = "https://dialtone.example.com"

@@ -1,13 +1,18 @@
 """The token-protected JSON API's shared guard: bearer auth, rate limits and JSON errors.
 
 One `ApiGuard` serves every API route (POST /send_sms, /make_call, GET /messages, /calls), so
-they share API_TOKEN, one rate limit per token, and the slow-down on failed authentications.
+they share API_TOKEN, one rate limit per token, and the slow-down on failed authentications:
+after AUTH_FAILURES_PER_MINUTE wrong or missing tokens from one client address, that address is
+refused (429) until its lock expires, even with the right token, so a guesser cannot tell a hit.
+The address is REMOTE_ADDR: waitress sets it from X-Forwarded-For only when the request came
+through TRUSTED_PROXY (Bottle's `request.remote_addr` would believe the header from anyone).
 """
 
 from __future__ import annotations
 
 import hmac
 import math
+from typing import NoReturn
 
 from bottle import request
 
@@ -32,6 +37,10 @@ class ApiGuard:
         expected = self.settings.api_token
         if not expected:
             fail(503, "The API is off: set API_TOKEN on the server to switch it on.")
+        client = client_address()
+        wait = self.failures.locked(client)
+        if wait is not None:
+            self.refuse(self.failures, wait, "failed authentications")
         scheme, _, token = (request.get_header("Authorization") or "").partition(" ")
         token = token.strip()
         if (
@@ -41,7 +50,7 @@ class ApiGuard:
         ):
             self.throttle(self.limiter, expected, "requests")
             return
-        self.throttle(self.failures, request.remote_addr or "?", "failed authentications")
+        self.throttle(self.failures, client, "failed authentications")
         if scheme.lower() != "bearer" or not token:
             error = json_error(401, "Send Authorization: Bearer <API_TOKEN>.")
             error.set_header("WWW-Authenticate", "Bearer")
@@ -53,8 +62,18 @@ class ApiGuard:
         """Count a hit; 429 with Retry-After when `key` is over the limit."""
         wait = limiter.hit(key)
         if wait is not None:
-            error = json_error(
-                429, f"Rate limit of {limiter.limit} {what} a minute reached; retry later."
-            )
-            error.set_header("Retry-After", str(max(1, math.ceil(wait))))
-            raise error
+            ApiGuard.refuse(limiter, wait, what)
+
+    @staticmethod
+    def refuse(limiter: RateLimiter, wait: float, what: str) -> NoReturn:
+        """429 with Retry-After (`wait` seconds, rounded up)."""
+        error = json_error(
+            429, f"Rate limit of {limiter.limit} {what} a minute reached; retry later."
+        )
+        error.set_header("Retry-After", str(max(1, math.ceil(wait))))
+        raise error
+
+
+def client_address() -> str:
+    """The client's address as waitress saw it (through TRUSTED_PROXY: the proxy's client)."""
+    return str(request.environ.get("REMOTE_ADDR") or "?")

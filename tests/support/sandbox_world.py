@@ -24,7 +24,7 @@ from dialtone.settings import Settings
 from dialtone.twilio_api import make_client
 from tests.support.live_server import free_socket, serve_app
 
-API_TOKEN = "test-api-token-abcdefghijklmnop"  # as conftest's
+API_TOKEN = "test-api-token-abcdefghijklmnopqrstuvwxyz"  # as conftest's
 REPO = Path(__file__).resolve().parents[2]
 
 TIME_SCALE = 0.01
