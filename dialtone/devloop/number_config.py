@@ -216,6 +216,34 @@ def update(client: Client, config: NumberConfig, changes: dict[str, str | None])
         raise unreachable(exc, config.phone_number) from None
 
 
+def check_backup(client: Client, original: NumberConfig) -> None:
+    """NumberError unless the backup's account and number SID are those of the number Twilio
+    has under its phone number, on the account of the credentials in use.
+
+    A backup file is only text: one edited or taken from another account could otherwise send
+    the update to whatever IncomingPhoneNumber SID it names.
+    """
+    number = find_number(client, original.phone_number)
+    account_sid = getattr(number, "account_sid", None) or client.account_sid
+    mismatches = []
+    if original.account_sid != account_sid:
+        mismatches.append(f"account {original.account_sid!r}, but the number is on {account_sid}")
+    if original.sid != number.sid:
+        mismatches.append(
+            f"number SID {original.sid!r}, but {original.phone_number} is {number.sid}"
+        )
+    if mismatches:
+        raise NumberError(
+            f"The backup of {original.phone_number} does not match the number on Twilio: it names "
+            + "; and ".join(mismatches)
+            + ". It was made for another account or number, or has been edited, so nothing was "
+            "changed. Check the number in the Twilio console and restore it there, or use a "
+            "backup this account made."
+        )
+
+
 def restore(client: Client, original: NumberConfig) -> None:
-    """Put every saved field back exactly as it was."""
+    """Put every saved field back exactly as it was, once the backup is checked against the
+    number Twilio has (check_backup)."""
+    check_backup(client, original)
     update(client, original, dict(original.fields))
