@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import shutil
 import subprocess
 from pathlib import Path
 
@@ -81,8 +82,10 @@ def test_make_restore_refuses_an_edited_backup_in_one_paragraph(
         "TWILIO_PHONE_NUMBER": str(sandbox_settings.phone_number),
         "TWILIO_API_URL": str(sandbox_settings.twilio_api_url),
     }
+    make = shutil.which("make")
+    assert make is not None
     done = subprocess.run(
-        ["make", "-s", "-C", str(REPO), "restore", f"FILE={path}"],
+        [make, "-s", "-C", str(REPO), "restore", f"FILE={path}"],
         env=env,
         capture_output=True,
         text=True,
