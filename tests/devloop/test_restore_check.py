@@ -49,9 +49,9 @@ def test_a_backup_for_another_number_or_account_is_refused_and_changes_nothing(
     sandbox: SandboxServer, sandbox_settings: Settings, change: dict[str, str], named: str
 ) -> None:
     before = configure_number(sandbox, sms_url="https://now.example.com/sms")
-    backup = dataclasses.replace(
-        saved(sandbox_settings, sms_url="https://evil.example.com/sms"), **change
-    )
+    backup = saved(sandbox_settings, sms_url="https://evil.example.com/sms")
+    backup = dataclasses.replace(backup, sid=change.get("sid", backup.sid))
+    backup = dataclasses.replace(backup, account_sid=change.get("account_sid", backup.account_sid))
     with pytest.raises(NumberError) as refused:
         restore(make_client(sandbox_settings), backup)
     message = str(refused.value)
