@@ -1,0 +1,158 @@
+"""Toll fraud (issue 9.3): one destination policy for every outbound path, premium and
+high-risk ranges refused by default, an overall cap on the voice menu's texts, and agent pickup
+off without AGENT_PIN (said at start-up)."""
+
+from __future__ import annotations
+
+import pytest
+import webtest
+
+from dialtone.app import startup_warnings
+from dialtone.bot.destinations import check_destination
+from dialtone.errors import SettingsError
+from dialtone.phone_numbers import DEFAULT_DENIED_PREFIXES
+from dialtone.sandbox.server import SandboxServer
+from dialtone.settings import Settings
+from tests.bot.test_voice_menu import Post, press, spoken, verbs, with_settings
+from tests.conftest import API_TOKEN, CALLER
+
+AUTH = {"Authorization": f"Bearer {API_TOKEN}"}
+PREMIUM = ["+19005551234", "+19765551234"]
+INTERNATIONAL_NETWORKS = ["+88212345678", "+88312345678"]
+HIGH_RISK_COUNTRIES = ["+5371234567", "+2521234567", "+6745551234"]
+IMPOSSIBLE = ["+12", "+1555", "+999999999999999", "+44123"]
+
+
+@pytest.fixture
+def settings(
+    settings: Settings, request: pytest.FixtureRequest, sandbox: SandboxServer
+) -> Settings:
+    """As in test_voice_menu: with_settings changes, the sandbox as Twilio."""
+    changed = settings.with_overrides(**getattr(request, "param", {}))
+    return sandbox.settings(changed)
+
+
+# --- the policy -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("to", PREMIUM + INTERNATIONAL_NETWORKS + HIGH_RISK_COUNTRIES)
+def test_premium_and_high_risk_ranges_are_refused_by_default(to: str) -> None:
+    refusal = check_destination(to, Settings())
+    assert refusal is not None
+    assert refusal.status == 403
+    assert "DENIED_PREFIXES" in refusal.message
+    assert "ALLOW_HIGH_RISK_DESTINATIONS" in refusal.message
+    assert check_destination("whatsapp:" + to, Settings()) is not None
+
+
+@pytest.mark.parametrize("to", IMPOSSIBLE)
+def test_impossible_numbers_are_not_phone_numbers(to: str) -> None:
+    refusal = check_destination(to, Settings(allow_high_risk_destinations=True))
+    assert refusal is not None
+    assert refusal.status == 400
+
+
+@pytest.mark.parametrize("to", ["+15551234567", "+14155550100", "+447700900123", "+4930123456"])
+def test_ordinary_numbers_pass(to: str) -> None:
+    assert check_destination(to, Settings()) is None
+
+
+def test_the_deny_list_can_be_switched_off_or_edited_on_purpose() -> None:
+    assert check_destination("+19005551234", Settings(allow_high_risk_destinations=True)) is None
+    assert check_destination("+19005551234", Settings(denied_prefixes=())) is None
+    edited = Settings.from_env({"DENIED_PREFIXES": "+44, +1900"})
+    assert edited.denied_prefixes == ("+44", "+1900")
+    assert check_destination("+447700900123", edited) is not None
+    assert check_destination("+5371234567", edited) is None
+    assert Settings.from_env({"DENIED_PREFIXES": "none"}).denied_prefixes == ()
+    assert Settings.from_env({}).denied_prefixes == DEFAULT_DENIED_PREFIXES
+    with pytest.raises(SettingsError, match="DENIED_PREFIXES"):
+        Settings.from_env({"DENIED_PREFIXES": "+1900,1976"})
+
+
+def test_an_allow_list_decides_alone() -> None:
+    listed = Settings(allowed_destinations=frozenset({"+19005551234", "+15551234567"}))
+    assert check_destination("+19005551234", listed) is None  # listed on purpose
+    assert check_destination("+15551234567", listed) is None
+    refusal = check_destination("+15557654321", listed)
+    assert refusal is not None
+    assert "ALLOWED_DESTINATIONS" in refusal.message
+
+
+# --- the API ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("path", ["/send_sms", "/make_call"])
+@pytest.mark.parametrize("to", [PREMIUM[0], INTERNATIONAL_NETWORKS[0], HIGH_RISK_COUNTRIES[0]])
+def test_the_api_refuses_high_risk_destinations_before_twilio(
+    app: webtest.TestApp, sandbox: SandboxServer, path: str, to: str
+) -> None:
+    reply = app.post_json(path, {"to": to, "body": "hi"}, headers=AUTH, status=403)
+    assert "DENIED_PREFIXES" in reply.json["error"]["message"]
+    assert sandbox.faults.seen == []
+
+
+@pytest.mark.parametrize("path", ["/send_sms", "/make_call"])
+def test_the_api_refuses_impossible_numbers(app: webtest.TestApp, path: str) -> None:
+    reply = app.post_json(path, {"to": "+12", "body": "hi"}, headers=AUTH, status=400)
+    assert '"to"' in reply.json["error"]["message"]
+
+
+@with_settings(allow_high_risk_destinations=True)
+def test_the_api_reaches_a_high_risk_number_only_when_allowed_on_purpose(
+    app: webtest.TestApp, sandbox: SandboxServer
+) -> None:
+    reply = app.post_json("/send_sms", {"to": PREMIUM[0], "body": "hi"}, headers=AUTH, status=201)
+    assert reply.json["to"] == PREMIUM[0]
+    assert [m.to for m in sandbox.state.messages()] == [PREMIUM[0]]
+
+
+# --- the voice menu's text (option 3) ---------------------------------------------------------
+
+
+@pytest.mark.parametrize("spoofed", [PREMIUM[0], INTERNATIONAL_NETWORKS[0], "+12"])
+def test_option_3_never_texts_a_spoofed_high_risk_caller_id(
+    post_webhook: Post, sandbox: SandboxServer, spoofed: str
+) -> None:
+    root = press(post_webhook, "3", From=spoofed)
+    assert "could not send you a text" in spoken(root)
+    assert verbs(root)[-1] == "Hangup"
+    assert sandbox.state.messages() == []
+
+
+@with_settings(allowed_destinations=frozenset({"+15550009999"}))
+def test_option_3_follows_allowed_destinations(post_webhook: Post, sandbox: SandboxServer) -> None:
+    assert "could not send you a text" in spoken(press(post_webhook, "3"))
+    assert "sent you a text" in spoken(press(post_webhook, "3", From="+15550009999"))
+    assert [m.to for m in sandbox.state.messages()] == ["+15550009999"]
+
+
+@with_settings(link_texts_per_hour=5, link_texts_total_per_hour=3)
+def test_option_3_texts_are_capped_overall_whatever_the_caller_id(
+    post_webhook: Post, sandbox: SandboxServer
+) -> None:
+    callers = [f"+1555000{n:04d}" for n in range(5)]
+    answers = [spoken(press(post_webhook, "3", From=caller)) for caller in callers]
+    assert ["sent you a text" in answer for answer in answers] == [True] * 3 + [False] * 2
+    assert len(sandbox.state.messages()) == 3
+
+
+# --- agent pickup needs a PIN -----------------------------------------------------------------
+
+
+def test_start_up_says_agent_pickup_is_off_without_a_pin() -> None:
+    warned = " ".join(startup_warnings(Settings(agent_numbers=frozenset({CALLER}))))
+    assert "AGENT_PIN" in warned
+    assert "spoofed" in warned
+    warned = " ".join(startup_warnings(Settings(forward_to=CALLER)))
+    assert "AGENT_PIN" in warned
+    quiet = " ".join(startup_warnings(Settings(forward_to=CALLER, agent_pin="246810")))
+    assert "AGENT_PIN" not in quiet
+
+
+def test_agent_pin_is_digits_and_never_echoed() -> None:
+    with pytest.raises(SettingsError) as refused:
+        Settings.from_env({"AGENT_PIN": "12ab"})
+    assert "AGENT_PIN" in str(refused.value)
+    assert "12ab" not in str(refused.value)
+    assert Settings.from_env({"AGENT_PIN": "246810"}).agent_pin == "246810"
