@@ -63,11 +63,17 @@ def parse_since(raw: str) -> datetime:
 
 def whole_number(raw: str, name: str, low: int, high: int) -> int:
     """`raw` as a whole number from `low` to `high`; a 400 otherwise."""
-    # The length first: int() refuses more than 4,300 digits (ValueError), and is slow before.
-    too_long = len(raw.lstrip("0")) > len(str(high))
-    if too_long or not raw.isascii() or not raw.isdecimal() or not low <= int(raw) <= high:
+    # int() refuses more than 4,300 digits (ValueError) and is slow before that: measure the
+    # digits that count first (leading zeros do not).
+    digits = raw.lstrip("0") or "0"
+    if (
+        not raw.isascii()
+        or not raw.isdecimal()
+        or len(digits) > len(str(high))
+        or not low <= int(digits) <= high
+    ):
         fail(400, f'"{name}" must be a whole number from {low} to {high}.')
-    return int(raw)
+    return int(digits)
 
 
 def page(
