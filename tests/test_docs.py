@@ -198,3 +198,33 @@ def test_the_link_checker_finds_a_broken_link(tmp_path: Path) -> None:
 def test_github_slug() -> None:
     assert github_slug("The dev loop: `make dev`") == "the-dev-loop-make-dev"
     assert github_slug("Opt-outs (STOP, START, HELP)") == "opt-outs-stop-start-help"
+
+
+def makefile_targets() -> set[str]:
+    """The targets the Makefile defines (`name: ...` lines)."""
+    text = (REPO / "Makefile").read_text(encoding="utf-8")
+    return set(re.findall(r"^([a-z][a-z0-9_-]*):", text, re.MULTILINE))
+
+
+def make_commands(path: Path) -> list[str]:
+    """The targets of every `make ...` command in a page's code spans and code blocks."""
+    text = path.read_text(encoding="utf-8")
+    code = re.findall(r"```[^\n]*\n(.*?)```", text, re.DOTALL)
+    code += re.findall(r"`([^`\n]+)`", re.sub(r"```.*?```", "", text, flags=re.DOTALL))
+    return [
+        target
+        for snippet in code
+        for target in re.findall(r"(?:^|[\s;(])make ([a-z][a-z0-9_-]*)", snippet, re.MULTILINE)
+    ]
+
+
+@pytest.mark.parametrize("page", markdown_files(), ids=lambda p: str(p.relative_to(REPO)))
+def test_documented_make_targets_exist(page: Path) -> None:
+    unknown = sorted(set(make_commands(page)) - makefile_targets())
+    assert unknown == [], f"{page.name} documents make targets the Makefile does not have"
+
+
+def test_readme_stays_short() -> None:
+    # The README is the way in; the details live in docs/. About 200 lines at most.
+    lines = (REPO / "README.md").read_text(encoding="utf-8").count("\n")
+    assert lines <= 210, f"README.md has {lines} lines; move details to docs/"
