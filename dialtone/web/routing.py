@@ -156,6 +156,7 @@ def load_routes(directory: Path) -> list[RouteSpec]:
             f"The routes directory {directory} does not exist. Create it, or set ROUTES_DIR to "
             "the directory that holds your route modules."
         )
+    _as_package(directory)
     specs: list[RouteSpec] = []
     for file in route_files(directory):
         module = _import(file)
@@ -183,6 +184,15 @@ def check_unique(specs: Iterable[RouteSpec]) -> None:
                 "Give one of them another path."
             )
         seen[key] = spec
+
+
+def _as_package(directory: Path) -> None:
+    """Make `directory` the `routes` package, so route modules can import their helpers
+    (`from routes._helpers import x`, or `from . import _helpers`) wherever Dialtone runs from."""
+    package = ModuleType("routes", "The app's route modules.")
+    package.__path__ = [str(directory.resolve())]
+    package.__package__ = "routes"
+    sys.modules["routes"] = package
 
 
 def _import(file: Path) -> ModuleType:

@@ -219,3 +219,21 @@ def test_an_api_handler_that_raises_is_a_plain_json_500(
 def test_route_paths_must_start_with_a_slash() -> None:
     with pytest.raises(ValueError, match="starts with '/'"):
         webhook("hello")
+
+
+def test_a_route_imports_its_helpers_from_the_routes_directory(
+    routes: Path, settings: Settings, make_app: MakeApp
+) -> None:
+    (routes / "_greeting.py").write_text("def greet(name):\n    return f'Hello {name}'\n")
+    (routes / "greet.py").write_text(
+        "from twilio.twiml.messaging_response import MessagingResponse\n"
+        "from dialtone import webhook\n"
+        "from routes._greeting import greet\n\n"
+        "@webhook('/greet')\n"
+        "def greeting(form):\n"
+        "    reply = MessagingResponse()\n"
+        "    reply.message(greet(form['From']))\n"
+        "    return reply\n"
+    )
+    app = make_app(settings.with_overrides(validate_signatures=False))
+    assert "Hello +15557654321" in app.post("/greet", FORM, status=200).text
