@@ -34,6 +34,7 @@ from twilio.rest import Client
 from twilio.rest.api.v2010.account.message import MessageInstance
 from urllib3.exceptions import NewConnectionError
 
+from dialtone.bot.destinations import check_destination
 from dialtone.errors import DialtoneError
 from dialtone.phone_numbers import WHATSAPP_PREFIX
 from dialtone.settings import Settings
@@ -215,6 +216,7 @@ class TwilioHandle:
         self, to: str, body: str | None, media_urls: list[str] | None = None
     ) -> MessageInstance:
         """Send an SMS/MMS/WhatsApp message from the number (or Messaging Service), with a status callback to /status."""
+        self._check_destination(to)
         settings = self.settings
         sender: dict[str, str] = {}
         if settings.messaging_service_sid:
@@ -237,6 +239,22 @@ class TwilioHandle:
         if callback:
             optional["status_callback"] = callback
         return self.client.messages.create(to=to, **sender, **optional)
+
+    def create_call(self, to: str, **how: Any) -> Any:
+        """Place a call from the number to `to` (`how`: twiml or url, status_callback, ...)."""
+        self._check_destination(to, calls=True)
+        return self.client.calls.create(to=to, from_=self.settings.phone_number, **how)
+
+    def _check_destination(self, to: str, *, calls: bool = False) -> None:
+        """The last line of the destination policy: every path out checks it first, with a
+        better answer; this catches a path that forgot (DestinationRefused, fail closed)."""
+        refusal = check_destination(to, self.settings, calls=calls)
+        if refusal is not None:
+            raise DestinationRefused(refusal.message)
+
+
+class DestinationRefused(DialtoneError):
+    """A text or call to a destination the policy refuses (dialtone.bot.destinations)."""
 
 
 @dataclass(frozen=True)

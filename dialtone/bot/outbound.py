@@ -174,7 +174,7 @@ class Outbox:
             )
 
         created = self._twilio(
-            lambda: self.twilio.client.calls.create(to=call.to, from_=settings.phone_number, **how),
+            lambda: self.twilio.create_call(call.to, **how),
             on_failure=record_refused,
         )
         status = created.status or "queued"

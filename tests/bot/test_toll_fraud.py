@@ -13,6 +13,7 @@ from dialtone.errors import SettingsError
 from dialtone.phone_numbers import DEFAULT_DENIED_PREFIXES
 from dialtone.sandbox.server import SandboxServer
 from dialtone.settings import Settings
+from dialtone.twilio_api import DestinationRefused, TwilioHandle
 from tests.bot.test_voice_menu import Post, press, spoken, verbs, with_settings
 from tests.conftest import API_TOKEN, CALLER
 
@@ -156,3 +157,16 @@ def test_agent_pin_is_digits_and_never_echoed() -> None:
     assert "AGENT_PIN" in str(refused.value)
     assert "12ab" not in str(refused.value)
     assert Settings.from_env({"AGENT_PIN": "246810"}).agent_pin == "246810"
+
+
+def test_the_twilio_handle_refuses_what_the_policy_refuses_as_a_last_line(
+    settings: Settings, sandbox: SandboxServer
+) -> None:
+    # A path that forgot to ask the policy still cannot reach Twilio with a denied destination.
+    handle = TwilioHandle(settings)
+    with pytest.raises(DestinationRefused, match="DENIED_PREFIXES"):
+        handle.send_message(PREMIUM[0], "hi")
+    with pytest.raises(DestinationRefused, match="DENIED_PREFIXES"):
+        handle.create_call(INTERNATIONAL_NETWORKS[0], twiml="<Response/>")
+    assert sandbox.state.messages() == []
+    assert handle.send_message(CALLER, "hi").sid.startswith("SM")
