@@ -3,18 +3,25 @@
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 from dialtone.untrusted import printable
 
 
 class EscapingFormatter(logging.Formatter):
-    """Formats records with their message's control characters escaped (a traceback is kept
-    as it is: its lines are Python's own), so no logged value can forge or split a line."""
+    """Formats records with their message's control characters escaped, so no logged value can
+    forge or split a line. A traceback keeps its line breaks (they are Python's own), but an
+    exception message quoting a request cannot slip an ESC or a carriage return through."""
 
     def formatMessage(self, record: logging.LogRecord) -> str:
         """The line for `record`, with `record.message` escaped."""
         record.message = printable(record.message, None)
         return super().formatMessage(record)
+
+    def formatException(self, ei: Any) -> str:
+        """The traceback, each of its lines escaped."""
+        text = super().formatException(ei)
+        return "\n".join(printable(line, None) for line in text.split("\n"))
 
 
 def configure(level: str = "INFO") -> None:

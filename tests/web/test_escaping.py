@@ -6,6 +6,7 @@ from __future__ import annotations
 import http.client
 import io
 import logging
+import sys
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -188,3 +189,16 @@ def test_make_history_escapes_bodies_numbers_and_media_types(tmp_path: Path) -> 
     assert "\u202e" not in text
     assert "\\x1b[2J" in text
     assert "\\x1b]0;pwned" in text
+
+
+def test_a_traceback_quoting_a_request_keeps_its_lines_but_not_escapes() -> None:
+    formatter = EscapingFormatter("%(levelname)s %(message)s")
+    try:
+        raise ValueError(f"bad body {HOSTILE}")
+    except ValueError:
+        record = logging.LogRecord("x", logging.ERROR, __file__, 1, "failed", (), sys.exc_info())
+    text = formatter.format(record)
+    assert text.startswith("ERROR failed\nTraceback")
+    assert "\x1b" not in text
+    assert "\r" not in text
+    assert "\\x1b[2J" in text
