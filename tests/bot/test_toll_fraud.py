@@ -4,18 +4,26 @@ off without AGENT_PIN (said at start-up)."""
 
 from __future__ import annotations
 
+import json
+import urllib.error
+import urllib.parse
+import urllib.request
+
 import pytest
 import webtest
 
-from dialtone.app import startup_warnings
+from dialtone.app import create_app, startup_warnings
 from dialtone.bot.destinations import check_destination
 from dialtone.errors import SettingsError
 from dialtone.phone_numbers import DEFAULT_DENIED_PREFIXES
+from dialtone.record.store import Store
 from dialtone.sandbox.server import SandboxServer
 from dialtone.settings import Settings
 from dialtone.twilio_api import DestinationRefused, TwilioHandle
-from tests.bot.test_voice_menu import Post, press, spoken, verbs, with_settings
-from tests.conftest import API_TOKEN, CALLER
+from tests.bot.test_voice_menu import CALL, Post, press, spoken, verbs, with_settings
+from tests.conftest import API_TOKEN, CALLER, PUBLIC_URL
+from tests.support.live_server import free_socket, serve_app, urlopen
+from tests.support.twilio_signing import sign
 
 AUTH = {"Authorization": f"Bearer {API_TOKEN}"}
 PREMIUM = ["+19005551234", "+19765551234"]
@@ -170,3 +178,31 @@ def test_the_twilio_handle_refuses_what_the_policy_refuses_as_a_last_line(
         handle.create_call(INTERNATIONAL_NETWORKS[0], twiml="<Response/>")
     assert sandbox.state.messages() == []
     assert handle.send_message(CALLER, "hi").sid.startswith("SM")
+
+
+def test_on_the_real_server_a_premium_number_is_refused_on_every_path(
+    settings: Settings, store: Store, sandbox: SandboxServer
+) -> None:
+    app = create_app(settings, store=store)
+    sock = free_socket()
+    with serve_app(app, settings, sock):
+        base = f"http://127.0.0.1:{sock.getsockname()[1]}"
+        for path in ["/send_sms", "/make_call"]:
+            request = urllib.request.Request(
+                base + path,
+                json.dumps({"to": PREMIUM[0], "body": "hi"}).encode(),
+                {**AUTH, "Content-Type": "application/json"},
+            )
+            with pytest.raises(urllib.error.HTTPError) as refused:
+                urlopen(request)
+            assert refused.value.code == 403
+        form = {**CALL, "From": PREMIUM[0], "Digits": "3"}
+        signature = sign(str(settings.auth_token), PUBLIC_URL + "/voice_url/menu", form)
+        menu = urllib.request.Request(
+            base + "/voice_url/menu",
+            urllib.parse.urlencode(form).encode(),
+            {"X-Twilio-Signature": signature},
+        )
+        with urlopen(menu) as answer:
+            assert b"could not send you a text" in answer.read()
+    assert sandbox.state.messages() == []
