@@ -18,6 +18,7 @@ from twilio.twiml.voice_response import Dial, Gather, VoiceResponse
 
 from dialtone.bot.destinations import check_destination
 from dialtone.bot.texting import send_text
+from dialtone.facts import clean
 from dialtone.record.recorder import Recorder
 from dialtone.settings import Settings
 from dialtone.twilio_api import MissingCredentials, TwilioHandle
@@ -35,6 +36,7 @@ AGENT_PATH = "/voice_url/agent"
 AGENT_PIN_PATH = "/voice_url/agent/pin"
 
 AGENT_PIN_FAILURES_PER_HOUR = 5  # wrong PINs, all callers together, before pickup pauses
+KEYPAD = frozenset("0123456789*#")
 HOLD_QUEUE = "dialtone"  # the <Enqueue> queue that option 5 and the agent path share
 GATHER_TIMEOUT = 5  # seconds of silence before <Gather> gives up
 RECORD_MAX_SECONDS = 120
@@ -53,8 +55,9 @@ SEND_FAILURES = (TwilioException, MissingCredentials, requests.RequestException)
 
 
 def say(reply: VoiceResponse | Gather, settings: Settings, text: str) -> None:
-    """Add a <Say> in the configured voice and language."""
-    reply.say(text, voice=settings.say_voice, language=settings.say_language)
+    """Add a <Say> in the configured voice and language (without characters XML cannot carry:
+    some of what is said comes from the webhook)."""
+    reply.say(clean(text), voice=settings.say_voice, language=settings.say_language)
 
 
 def hang_up(reply: VoiceResponse, settings: Settings, *lines: str) -> VoiceResponse:
@@ -149,7 +152,12 @@ def choose(
         return hold(settings)
     if digits == "9" and settings.agent_pin and caller in settings.agents:
         return ask_for_pin(settings)
-    problem = "I did not hear a choice." if not digits else f"{digits} is not on the menu."
+    if not digits:
+        problem = "I did not hear a choice."
+    elif len(digits) <= 3 and all(key in KEYPAD for key in digits):
+        problem = f"{digits} is not on the menu."
+    else:  # not what a keypad sends: not worth saying back
+        problem = "That is not on the menu."
     return retry(VoiceResponse(), settings, attempt, problem)
 
 
@@ -289,7 +297,7 @@ def hold(settings: Settings) -> VoiceResponse:
 def hold_music(settings: Settings, position: str | None) -> VoiceResponse:
     """POST /voice_url/hold (the wait URL): Twilio re-requests it each time it finishes."""
     reply = VoiceResponse()
-    if position:
+    if position and position.isascii() and position.isdecimal():
         say(reply, settings, f"You are number {position} in line.")
     reply.play(settings.hold_music_url)
     reply.pause(length=1)
