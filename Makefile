@@ -62,7 +62,7 @@ history: $(RUNTIME_STAMP) ## recent conversations from the record (ARGS="--numbe
 test: $(DEV_STAMP) ## run the test suite (no network, no account needed)
 	$(PY) -m pytest $(PYTEST_ARGS)
 
-fuzz: $(DEV_STAMP) ## fuzz the webhook routes longer than make test does (FUZZ_EXAMPLES=2000)
+fuzz: $(DEV_STAMP) ## fuzz the webhook and API routes longer than make test does (FUZZ_EXAMPLES=2000)
 	FUZZ_EXAMPLES=$${FUZZ_EXAMPLES:-2000} $(PY) -m pytest tests/app/test_fuzz.py --timeout=900 $(PYTEST_ARGS)
 
 lint: $(DEV_STAMP) ## ruff (lint and format check) and mypy
