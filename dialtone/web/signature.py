@@ -40,6 +40,9 @@ SIGNATURE_HEADER = "X-Twilio-Signature"
 SIGNATURE_SETTINGS_HEADER = "X-Twilio-Webhooks-Signature-Settings"
 URLENCODED = "application/x-www-form-urlencoded"
 SUPPORTED_ALGORITHMS = frozenset({HMAC_SHA1, HMAC_SHA256})
+# environ key with {"route", "verdict": valid|missing|mismatch|bad-host|off, "url"}: what the
+# check decided, for middleware around the app (make dev's inspector) to show.
+WEBHOOK_KEY = "dialtone.webhook"
 
 Handler = Callable[..., TwiML | None]
 ErrorReply = Callable[[], TwiML | None]
@@ -130,7 +133,7 @@ class TwilioWebhookPlugin:
         def wrapper(*args: Any, **kwargs: Any) -> Any:
             form = read_form()
             accesslog.note_webhook(form)
-            self.check_signature(form)
+            self.check_signature(form, route.rule)
             try:
                 return twiml_response(callback(form, *args, **kwargs))
             except HTTPResponse:
@@ -143,21 +146,31 @@ class TwilioWebhookPlugin:
 
         return wrapper
 
-    def check_signature(self, form: FormsDict) -> None:
-        """Raise HTTP 403 unless the request carries a valid signature for its public URL."""
+    def check_signature(self, form: FormsDict, rule: str = "") -> None:
+        """Raise HTTP 403 unless the request carries a valid signature for its public URL.
+
+        The verdict and the URL it was checked against go in `environ["dialtone.webhook"]`
+        (for the dev loop's inspector) whatever the outcome.
+        """
+        verdict = {"route": rule or request.path, "verdict": "off", "url": ""}
+        request.environ[WEBHOOK_KEY] = verdict
         if self.validator is None:
             return
         url = request_url(self.public_url)
+        verdict["url"] = url
         signature = request.headers.get(SIGNATURE_HEADER, "")
         # Twilio names the algorithm (HMAC-SHA1 unless it says otherwise) in a header.
         algorithm = get_signature_algorithm(request.headers.get(SIGNATURE_SETTINGS_HEADER))
         try:
             if signature and signature_matches(self.validator, url, form, signature, algorithm):
+                verdict["verdict"] = "valid"
                 return
             reason = "missing X-Twilio-Signature" if not signature else "signature does not match"
+            verdict["verdict"] = "missing" if not signature else "mismatch"
         except ValueError:
             # The validator parses the URL; a Host header such as "x:abc" makes that fail.
             reason = "the request's host is not a valid URL host"
+            verdict["verdict"] = "bad-host"
         url = accesslog.printable(url)
         accesslog.note(request.environ, rejected=f"{reason} for {url}")
         log.warning(
