@@ -7,12 +7,14 @@ serves the app, with settings the parent put in its environment (PUBLIC_URL amon
 from __future__ import annotations
 
 import logging
+import os
 import signal
 
 import hupper
 from rich.console import Console
 
 from dialtone import logs
+from dialtone.devloop import capture
 from dialtone.devloop.console import RequestLogHandler
 from dialtone.errors import DialtoneError
 from dialtone.settings import Settings
@@ -45,7 +47,9 @@ def main() -> None:
         console.print(f"\n{exc}\n", style="red", highlight=False)
         console.print("Fix it and save: the app starts again by itself.", style="yellow")
         return
-    server = make_server(app, settings)
+    # The inspector page in the parent sees every request through this (make dev only).
+    served = capture.from_environment(app, dict(os.environ))
+    server = make_server(served, settings)
     # hupper stops a worker with SIGTERM between reloads; SIGHUP is a closed terminal.
     signal.signal(signal.SIGTERM, _stop)
     signal.signal(signal.SIGHUP, _stop)
@@ -55,6 +59,8 @@ def main() -> None:
         pass
     finally:
         server.close()
+        if isinstance(served, capture.Capture):
+            served.close()
         close_app(app)
 
 
