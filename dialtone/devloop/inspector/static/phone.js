@@ -1,0 +1,279 @@
+"use strict";
+// The browser phone (sandbox mode): the sandbox's phone API, relayed by the inspector under
+// /api/phone/, exactly as the terminal phone uses it, so both can be open at once.
+
+const Phone = (() => {
+  const $ = (id) => document.getElementById(id);
+  let me = "";
+  let last = 0;
+  let current = null; // the call the phone is on
+  let ringing = null; // a call ringing the phone
+  let finishKey = "#";
+  let mic = null; // {recorder, timer, stream} while the microphone records
+
+  function note(text, cls) {
+    const list = $("transcript");
+    list.append(el("li", { class: cls || "", text }));
+    list.scrollTop = list.scrollHeight;
+  }
+
+  function bubble(from, body, media, mine) {
+    const parts = [el("span", { class: "who", text: mine ? "You" : from }),
+      el("span", { class: "text", text: body || (media.length ? "" : "(no text)") })];
+    for (const url of media) {
+      const safe = httpUrl(url);
+      parts.push(el("a", { href: safe, target: "_blank", rel: "noreferrer noopener", text: url }));
+      if (safe) {
+        const img = el("img", { src: safe, alt: `media ${url}`, loading: "lazy" });
+        img.addEventListener("error", () => img.remove());
+        parts.push(img);
+      }
+    }
+    const list = $("messages");
+    list.append(el("li", { class: mine ? "mine" : "theirs" }, parts));
+    list.scrollTop = list.scrollHeight;
+  }
+
+  function showState(text) {
+    $("call-state").textContent = text;
+    $("call").hidden = Boolean(current || ringing);
+    $("hangup").hidden = !current;
+    $("answer").hidden = !ringing;
+    $("decline").hidden = !ringing;
+    if (!current) $("recorder").hidden = true;
+  }
+
+  function speak(text, language) {
+    if (!("speechSynthesis" in window)) return;
+    const utterance = new SpeechSynthesisUtterance(text);
+    if (language) utterance.lang = language;
+    window.speechSynthesis.speak(utterance);
+  }
+
+  function play(url) {
+    const safe = httpUrl(url);
+    if (!safe) return;
+    const audio = new Audio(safe);
+    audio.play().catch(() => note(`could not play ${url} (not reachable from this browser)`, "warn"));
+  }
+
+  function mine(event) {
+    return event.from_ === me || event.to === me;
+  }
+
+  // live: this happened just now (speak it, play it); false while catching up after a reload.
+  function handle(event, live) {
+    const sid = event.call_sid;
+    switch (event.type) {
+      case "message":
+        bubble(event.from_, event.body, event.media_urls || [], false);
+        break;
+      case "message_status":
+        if (live && ["undelivered", "failed"].includes(event.status)) {
+          bubble("", `Text to ${event.to} ${event.status}${event.error_code ? ` (error ${event.error_code})` : ""}`, [], false);
+        }
+        break;
+      case "ringing":
+        if (!live) break;
+        ringing = sid;
+        note(`Incoming call from ${event.from_}`, "ring");
+        showState(`Incoming call from ${event.from_}`);
+        break;
+      case "call_status":
+        if (!live || !mine(event)) break;
+        if (event.status === "in-progress") {
+          current = sid;
+          if (ringing === sid) ringing = null;
+          showState("Connected");
+        } else if (event.status === "ringing" && event.from_ === me) {
+          showState("Ringing…");
+        }
+        break;
+      case "say":
+        note(`Says: ${event.text}`, "say");
+        if (live) speak(event.text, event.language);
+        break;
+      case "play":
+        note(`Plays: ${event.url}`);
+        if (live) play(event.url);
+        break;
+      case "pause":
+        note(`(pause, ${event.seconds} s)`, "muted");
+        break;
+      case "gather": {
+        const keys = event.num_digits ? `${event.num_digits} key${event.num_digits === 1 ? "" : "s"}` : `keys, then ${event.finish_on_key || "a pause"}`;
+        note(`Press ${keys} on the keypad`, "prompt");
+        break;
+      }
+      case "record":
+        finishKey = (event.finish_on_key || "#").includes("#") ? "#" : (event.finish_on_key || "#")[0];
+        note(`Recording: type or speak, then Stop recording (or press ${finishKey})`, "prompt");
+        if (live) {
+          $("recorder").hidden = false;
+          $("speech").focus();
+        }
+        break;
+      case "dial":
+        note(`Dialling ${event.kind} ${event.target}`);
+        break;
+      case "connected":
+        note(`Connected to another call`);
+        break;
+      case "call_sms":
+        note(`The call sent a text to ${event.to}`, "muted");
+        break;
+      case "call_ended":
+        note(`Call ended: ${event.status} (${event.reason})`, "end");
+        if (!live) break;
+        if (current === sid) current = null;
+        if (ringing === sid) ringing = null;
+        stopMic(false);
+        showState(`Call ended: ${event.status}`);
+        break;
+      case "error":
+        note(`Problem: ${event.text}`, event.fatal === false ? "warn" : "bad");
+        break;
+      default:
+        break;
+    }
+  }
+
+  async function act(method, path, payload) {
+    const [status, body] = await api(method, `/api/phone/${path}`, payload);
+    if (status >= 400) note(`Refused: ${body.error || `HTTP ${status}`}`, "bad");
+    return [status, body];
+  }
+
+  async function send(event) {
+    event.preventDefault();
+    const body = $("body").value;
+    const media = $("media").value.split(/\s+/).filter(Boolean);
+    const [status] = await act("POST", "messages", { body, media });
+    if (status === 201) {
+      bubble(me, body, media, true);
+      $("body").value = "";
+      $("media").value = "";
+    }
+  }
+
+  async function call() {
+    const [status, body] = await act("POST", "calls", {});
+    if (status === 201) {
+      current = body.sid;
+      $("transcript").replaceChildren();
+      showState("Calling…");
+    }
+  }
+
+  async function press(key) {
+    if (!current) {
+      note("Not on a call: press Call first.", "warn");
+      return;
+    }
+    await act("POST", "calls/current/digits", { digits: key });
+    note(`you pressed ${key}`, "muted");
+  }
+
+  async function stopMic(sendFinish) {
+    if (mic) {
+      clearInterval(mic.timer);
+      if (mic.recorder.state !== "inactive") mic.recorder.stop();
+      mic.stream.getTracks().forEach((track) => track.stop());
+      mic = null;
+      $("mic").textContent = "Use microphone";
+    }
+    if (sendFinish && current) await act("POST", "calls/current/digits", { digits: finishKey });
+  }
+
+  async function useMic() {
+    if (mic) return;
+    let stream;
+    try {
+      stream = await navigator.mediaDevices.getUserMedia({ audio: true });
+    } catch (error) {
+      note(`The microphone is not available (${error.name}): type instead.`, "warn");
+      return;
+    }
+    const chunks = [];
+    const recorder = new MediaRecorder(stream);
+    recorder.ondataavailable = (e) => chunks.push(e.data);
+    recorder.onstop = () => {
+      const audio = $("recorded");
+      audio.src = URL.createObjectURL(new Blob(chunks, { type: recorder.mimeType }));
+      audio.hidden = false;
+    };
+    recorder.start();
+    // The sandbox cannot take audio: while the microphone is on, it is told "speaking" each
+    // second (a space counts as speech), and the recording stays in this page to listen to.
+    const timer = setInterval(() => act("POST", "calls/current/digits", { digits: " " }), 1000);
+    mic = { recorder, timer, stream };
+    $("mic").textContent = "Microphone on…";
+  }
+
+  function keypad() {
+    const pad = $("keypad");
+    for (const key of ["1", "2", "3", "4", "5", "6", "7", "8", "9", "*", "0", "#"]) {
+      pad.append(el("button", { type: "button", class: "key", onclick: () => press(key) }, key));
+    }
+  }
+
+  async function poll() {
+    for (;;) {
+      try {
+        const [status, body] = await api("GET", `/api/phone/events?after=${last}&wait=20`);
+        if (status !== 200) throw new Error(body.error);
+        for (const event of body.events) {
+          last = Math.max(last, event.id);
+          handle(event, true);
+        }
+      } catch (error) {
+        $("call-state").textContent = `The sandbox does not answer (${error.message}); retrying…`;
+        await new Promise((resolve) => setTimeout(resolve, 2000));
+      }
+    }
+  }
+
+  async function start() {
+    $("phone").hidden = false;
+    keypad();
+    $("compose").addEventListener("submit", send);
+    $("call").addEventListener("click", call);
+    $("hangup").addEventListener("click", () => act("POST", "calls/current/hangup", {}));
+    $("answer").addEventListener("click", async () => {
+      const sid = ringing;
+      const [status] = await act("POST", `calls/${sid}/answer`, {});
+      if (status === 200) {
+        current = sid;
+        ringing = null;
+        $("transcript").replaceChildren();
+        showState("Connected");
+      }
+    });
+    $("decline").addEventListener("click", async () => {
+      await act("POST", `calls/${ringing}/decline`, {});
+      ringing = null;
+      showState("Declined");
+    });
+    $("say-it").addEventListener("click", async () => {
+      const words = $("speech").value.replaceAll(finishKey, "");
+      if (words) await act("POST", "calls/current/digits", { digits: words });
+      $("speech").value = "";
+    });
+    $("mic").addEventListener("click", useMic);
+    $("stop-recording").addEventListener("click", () => stopMic(true).then(() => ($("recorder").hidden = true)));
+    const [status, info] = await act("GET", "info");
+    if (status !== 200) return;
+    me = info.phone_number;
+    $("phone-number").textContent = me;
+    $("sandbox-number").textContent = info.sandbox_number;
+    current = info.current_call || null;
+    // Recent texts again after a reload, quietly (nothing is spoken twice).
+    const [, recent] = await act("GET", `events?after=${Math.max(0, info.last_event - 300)}&wait=0`);
+    for (const event of recent.events || []) if (event.type === "message") handle(event, false);
+    last = info.last_event;
+    showState(current ? "On a call" : "No call");
+    poll();
+  }
+
+  return { start };
+})();
