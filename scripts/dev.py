@@ -48,6 +48,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="open the ngrok tunnel even when TWILIO_API_URL is on this machine",
     )
     parser.add_argument("--no-reload", action="store_true", help="do not restart on edits")
+    parser.add_argument(
+        "--no-inspector",
+        action="store_true",
+        help="do not serve the inspector page (timeline, replay, browser phone)",
+    )
     return parser.parse_args(argv)
 
 
@@ -112,6 +117,10 @@ def main(argv: list[str] | None = None) -> int:
             sms=not (args.voice_only or args.no_update),
             say=lambda text: console.print(text, style="yellow"),
         )
+        if not args.no_inspector:
+            from dialtone.devloop.inspector.launch import start_inspector
+
+            start_inspector(session, cleanup)
         announce_when_ready(console, session.banner(), settings.host, settings.port, t0)
         serve_with_reload(session, reload=not args.no_reload)
         console.print(session.undoing(), style="dim")
