@@ -239,6 +239,12 @@ class InspectorServer:
     def stop(self) -> None:
         """Wake the event streams and close the server."""
         self.timeline.close()
-        self._server.close()
-        if self._thread is not None:
-            self._thread.join(timeout=2)
+        if self._thread is None:
+            self._server.close()
+            return
+        # Closing every channel from inside the loop ends it at once; waitress's close() is only
+        # noticed at the loop's next 1 s select timeout.
+        server = self._server
+        server.trigger.pull_trigger(lambda: [ch.close() for ch in list(server._map.values())])
+        self._thread.join(timeout=2)
+        server.task_dispatcher.shutdown(timeout=2)
