@@ -73,7 +73,7 @@ class Capture:
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         if environ.get("PATH_INFO") in SKIPPED_PATHS:
             return self.app(environ, start_response)
-        started = time.perf_counter()
+        started, began = time.perf_counter(), time.time()
         body = b""
         length = _length(environ)
         if 0 < length <= MAX_BODY:
@@ -99,7 +99,7 @@ class Capture:
                 close()
             event = describe_request(environ, body)
             event.update(
-                time=time.time(),
+                time=began,
                 duration_ms=round((time.perf_counter() - started) * 1000, 2),
                 status=answer["status"],
                 answer_type=answer["content_type"],

@@ -21,6 +21,7 @@ from dialtone.devloop.inspector import twiml_view
 
 REPLAY_HEADER = "X-Dialtone-Replay"
 MAX_PARAMS = 200
+RESTART_WAIT = 10.0  # seconds a replay waits for an app that hupper is restarting
 
 
 class ReplayError(Exception):
@@ -77,15 +78,8 @@ def replay(target: Target, event: dict[str, Any], edited: Any = None) -> dict[st
     request = urllib.request.Request(  # noqa: S310 (the app's fixed loopback URL)
         target.app_url + suffix, data=data, headers=headers, method="POST"
     )
-    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
     started = time.perf_counter()
-    try:
-        with opener.open(request, timeout=20) as answer:
-            status, body, kind = answer.status, answer.read(), answer.headers.get("Content-Type")
-    except urllib.error.HTTPError as exc:
-        status, body, kind = exc.code, exc.read(), exc.headers.get("Content-Type")
-    except OSError as exc:
-        raise ReplayError(f"The app does not answer at {target.app_url} ({exc}).") from None
+    status, body, kind = _send(request, target.app_url)
     text = body.decode("utf-8", errors="replace")
     steps = twiml_view.steps(text)
     old_steps = list(event.get("steps") or [])
@@ -103,3 +97,20 @@ def replay(target: Target, event: dict[str, Any], edited: Any = None) -> dict[st
         "steps": steps,
         "changes": changed,
     }
+
+
+def _send(request: urllib.request.Request, app_url: str) -> tuple[int, bytes, str | None]:
+    """(status, body, content type); an app that is restarting (after an edit) is waited for."""
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    deadline = time.monotonic() + RESTART_WAIT
+    while True:
+        try:
+            with opener.open(request, timeout=20) as answer:
+                return answer.status, answer.read(), answer.headers.get("Content-Type")
+        except urllib.error.HTTPError as exc:
+            return exc.code, exc.read(), exc.headers.get("Content-Type")
+        except OSError as exc:
+            refused = isinstance(getattr(exc, "reason", exc), ConnectionRefusedError)
+            if not refused or time.monotonic() > deadline:
+                raise ReplayError(f"The app does not answer at {app_url} ({exc}).") from None
+            time.sleep(0.1)

@@ -10,12 +10,14 @@ per-run token, JSON for changes).
     GET  /api/qr.svg?token=T       a QR code that opens a text to the number
     POST /api/ingest               events from the app child (dialtone.devloop.capture)
     POST /api/replay {"id", "params"?}   send a webhook again; the new answer and what changed
+    GET  /api/phone_events?token=T server-sent events: the sandbox phone's events (sandbox mode)
     GET|POST /api/phone/<path>     the sandbox's phone API (sandbox mode only)
 """
 
 from __future__ import annotations
 
 import contextlib
+import io
 import json
 import logging
 import secrets
@@ -30,7 +32,7 @@ from bottle import Bottle, HTTPError, HTTPResponse, request, response, static_fi
 from waitress.server import create_server
 
 from dialtone.devloop.inspector.guard import Guard
-from dialtone.devloop.inspector.phone_proxy import PhoneProxy
+from dialtone.devloop.inspector.phone_proxy import PhoneFeed, PhoneProxy
 from dialtone.devloop.inspector.replay import ReplayError, Target, replay
 from dialtone.devloop.inspector.timeline import Timeline
 
@@ -38,7 +40,7 @@ log = logging.getLogger("dialtone.devloop.inspector")
 
 STATIC = Path(__file__).resolve().parent / "static"
 MAX_INGEST = 4 * 1024 * 1024
-KEEPALIVE = 15.0  # seconds between SSE comments, so a dead page is noticed
+KEEPALIVE = 5.0  # seconds between SSE comments: a closed page frees its thread this soon
 CSP = (
     "default-src 'self'; script-src 'self'; style-src 'self'; connect-src 'self'; "
     "img-src 'self' http: https: data:; media-src 'self' http: https: blob:; "
@@ -64,6 +66,7 @@ def create_inspector_app(
     target: Target,
     info: PageInfo,
     phone: PhoneProxy | None,
+    feed: PhoneFeed | None = None,
 ) -> Bottle:
     """The inspector's Bottle app for one run (its port and token)."""
     app = Bottle()
@@ -98,8 +101,9 @@ def create_inspector_app(
     def qr() -> Any:
         if not info.phone_number:
             raise HTTPError(404, "No number to text.")
-        svg = segno.make(f"sms:{info.phone_number}", error="m").svg_inline(scale=8, border=2)
-        return HTTPResponse(svg, 200, {"Content-Type": "image/svg+xml"})
+        svg = io.BytesIO()  # a whole SVG document (with its xmlns), as an <img> needs
+        segno.make(f"sms:{info.phone_number}", error="m").save(svg, kind="svg", scale=8, border=2)
+        return HTTPResponse(svg.getvalue(), 200, {"Content-Type": "image/svg+xml"})
 
     @app.get("/api/events")
     def events() -> Iterator[str]:
@@ -108,6 +112,15 @@ def create_inspector_app(
         response.content_type = "text/event-stream"
         response.set_header("Cache-Control", "no-cache")
         return _stream(timeline, after)
+
+    @app.get("/api/phone_events")
+    def phone_events() -> Iterator[str]:
+        if feed is None:
+            raise HTTPError(404, "The browser phone works in sandbox mode only.")
+        last = request.get_header("Last-Event-ID") or request.query.get("after") or "0"
+        response.content_type = "text/event-stream"
+        response.set_header("Cache-Control", "no-cache")
+        return _stream(feed, int(last) if last.isdigit() else 0)
 
     @app.post("/api/ingest")
     def ingest() -> dict[str, Any]:
@@ -145,10 +158,10 @@ def create_inspector_app(
     return app
 
 
-def _stream(timeline: Timeline, after: int) -> Iterator[str]:
+def _stream(source: Timeline | PhoneFeed, after: int) -> Iterator[str]:
     yield "retry: 1000\n\n"
-    while not timeline.closed:
-        found = timeline.since(after, wait=KEEPALIVE)
+    while not source.closed:
+        found = source.since(after, wait=KEEPALIVE)
         if not found:
             yield ": keep-alive\n\n"
             continue
@@ -200,17 +213,21 @@ class InspectorServer:
     ) -> None:
         self.token = token or secrets.token_urlsafe(24)
         self.timeline = Timeline()
+        # Each open page holds two threads (its two event streams).
         self._server = create_server(
-            self._dispatch, host="127.0.0.1", port=port, threads=16, ident="dialtone-inspector"
+            self._dispatch, host="127.0.0.1", port=port, threads=24, ident="dialtone-inspector"
         )
         self.port = int(self._server.effective_port)
+        phone = PhoneProxy(sandbox_url) if sandbox_url else None
+        self.feed = PhoneFeed(phone) if phone else None
         self.app = create_inspector_app(
             port=self.port,
             token=self.token,
             timeline=self.timeline,
             target=target,
             info=info,
-            phone=PhoneProxy(sandbox_url) if sandbox_url else None,
+            phone=phone,
+            feed=self.feed,
         )
         self._thread: threading.Thread | None = None
 
@@ -228,7 +245,9 @@ class InspectorServer:
         return f"http://127.0.0.1:{self.port}/api/ingest"
 
     def start(self) -> None:
-        """Serve on a daemon thread."""
+        """Serve on a daemon thread (and follow the sandbox phone's events)."""
+        if self.feed is not None:
+            self.feed.start()
         self._thread = threading.Thread(target=self._run, name="inspector", daemon=True)
         self._thread.start()
 
@@ -239,6 +258,8 @@ class InspectorServer:
     def stop(self) -> None:
         """Wake the event streams and close the server."""
         self.timeline.close()
+        if self.feed is not None:
+            self.feed.close()
         if self._thread is None:
             self._server.close()
             return

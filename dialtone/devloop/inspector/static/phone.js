@@ -5,7 +5,6 @@
 const Phone = (() => {
   const $ = (id) => document.getElementById(id);
   let me = "";
-  let last = 0;
   let current = null; // the call the phone is on
   let ringing = null; // a call ringing the phone
   let finishKey = "#";
@@ -217,20 +216,21 @@ const Phone = (() => {
     }
   }
 
-  async function poll() {
-    for (;;) {
-      try {
-        const [status, body] = await api("GET", `/api/phone/events?after=${last}&wait=20`);
-        if (status !== 200) throw new Error(body.error);
-        for (const event of body.events) {
-          last = Math.max(last, event.id);
-          handle(event, true);
-        }
-      } catch (error) {
-        $("call-state").textContent = `The sandbox does not answer (${error.message}); retrying…`;
-        await new Promise((resolve) => setTimeout(resolve, 2000));
-      }
-    }
+  function follow(after, history) {
+    const url = `/api/phone_events?token=${encodeURIComponent(TOKEN)}&after=${after}`;
+    const source = new EventSource(url);
+    source.onmessage = (message) => {
+      const event = JSON.parse(message.data);
+      // Up to `history`: what happened before this page opened, shown quietly (texts only).
+      if (event.id > history) handle(event, true);
+      else if (event.type === "message") handle(event, false);
+    };
+    source.onerror = () => {
+      if (!current) $("call-state").textContent = "The sandbox does not answer; retrying…";
+    };
+    source.onopen = () => {
+      if (!current && !ringing) showState("No call");
+    };
   }
 
   async function start() {
@@ -267,12 +267,9 @@ const Phone = (() => {
     $("phone-number").textContent = me;
     $("sandbox-number").textContent = info.sandbox_number;
     current = info.current_call || null;
-    // Recent texts again after a reload, quietly (nothing is spoken twice).
-    const [, recent] = await act("GET", `events?after=${Math.max(0, info.last_event - 300)}&wait=0`);
-    for (const event of recent.events || []) if (event.type === "message") handle(event, false);
-    last = info.last_event;
+    // Recent texts come back after a reload, quietly (nothing is spoken twice).
     showState(current ? "On a call" : "No call");
-    poll();
+    follow(Math.max(0, info.last_event - 300), info.last_event);
   }
 
   return { start };

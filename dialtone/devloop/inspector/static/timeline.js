@@ -30,13 +30,14 @@ const Timeline = (() => {
     if (!group) {
       const list = el("ol", { class: "entries" });
       const numbers = el("span", { class: "numbers" });
-      const heading = el("h3", {},
-        el("span", { class: "badge", text: groupTitle(event) }), " ",
+      const badge = el("span", { class: "badge", text: groupTitle(event) });
+      const heading = el("h3", {}, badge, " ",
         el("code", { class: "sid", text: event.group || `#${event.id}` }), " ", numbers);
       const node = el("li", { class: "group", "data-sid": key }, heading, list);
-      group = { node, list, numbers: new Set(), numbersNode: numbers };
+      group = { node, list, badge, numbers: new Set(), numbersNode: numbers };
       groups.set(key, group);
     }
+    if (event.kind === "api") group.badge.textContent = groupTitle(event);
     for (const number of event.numbers || []) group.numbers.add(number);
     group.numbersNode.textContent = [...group.numbers].join(" ↔ ");
     return group;
@@ -183,7 +184,12 @@ const Timeline = (() => {
 
   function add(event) {
     const group = groupFor(event);
-    group.list.append(entryFor(event));
+    // In the order the requests started: a status callback can be answered before the API
+    // request that caused it.
+    const entry = entryFor(event);
+    entry.dataset.time = event.time;
+    const later = [...group.list.children].find((node) => Number(node.dataset.time) > event.time);
+    group.list.insertBefore(entry, later || null);
     const root = document.getElementById("timeline");
     if (root.firstChild !== group.node) root.prepend(group.node); // the newest activity on top
     group.node.hidden = !matches(group);
