@@ -6,9 +6,11 @@ serves the app, with settings the parent put in its environment (PUBLIC_URL amon
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import signal
+import time
 
 import hupper
 from rich.console import Console
@@ -33,9 +35,6 @@ def main() -> None:
     logging.getLogger("dialtone.status").setLevel(logging.WARNING)
     logging.getLogger("waitress").setLevel(logging.WARNING)
     reloading = hupper.is_active()
-    if reloading:
-        # A broken rules file must be able to bring the app back once it is fixed.
-        hupper.get_reloader().watch_files([str(settings.rules_file)])
     # Imported here so that an edit to a route is picked up by the fresh process hupper starts.
     from dialtone.app import close_app, create_app
 
@@ -44,8 +43,13 @@ def main() -> None:
     except DialtoneError as exc:
         if not reloading:
             raise
+        # A broken rules file must be able to bring the app back once it is fixed. Watched only
+        # then: a running app reloads its rules by itself, and a restart on every rules edit
+        # would drop the webhooks (and a replay) that arrive meanwhile.
+        hupper.get_reloader().watch_files([str(settings.rules_file)])
         console.print(f"\n{exc}\n", style="red", highlight=False)
         console.print("Fix it and save: the app starts again by itself.", style="yellow")
+        _wait_for_reload()  # alive, so that hupper hears of the watched file before a fix
         return
     # The inspector page in the parent sees every request through this (make dev only).
     served = capture.from_environment(app, dict(os.environ))
@@ -62,6 +66,15 @@ def main() -> None:
         if isinstance(served, capture.Capture):
             served.close()
         close_app(app)
+
+
+def _wait_for_reload() -> None:
+    """Sleep until hupper stops this process (on an edit, Ctrl-C or SIGTERM)."""
+    signal.signal(signal.SIGTERM, _stop)
+    signal.signal(signal.SIGHUP, _stop)
+    with contextlib.suppress(KeyboardInterrupt):
+        while True:
+            time.sleep(3600)
 
 
 def _stop(signum: int, frame: object) -> None:
