@@ -26,12 +26,14 @@ from tests.support.browser import (
     browser_context_args,
     browser_type_launch_args,
     screenshot,
+    skip_without_chromium,
 )
 from tests.support.dev_process import DevProcess
 from tests.support.live_server import free_socket
 from tests.support.twilio_signing import sign
 
 __all__ = ["browser_context_args", "browser_type_launch_args"]  # pytest-playwright overrides
+skip_without_chromium()
 
 API_TOKEN = "inspector-test-api-token-0123456789"
 expect.set_options(timeout=15_000)

@@ -1,7 +1,8 @@
 """Debian's Chromium for the browser tests (Playwright's own download cannot be reached here).
 
-A test module imports `browser_type_launch_args` and `browser_context_args` to override
-pytest-playwright's fixtures; without /usr/bin/chromium the browser tests skip with one line.
+A test module calls `skip_without_chromium()` first (without Chromium it skips, in one line)
+and imports `browser_type_launch_args` and `browser_context_args` to override pytest-playwright's
+fixtures.
 """
 
 from __future__ import annotations
@@ -37,11 +38,15 @@ if (window.speechSynthesis) {
 """
 
 
+def skip_without_chromium() -> None:
+    """Skip the calling test module (one line in the summary) when Chromium is missing."""
+    if not Path(CHROMIUM).is_file():
+        pytest.skip(SKIP, allow_module_level=True)
+
+
 @pytest.fixture(scope="session")
 def browser_type_launch_args(browser_type_launch_args: dict[str, Any]) -> dict[str, Any]:
-    """pytest-playwright's launch options with Debian's Chromium; skip if it is missing."""
-    if not Path(CHROMIUM).is_file():
-        pytest.skip(SKIP)
+    """pytest-playwright's launch options with Debian's Chromium."""
     return {**browser_type_launch_args, "executable_path": CHROMIUM, "args": ARGS}
 
 

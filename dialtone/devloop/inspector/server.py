@@ -16,7 +16,6 @@ per-run token, JSON for changes).
 
 from __future__ import annotations
 
-import contextlib
 import io
 import json
 import logging
@@ -252,20 +251,27 @@ class InspectorServer:
         self._thread.start()
 
     def _run(self) -> None:
-        with contextlib.suppress(OSError):  # closed while stopping
+        try:
             self._server.run()
+        except OSError as exc:  # closed while stopping
+            log.debug("inspector server stopped: %s", exc)
 
     def stop(self) -> None:
         """Wake the event streams and close the server."""
         self.timeline.close()
         if self.feed is not None:
             self.feed.close()
+        # The event streams end as soon as they see their source closed: let them, before
+        # their channels go away under them.
+        self._server.task_dispatcher.shutdown(cancel_pending=True, timeout=1)
         if self._thread is None:
             self._server.close()
             return
         # Closing every channel from inside the loop ends it at once; waitress's close() is only
         # noticed at the loop's next 1 s select timeout.
         server = self._server
-        server.trigger.pull_trigger(lambda: [ch.close() for ch in list(server._map.values())])
+        try:
+            server.trigger.pull_trigger(lambda: [ch.close() for ch in list(server._map.values())])
+        except OSError:  # the loop has already ended (and closed its trigger)
+            server.close()
         self._thread.join(timeout=2)
-        server.task_dispatcher.shutdown(timeout=2)

@@ -9,6 +9,8 @@ const Phone = (() => {
   let ringing = null; // a call ringing the phone
   let finishKey = "#";
   let mic = null; // {recorder, timer, stream} while the microphone records
+  const ended = new Set(); // calls whose end has been seen (a short call can end before the
+  // answer to "call" or "answer" arrives)
 
   function note(text, cls) {
     const list = $("transcript");
@@ -80,7 +82,7 @@ const Phone = (() => {
         break;
       case "call_status":
         if (!live || !mine(event)) break;
-        if (event.status === "in-progress") {
+        if (event.status === "in-progress" && !ended.has(sid)) {
           current = sid;
           if (ringing === sid) ringing = null;
           showState("Connected");
@@ -124,6 +126,7 @@ const Phone = (() => {
       case "call_ended":
         note(`Call ended: ${event.status} (${event.reason})`, "end");
         if (!live) break;
+        ended.add(sid);
         if (current === sid) current = null;
         if (ringing === sid) ringing = null;
         stopMic(false);
@@ -156,10 +159,10 @@ const Phone = (() => {
   }
 
   async function call() {
+    $("transcript").replaceChildren(); // before calling: the app answers at once
     const [status, body] = await act("POST", "calls", {});
-    if (status === 201) {
+    if (status === 201 && !ended.has(body.sid)) {
       current = body.sid;
-      $("transcript").replaceChildren();
       showState("Calling…");
     }
   }
@@ -241,11 +244,11 @@ const Phone = (() => {
     $("hangup").addEventListener("click", () => act("POST", "calls/current/hangup", {}));
     $("answer").addEventListener("click", async () => {
       const sid = ringing;
+      $("transcript").replaceChildren(); // before answering: the call speaks at once
       const [status] = await act("POST", `calls/${sid}/answer`, {});
-      if (status === 200) {
+      if (status === 200 && !ended.has(sid)) {
         current = sid;
         ringing = null;
-        $("transcript").replaceChildren();
         showState("Connected");
       }
     });
