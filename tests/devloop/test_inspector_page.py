@@ -179,12 +179,12 @@ def test_edit_the_rules_replay_and_see_the_new_answer_beside_the_old(
     changes = compare.get_by_role("list", name="What changed")
     expect(changes.locator("li.removed")).to_contain_text("- Text 'Why did the phone")
     expect(changes.locator("li.added")).to_contain_text("too many tabs open")
+    screenshot(entry, "inspector-replay")
     # With an edited parameter, signed afresh: the app answers the new Body.
     entry.get_by_text("Edit parameters").click()
     entry.get_by_label("Body", exact=True).fill("hours")
     entry.get_by_role("button", name="Replay edited").click()
     expect(compare.locator(".side-by-side").nth(1)).to_contain_text("open 9:00")
-    screenshot(inspector, "inspector-replay")
 
 
 def test_a_forged_request_shows_in_red_with_what_to_fix(inspector: Page, dev: Dev) -> None:
@@ -279,6 +279,24 @@ def test_with_a_real_account_the_page_is_the_inspector_and_a_qr_code(page: Page)
         ),
     )
     server.start()
+    # What the app child would have sent: a text, and a webhook whose signature was made for
+    # another URL (the usual mistake with a real number: PUBLIC_URL is not the number's URL).
+    form = [["MessageSid", "SM" + "c" * 32], ["From", "+15557654321"], ["To", "+15550001111"]]
+    for body, verdict, status in (("hours", "valid", 200), ("hello", "mismatch", 403)):
+        answer = "<Response><Message>We're open 9 to 5.</Message></Response>"
+        server.timeline.add(
+            {
+                "method": "POST",
+                "path": "/sms_url",
+                "form": [*form, ["Body", body]],
+                "time": 1_800_000_000 + status,
+                "duration_ms": 2.5,
+                "status": status,
+                "answer": answer if status == 200 else "Invalid or missing X-Twilio-Signature.",
+                "webhook": {"verdict": verdict, "url": "https://abc.ngrok.app/sms_url"},
+            }
+        )
+        form[0][1] = "SM" + "d" * 32
     try:
         page.goto(server.url)
         qr = page.get_by_role("img", name="QR code that opens a text to the number")
@@ -286,6 +304,7 @@ def test_with_a_real_account_the_page_is_the_inspector_and_a_qr_code(page: Page)
         assert page.evaluate("document.getElementById('qr-image').naturalWidth") > 0
         expect(page.get_by_role("button", name="Call", exact=True)).to_be_hidden()
         expect(page.locator("#run")).to_contain_text("+15550001111")
+        expect(page.get_by_role("alert")).to_contain_text("signature does not match")
         screenshot(page, "inspector-twilio")
     finally:
         server.stop()

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from playwright.sync_api import Page
+from playwright.sync_api import Locator, Page
 
 from tests.conftest import REPO
 
@@ -56,8 +56,9 @@ def browser_context_args(browser_context_args: dict[str, Any]) -> dict[str, Any]
     return {**browser_context_args, "viewport": {"width": 1280, "height": 900}}
 
 
-def screenshot(page: Page, name: str) -> None:
-    """Save docs/img/<name>.png when UPDATE_SCREENSHOTS=1 (the docs' pictures stay true)."""
+def screenshot(shown: Page | Locator, name: str) -> None:
+    """Save docs/img/<name>.png of a page (its window) or one element, when
+    UPDATE_SCREENSHOTS=1: the docs' pictures are taken by these tests, so they stay true."""
     if os.environ.get("UPDATE_SCREENSHOTS") == "1":
         SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-        page.screenshot(path=str(SCREENSHOTS / f"{name}.png"), full_page=False)
+        shown.screenshot(path=str(SCREENSHOTS / f"{name}.png"), animations="disabled")

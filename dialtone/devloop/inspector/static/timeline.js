@@ -63,8 +63,12 @@ const Timeline = (() => {
   function answerView(answer) {
     const parts = [];
     if (answer.steps && answer.steps.length) {
+      // Nested verbs (a Say inside a Gather) come indented two spaces a level.
       parts.push(el("ol", { class: "steps", "aria-label": "What the answer does" },
-        answer.steps.map((step) => el("li", { text: step }))));
+        answer.steps.map((step) => {
+          const depth = Math.min(2, (step.length - step.trimStart().length) / 2);
+          return el("li", { class: depth ? `depth-${depth}` : null, text: step.trim() });
+        })));
     } else if (answer.answer) {
       parts.push(el("pre", { class: "raw", text: answer.answer }));
     } else {
@@ -122,7 +126,7 @@ const Timeline = (() => {
         el("input", { id, value, "data-name": name }))];
     });
     const editor = el("details", { class: "edit" }, el("summary", { text: "Edit parameters" }),
-      inputs.map(([, row]) => row),
+      el("div", { class: "params-grid" }, inputs.map(([, row]) => row)),
       el("button", { type: "button", onclick: () => run(true) }, "Replay edited"));
     const button = el("button", { type: "button", class: "replay", onclick: () => run(false) }, "Replay");
 
