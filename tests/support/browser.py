@@ -26,6 +26,9 @@ ARGS = [
     "--disable-component-update",
     "--disable-sync",
     "--no-first-run",
+    # A fake microphone for the phone's <Record>, granted per test.
+    "--use-fake-device-for-media-stream",
+    "--use-fake-ui-for-media-stream",
 ]
 SKIP = "browser tests need Debian's Chromium: apt-get install -y chromium (or CHROMIUM=/path)"
 SCREENSHOTS = REPO / "docs" / "img"
