@@ -283,6 +283,19 @@ class SandboxState:
         self._emit(MessageUpdated(message, changed))
         return message
 
+    def queue_service_message(self, sid: str) -> Message:
+        """A Messaging Service message leaves `accepted`: a sender from the pool (the sandbox
+        number, on the To's channel) is assigned, and it moves to queued; emits MessageUpdated."""
+        with self._lock:
+            current = self._get(self._messages, sid)
+            channel = "whatsapp:" if current.to.startswith("whatsapp:") else ""
+            sender = current.from_ or channel + (self.phone_number or "")
+            message, changed = self._update(
+                self._messages, sid, {"status": "queued", "from_": sender}
+            )
+        self._emit(MessageUpdated(message, changed))
+        return message
+
     def messages(self) -> list[Message]:
         """All messages, newest first (as Twilio lists them)."""
         with self._lock:
@@ -308,6 +321,12 @@ class SandboxState:
         """True if `recipient` has opted out of texts from our `number`."""
         with self._lock:
             return (number, recipient) in self._opted_out
+
+    def is_opted_out_of_pool(self, recipient: str) -> bool:
+        """True if `recipient` opted out of any number: a Messaging Service's opt-outs cover its
+        whole sender pool, and in the sandbox every number is in the pool."""
+        with self._lock:
+            return any(them == recipient for _, them in self._opted_out)
 
     # --- calls ------------------------------------------------------------------------------
 

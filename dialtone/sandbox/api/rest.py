@@ -184,10 +184,12 @@ class _Api:
             raise err.bad_request(
                 err.INVALID_TO, f"The 'To' number {to} is not a valid phone number."
             )
-        from_ = self._message_sender(to, params.get("From"), params.get("MessagingServiceSid"))
+        service = params.get("MessagingServiceSid") or None
+        from_ = self._message_sender(params.get("From"), service)
         body = params.get("Body") or ""
         media = [url for url in params.getall("MediaUrl") if url]
-        if not body and not media:
+        if not body and not media and not params.get("ContentSid"):
+            # A ContentSid alone is a whole message: its Content Template is the body.
             raise err.bad_request(err.BODY_REQUIRED, "Message body is required.")
         if len(body) > MAX_BODY:
             raise err.bad_request(
@@ -202,25 +204,30 @@ class _Api:
         refused = err.magic_to(to)
         if refused is not None:
             raise refused
-        if not to.startswith(WHATSAPP_PREFIX) and self.state.is_opted_out(from_, to):
-            # Twilio's STOP filtering: refused until the recipient texts START.
+        # Twilio's STOP filtering: refused until the recipient texts START. A Messaging Service's
+        # opt-outs cover every number in its pool (Twilio's opt-out keywords support article).
+        opted_out = (
+            self.state.is_opted_out_of_pool(to) if service else self.state.is_opted_out(from_, to)
+        )
+        if not to.startswith(WHATSAPP_PREFIX) and opted_out:
             raise err.bad_request(
                 err.UNSUBSCRIBED,
-                f"Attempt to send to unsubscribed recipient: {to} has replied STOP to {from_}.",
+                f"Attempt to send to unsubscribed recipient: {to} has replied STOP to "
+                f"{from_ or service}.",
             )
         message = self.state.create_message(
             to=to,
             from_=from_,
             body=body,
             media_urls=media,
+            status="accepted" if service else "queued",  # Twilio's initial statuses
             status_callback=callback,
-            messaging_service_sid=params.get("MessagingServiceSid"),
+            messaging_service_sid=service,
         )
         return 201, message.to_json()
 
-    def _message_sender(self, to: str, from_: str | None, service_sid: str | None) -> str:
-        """The From a message goes out with: the given one if it is ours, else the service's."""
-        channel = WHATSAPP_PREFIX if to.startswith(WHATSAPP_PREFIX) else ""
+    def _message_sender(self, from_: str | None, service_sid: str | None) -> str:
+        """The given From if it is ours; "" when a Messaging Service will assign one."""
         if from_:
             bare = from_.removeprefix(WHATSAPP_PREFIX)
             if self.state.number_by_phone(bare) is None:
@@ -232,8 +239,7 @@ class _Api:
             return from_
         if not service_sid or not self.state.phone_number:
             raise err.bad_request(err.FROM_REQUIRED, "A 'From' phone number is required.")
-        # A Messaging Service sends from a number in its pool: here, the sandbox number.
-        return channel + self.state.phone_number
+        return ""  # the service picks a sender from its pool (the sandbox number) at `queued`
 
     # --- Calls ------------------------------------------------------------------------------
 
