@@ -32,6 +32,13 @@ class EventLog:
         self._changed = threading.Condition()
         self._last = 0
         self._closed = False
+        self._waiting = 0
+
+    @property
+    def waiting(self) -> int:
+        """How many readers are waiting in `since` right now."""
+        with self._changed:
+            return self._waiting
 
     @property
     def last_id(self) -> int:
@@ -52,11 +59,15 @@ class EventLog:
         """Events with an id above `after`, waiting up to `wait` s for one if there is none yet."""
         deadline = time.monotonic() + wait
         with self._changed:
-            while self._last <= after and not self._closed:
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    break
-                self._changed.wait(left)
+            self._waiting += 1
+            try:
+                while self._last <= after and not self._closed:
+                    left = deadline - time.monotonic()
+                    if left <= 0:
+                        break
+                    self._changed.wait(left)
+            finally:
+                self._waiting -= 1
             return [dict(e) for e in self._events if e["id"] > after]
 
     def close(self) -> None:
