@@ -25,6 +25,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any, TypeVar
 
+from dialtone.sandbox.applications import ApplicationBook
 from dialtone.sandbox.resources import (
     CALL_ENDED,
     CALL_STATUSES,
@@ -134,6 +135,7 @@ class SandboxState:
         self._messages: dict[str, Message] = {}
         self._calls: dict[str, Call] = {}
         self._opted_out: set[tuple[str, str]] = set()  # (our number, their number)
+        self.applications = ApplicationBook(account_sid, clock)
         if phone_number:
             self.add_number(phone_number)
 

@@ -18,6 +18,8 @@ COMMANDS = [
     ("/call", "call the number"),
     ("/answer, /decline", "take or refuse a call that is ringing the phone"),
     ("/hangup", "end the call"),
+    ("/fail text 30003", "the next text to this phone ends undelivered (or: failed, x2, +number)"),
+    ("/fail call busy", "the next call to this phone ends busy (no-answer, failed)"),
     ("/help", "this list"),
     ("/quit", "leave the phone (Ctrl-D works too)"),
 ]
