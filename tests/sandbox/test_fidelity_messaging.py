@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import urllib.request
+from typing import Any
 
 import pytest
 from twilio.base.exceptions import TwilioRestException
@@ -169,13 +170,14 @@ def test_the_next_call_can_be_made_busy_no_answer_or_failed(
 
 
 def test_failures_are_planned_over_http_with_clear_errors(rig: Rig) -> None:
-    for payload, message in [
+    cases: list[tuple[dict[str, Any], str]] = [
         ({"kind": "message", "error_code": 12345}, "30003"),
         ({"kind": "message", "error_code": 30003, "status": "delivered"}, "undelivered"),
         ({"kind": "call", "status": "completed"}, "busy"),
         ({"kind": "fax"}, "kind"),
         ({"kind": "call", "status": "busy", "count": 0}, "count"),
-    ]:
+    ]
+    for payload, message in cases:
         with pytest.raises(PhoneApiError) as refused:
             rig.phone._request("POST", "/_phone/failures", payload)
         assert refused.value.status == 400
