@@ -23,28 +23,23 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable
 from typing import Any
 
-from dialtone.sandbox.carrier.call_peer import CallInfo
+from dialtone.sandbox.carrier.calls import CallRunner
 from dialtone.sandbox.carrier.delivery import Messenger
 from dialtone.sandbox.carrier.failures import FailurePlan
 from dialtone.sandbox.carrier.live import (
-    UNANSWERED,
     Callback,
     InlineTwimlClient,
     LiveCall,
     LiveCalls,
-    ring_timeout,
 )
 from dialtone.sandbox.carrier.messaging import Media
 from dialtone.sandbox.carrier.queues import QueueRegistry
-from dialtone.sandbox.carrier.voice import Call as VoiceCall
-from dialtone.sandbox.carrier.voice import voice_params
 from dialtone.sandbox.carrier.webhook_client import Hook, WebhookClient
-from dialtone.sandbox.carrier.webhook_errors import Notice, TwilioFailure
-from dialtone.sandbox.phone.line import EventLog, show_notice
-from dialtone.sandbox.resources import Call, Message, rfc2822, utcnow
+from dialtone.sandbox.phone.line import EventLog
+from dialtone.sandbox.resources import Call, Message
 from dialtone.sandbox.state import (
     PHONE_USER_NUMBER,
     CallCreated,
@@ -57,7 +52,6 @@ from dialtone.sandbox.state import (
 
 log = logging.getLogger("dialtone.sandbox.carrier.network")
 
-RING_ELSEWHERE = 5.0  # seconds (times time_scale) a call to a number other than the phone rings
 FIRST_STATUSES = ("queued", "accepted")  # an outbound message's initial status: no callback
 
 
@@ -86,10 +80,11 @@ class Carrier:
         self.queues = QueueRegistry()
         self.failures = FailurePlan()
         self.calls = LiveCalls(self.events, input_scale)
+        self.runner = CallRunner(self)
         self._lock = threading.Lock()
         self._dialling = threading.Lock()  # held by place_call from its check to its tracking
         self._threads: set[threading.Thread] = set()
-        self._stopping = threading.Event()
+        self.stopping = threading.Event()
         self._unsubscribe: Callable[[], None] | None = None
 
     @property
@@ -113,7 +108,7 @@ class Carrier:
         Calls end `completed` in the state without any webhook (status callback or action):
         the app is usually gone already (Ctrl-C on `make dev` stops it first).
         """
-        self._stopping.set()
+        self.stopping.set()
         if self._unsubscribe is not None:
             self._unsubscribe()
             self._unsubscribe = None
@@ -175,7 +170,7 @@ class Carrier:
             call = self.state.record_inbound_call(from_=self.phone_number, to=to)
             live = self._track(call.sid, callback, with_phone=True)
         live.decide("answer")  # the phone placed it: hanging up ends it, never "declines"
-        self._spawn("call-in", self._run_inbound, call, live)
+        self._spawn("call-in", self.runner.run_inbound, call, live)
         return call
 
     def press(self, call_sid: str, keys: str) -> None:
@@ -228,7 +223,7 @@ class Carrier:
                 to=m.to,
                 status=m.status,
                 error_code=m.error_code,
-                to_phone=self._is_phone(m.to),
+                to_phone=self.is_phone(m.to),
             )
         elif isinstance(event, CallCreated):
             self._show_call(event.call)
@@ -242,8 +237,8 @@ class Carrier:
         if call.status_callback:
             events = frozenset(call.status_callback_events or ("completed",))
             callback = Callback(call.status_callback, call.status_callback_method, events)
-        live = self._track(call.sid, callback, with_phone=self._is_phone(call.to))
-        self._spawn("call-out", self._run_outbound, call, live)
+        live = self._track(call.sid, callback, with_phone=self.is_phone(call.to))
+        self._spawn("call-out", self.runner.run_outbound, call, live)
 
     def _call_updated(self, event: CallUpdated) -> None:
         if "status" in event.changed:
@@ -277,128 +272,12 @@ class Carrier:
             duration=call.duration,
         )
 
-    # --- calls ------------------------------------------------------------------------------------
-
-    def _run_inbound(self, call: Call, live: LiveCall) -> None:
-        try:
-            number = self.state.number_by_phone(call.to)
-            if number is None or not number.voice_url:
-                text = f"{call.to} has no VoiceUrl, so nothing answers calls: point it at the app."
-                show_notice(self.events, Notice(None, text), call_sid=call.sid)
-                self.state.set_call_status(call.sid, "failed")
-                live.line.ended("failed", "no VoiceUrl")
-                self._call_callback(live, call, "failed", {"CallDuration": "0"})
-                return
-            hook = Hook(
-                number.voice_url,
-                number.voice_method,
-                number.voice_fallback_url or None,
-                number.voice_fallback_method,
-            )
-            self._run_engine(call, live, hook, "inbound")
-        finally:
-            self.calls.untrack(call.sid)
-
-    def _run_outbound(self, call: Call, live: LiveCall) -> None:
-        try:
-            self._call_callback(live, call, "initiated")
-            if self._stopping.is_set() or self.state.call(call.sid).ended:
-                return
-            failure = self.failures.next_call(call.to)
-            if failure is not None and failure.status == "failed":  # never rings
-                self._unanswered(live, call, "failed", "failed on demand")
-                return
-            call = self.state.set_call_status(call.sid, "ringing")
-            self._call_callback(live, call, "ringing")
-            if failure is not None:
-                live.decided.wait(RING_ELSEWHERE * self.time_scale)
-                self._unanswered(live, call, failure.status, f"{failure.status} on demand")
-                return
-            if self._is_phone(call.to):
-                self.events.add("ringing", call_sid=call.sid, from_=call.from_, to=call.to)
-                live.decided.wait(ring_timeout(call.extra.get("Timeout")))
-            else:
-                live.decided.wait(RING_ELSEWHERE * self.time_scale)
-            decision = live.decision
-            if decision == "answer":
-                self.state.set_call_status(call.sid, "in-progress")
-                self._run_engine(self.state.call(call.sid), live, None, "outbound-api")
-                return
-            final, reason = UNANSWERED.get(decision or "", ("no-answer", "nobody answered"))
-            self._unanswered(live, call, final, reason)
-        finally:
-            self.calls.untrack(call.sid)
-
-    def _unanswered(self, live: LiveCall, call: Call, status: str, reason: str) -> None:
-        call = self.state.set_call_status(call.sid, status)
-        live.line.ended(call.status, reason)
-        self._call_callback(live, call, call.status, {"CallDuration": "0"})
-
-    def _run_engine(self, call: Call, live: LiveCall, hook: Hook | None, direction: str) -> None:
-        """Carry out the call's TwiML: `hook`, or else the call's own Twiml or Url."""
-        info = CallInfo(call.sid, call.account_sid, call.from_, call.to, direction)
-        client = InlineTwimlClient(self.client)
-        if hook is None:
-            # Twilio's API description: with both Url and Twiml, the Twiml is ignored.
-            if call.url:
-                hook = Hook(call.url, call.method, call.fallback_url, call.fallback_method)
-            else:
-                hook = Hook(client.add(call.twiml or ""))
-
-        def on_status(status: str, params: Mapping[str, str]) -> None:
-            self.state.set_call_status(call.sid, status)
-            self._call_callback(live, call, status, params)
-
-        engine = VoiceCall(
-            info,
-            hook,
-            client=client,
-            peer=live.line,
-            queues=self.queues,
-            on_status=on_status,
-            send_sms=lambda out: self.messenger.create(out, "outbound-call"),
-            time_scale=self.time_scale,
-        )
-        live.attach(engine)
-        if direction != "inbound":
-            self._call_callback(live, call, "in-progress", engine.params())
-        engine.run()
-
-    def _call_callback(
-        self, live: LiveCall, call: Call, status: str, params: Mapping[str, str] | None = None
-    ) -> None:
-        """POST a call status callback if the call asked for this event."""
-        callback = live.callback
-        if self._stopping.is_set():
-            return  # stopping: the state still records the status, nobody is told
-        event = {"initiated": "initiated", "ringing": "ringing", "in-progress": "answered"}.get(
-            status, "completed"
-        )
-        if callback is None or event not in callback.events:
-            return
-        info = CallInfo(call.sid, call.account_sid, call.from_, call.to, call.direction)
-        form: dict[str, Any] = voice_params(info, status, params)
-        form.update(
-            CallStatus=status,
-            CallbackSource="call-progress-events",
-            SequenceNumber=str(live.next_sequence()),
-            Timestamp=rfc2822(utcnow()),
-        )
-        try:
-            self.client.send(callback.url, form, callback.method)
-        except TwilioFailure as exc:
-            show_notice(self.events, exc.notice, call_sid=call.sid)
-
     # --- helpers ----------------------------------------------------------------------------------
 
     def _track(self, sid: str, callback: Callback | None, *, with_phone: bool) -> LiveCall:
         live = self.calls.track(sid, callback, with_phone=with_phone)
-        live.line.dial_outcome = self._dial_outcome
+        live.line.dial_outcome = self.runner.dial_outcome
         return live
-
-    def _dial_outcome(self, number: str) -> str | None:
-        failure = self.failures.next_call(number)
-        return failure.status if failure else None
 
     def _live(self, call_sid: str) -> LiveCall:
         sid = self.resolve(call_sid)
@@ -407,15 +286,16 @@ class Carrier:
             raise PhoneError(f"The phone is not on call {sid}.")
         return live
 
-    def _is_phone(self, number: str) -> bool:
+    def is_phone(self, number: str) -> bool:
+        """True for the phone's own number (on any channel)."""
         return number.removeprefix("whatsapp:") == self.phone_number
 
     def _pause(self, seconds: float) -> bool:
         """Wait a scaled `seconds`; False when the carrier is stopping."""
-        return not self._stopping.wait(seconds * self.time_scale)
+        return not self.stopping.wait(seconds * self.time_scale)
 
     def _spawn(self, name: str, target: Callable[..., None], *args: Any) -> None:
-        if self._stopping.is_set():
+        if self.stopping.is_set():
             return
 
         def run() -> None:
