@@ -21,11 +21,19 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from datetime import datetime
 from typing import Any, TypeVar
 
 from dialtone.sandbox.applications import ApplicationBook
+from dialtone.sandbox.events import (
+    CallCreated,
+    CallUpdated,
+    Event,
+    MessageCreated,
+    MessageUpdated,
+    NumberUpdated,
+)
 from dialtone.sandbox.resources import (
     CALL_ENDED,
     CALL_STATUSES,
@@ -68,45 +76,6 @@ NUMBER_FIELDS = frozenset(
 )
 
 
-@dataclass(frozen=True)
-class NumberUpdated:
-    """A number's settings changed (`changed` names the fields whose value changed)."""
-
-    number: PhoneNumber
-    changed: frozenset[str]
-
-
-@dataclass(frozen=True)
-class MessageCreated:
-    """A message was created: outbound (status queued) or inbound (status received)."""
-
-    message: Message
-
-
-@dataclass(frozen=True)
-class MessageUpdated:
-    """A message's status (and maybe error) changed."""
-
-    message: Message
-    changed: frozenset[str]
-
-
-@dataclass(frozen=True)
-class CallCreated:
-    """A call was created: outbound-api (status queued) or inbound (status ringing)."""
-
-    call: Call
-
-
-@dataclass(frozen=True)
-class CallUpdated:
-    """A call changed: `changed` holds 'status' for a status change, 'url'/'twiml' for a redirect."""
-
-    call: Call
-    changed: frozenset[str]
-
-
-Event = NumberUpdated | MessageCreated | MessageUpdated | CallCreated | CallUpdated
 Listener = Callable[[Event], None]
 R = TypeVar("R", PhoneNumber, Message, Call)
 
