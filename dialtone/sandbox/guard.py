@@ -15,7 +15,7 @@ site). `LoopbackGuard` refuses both with a 403 and a plain-text reason before th
 Anything that changes state should also insist on `application/json` (`json_only`), so that a
 cross-site form post or `text/plain` request is refused even by a browser that sends no Origin.
 Dialtone's sandbox (REST and phone API) uses both; any page Dialtone serves later follows the
-same rules (see docs/security.md).
+same rules (docs/sandbox-fidelity.md).
 """
 
 from __future__ import annotations
