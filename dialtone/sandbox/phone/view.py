@@ -126,7 +126,9 @@ def _record(event: Event, phone: str) -> Text:
 
 
 def _dial(event: Event, phone: str) -> Text:
-    return Text(f"☎  Dialling {event['kind']} {event['target']}", style="magenta")
+    status = event.get("status")
+    outcome = f" ({status})" if status and status != "answered" else ""
+    return Text(f"☎  Dialling {event['kind']} {event['target']}{outcome}", style="magenta")
 
 
 def _connected(event: Event, phone: str) -> Text:
