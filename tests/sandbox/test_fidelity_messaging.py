@@ -4,8 +4,6 @@ TWILIO_API_URL, a webhook app on loopback, the phone API). docs/sandbox-fidelity
 
 from __future__ import annotations
 
-import json
-import urllib.request
 from typing import Any
 
 import pytest
@@ -184,6 +182,5 @@ def test_failures_are_planned_over_http_with_clear_errors(rig: Rig) -> None:
         assert message in str(refused.value)
     planned = rig.phone.fail_calls("busy", to="+15551234567", count=2)
     assert planned == {"kind": "call", "to": "+15551234567", "status": "busy", "count": 2}
-    with urllib.request.urlopen(rig.sandbox.url + "/_phone/failures") as answer:
-        pending = json.loads(answer.read())
+    pending = rig.phone.failures()
     assert pending["calls"] == [{"to": "+15551234567", "status": "busy"}] * 2

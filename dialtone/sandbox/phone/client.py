@@ -99,6 +99,10 @@ class PhoneClient:
         payload = {"kind": "call", "status": status, "count": count, "to": to}
         return self._request("POST", "/_phone/failures", payload)
 
+    def failures(self) -> dict[str, Any]:
+        """The failures still planned: {"messages": [...], "calls": [...]}."""
+        return self._request("GET", "/_phone/failures")
+
     # --- events -----------------------------------------------------------------------------
 
     def events(self, wait: float = 0.0, after: int | None = None) -> list[Event]:
