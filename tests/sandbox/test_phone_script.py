@@ -126,6 +126,15 @@ def test_the_phone_answers_a_call_from_make_call(world: World, terminal: Termina
     assert terminal.finish() == 0
 
 
+def test_twilios_help_reply_is_shown_as_twilios(world: World, terminal: Terminal) -> None:
+    terminal.expect("Dialtone phone")
+    terminal.type("HELP")
+    line = terminal.expect("Reply STOP to unsubscribe.")
+    assert "Twilio (automatic reply for +15005550006)" in line
+    terminal.type("/quit")
+    assert terminal.finish() == 0
+
+
 def test_fail_makes_the_next_text_undelivered(world: World, terminal: Terminal) -> None:
     terminal.expect("Dialtone phone")
     terminal.type("/fail text 30006")

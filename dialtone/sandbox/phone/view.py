@@ -54,7 +54,10 @@ def render(event: Event, phone_number: str) -> Text | None:
 
 
 def _message(event: Event, phone: str) -> Text:
-    text = Text.assemble(("✉  ", "green"), (f"{event['from_']}: ", "bold green"))
+    sender = event["from_"]
+    if event.get("auto_reply"):  # Twilio's own answer to a keyword, not the app's
+        sender = f"Twilio (automatic reply for {sender})"
+    text = Text.assemble(("✉  ", "green"), (f"{sender}: ", "bold green"))
     text.append(event.get("body") or "(no text)", style="green")
     for url in event.get("media_urls") or []:
         text.append(f"\n         📎 {url}", style="green")
