@@ -65,7 +65,7 @@ def _message(event: Event, phone: str) -> Text:
 
 
 def _message_status(event: Event, phone: str) -> Text | None:
-    if event.get("to_phone") and event["status"] != "undelivered":
+    if event.get("to_phone") and event["status"] not in ("undelivered", "failed"):
         return None  # the phone shows the message itself when it arrives
     style = "yellow" if event["status"] in ("undelivered", "failed") else "dim"
     text = Text(f"   text {event['sid'][:10]}… to {event['to']} is {event['status']}", style=style)
