@@ -34,6 +34,7 @@ from dialtone.sandbox.events import (
     MessageUpdated,
     NumberUpdated,
 )
+from dialtone.sandbox.optouts import OptOutList
 from dialtone.sandbox.resources import (
     CALL_ENDED,
     CALL_STATUSES,
@@ -103,7 +104,7 @@ class SandboxState:
         self._numbers: dict[str, PhoneNumber] = {}
         self._messages: dict[str, Message] = {}
         self._calls: dict[str, Call] = {}
-        self._opted_out: set[tuple[str, str]] = set()  # (our number, their number)
+        self.optouts = OptOutList()  # Twilio's STOP filtering on long codes
         self.applications = ApplicationBook(account_sid, clock)
         if phone_number:
             self.add_number(phone_number)
@@ -275,29 +276,6 @@ class SandboxState:
     def message(self, sid: str) -> Message:
         """The message with this SID; UnknownSid otherwise."""
         return self._get(self._messages, sid)
-
-    # --- opt-outs (Twilio's STOP filtering on long codes) ---------------------------------------
-
-    def opt_out(self, number: str, sender: str) -> None:
-        """`sender` texted STOP (or a synonym) to our `number`: Twilio refuses texts to it."""
-        with self._lock:
-            self._opted_out.add((number, sender))
-
-    def opt_in(self, number: str, sender: str) -> None:
-        """`sender` texted START (or a synonym) to our `number`: texts to it are allowed again."""
-        with self._lock:
-            self._opted_out.discard((number, sender))
-
-    def is_opted_out(self, number: str, recipient: str) -> bool:
-        """True if `recipient` has opted out of texts from our `number`."""
-        with self._lock:
-            return (number, recipient) in self._opted_out
-
-    def is_opted_out_of_pool(self, recipient: str) -> bool:
-        """True if `recipient` opted out of any number: a Messaging Service's opt-outs cover its
-        whole sender pool, and in the sandbox every number is in the pool."""
-        with self._lock:
-            return any(them == recipient for _, them in self._opted_out)
 
     # --- calls ------------------------------------------------------------------------------
 

@@ -197,7 +197,9 @@ class _Api:
         # Twilio's STOP filtering: refused until the recipient texts START. A Messaging Service's
         # opt-outs cover every number in its pool (Twilio's opt-out keywords support article).
         opted_out = (
-            self.state.is_opted_out_of_pool(to) if service else self.state.is_opted_out(from_, to)
+            self.state.optouts.is_opted_out_of_pool(to)
+            if service
+            else self.state.optouts.is_opted_out(from_, to)
         )
         if not to.startswith(WHATSAPP_PREFIX) and opted_out:
             raise err.bad_request(

@@ -109,7 +109,7 @@ class Messenger:
 
     def create(self, out: OutboundMessage, direction: str) -> str:
         """A message a TwiML reply or a call asked for; refused (21610) to an opted-out number."""
-        if self.state.is_opted_out(out.from_, out.to):
+        if self.state.optouts.is_opted_out(out.from_, out.to):
             return self._refuse_unsubscribed(out, direction)
         return self.state.create_message(
             to=out.to,

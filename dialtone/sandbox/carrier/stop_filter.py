@@ -25,13 +25,13 @@ def handle_keyword(state: SandboxState, message: Message) -> str | None:
     """Record an inbound STOP or START in `state`; Twilio's automatic reply, or None."""
     keyword = optout.classify(message.body)
     if keyword is optout.Keyword.HELP:
-        opted_out = state.is_opted_out(message.to, message.from_)
+        opted_out = state.optouts.is_opted_out(message.to, message.from_)
         return None if opted_out else optout.DEFAULT_HELP_REPLY
     if keyword is optout.Keyword.OPT_OUT:
-        state.opt_out(message.to, message.from_)
+        state.optouts.opt_out(message.to, message.from_)
         return optout.DEFAULT_OPT_OUT_REPLY
     if keyword is optout.Keyword.OPT_IN:
-        state.opt_in(message.to, message.from_)
+        state.optouts.opt_in(message.to, message.from_)
         return optout.DEFAULT_OPT_IN_REPLY
     return None
 
