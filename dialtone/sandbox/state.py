@@ -277,6 +277,20 @@ class SandboxState:
         """The message with this SID; UnknownSid otherwise."""
         return self._get(self._messages, sid)
 
+    # --- opt-outs (kept in `optouts`; these are its short names) ------------------------------
+
+    def opt_out(self, number: str, sender: str) -> None:
+        """`sender` texted STOP to our `number` (see OptOutList.opt_out)."""
+        self.optouts.opt_out(number, sender)
+
+    def opt_in(self, number: str, sender: str) -> None:
+        """`sender` texted START to our `number` (see OptOutList.opt_in)."""
+        self.optouts.opt_in(number, sender)
+
+    def is_opted_out(self, number: str, recipient: str) -> bool:
+        """True if `recipient` has opted out of texts from our `number`."""
+        return self.optouts.is_opted_out(number, recipient)
+
     # --- calls ------------------------------------------------------------------------------
 
     def create_call(
