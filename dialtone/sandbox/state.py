@@ -60,20 +60,9 @@ PHONE_USER_NUMBER = "+15555550100"
 
 # Webhook fields of a number that `update_number` accepts.
 NUMBER_FIELDS = frozenset(
-    {
-        "friendly_name",
-        "voice_url",
-        "voice_method",
-        "voice_fallback_url",
-        "voice_fallback_method",
-        "voice_caller_id_lookup",
-        "status_callback",
-        "status_callback_method",
-        "sms_url",
-        "sms_method",
-        "sms_fallback_url",
-        "sms_fallback_method",
-    }
+    {"friendly_name", "voice_url", "voice_method", "voice_fallback_url", "voice_fallback_method"}
+    | {"voice_caller_id_lookup", "status_callback", "status_callback_method", "sms_url"}
+    | {"sms_method", "sms_fallback_url", "sms_fallback_method"}
 )
 
 
@@ -407,15 +396,8 @@ class SandboxState:
 
 # Call fields `create_call` takes as keyword options.
 _CALL_OPTIONS = frozenset(
-    {
-        "fallback_url",
-        "fallback_method",
-        "status_callback",
-        "status_callback_method",
-        "status_callback_events",
-        "parent_call_sid",
-        "extra",
-    }
+    {"fallback_url", "fallback_method", "status_callback", "status_callback_method"}
+    | {"status_callback_events", "parent_call_sid", "extra"}
 )
 
 
