@@ -23,6 +23,7 @@ class ApplicationsApi:
         self.book = state.applications
 
     def list(self, params: Params) -> Answer:
+        """GET Applications.json (FriendlyName filter, paging)."""
         apps = self.book.all()
         name = params.get("FriendlyName")
         if name:
@@ -31,12 +32,15 @@ class ApplicationsApi:
         return 200, list_page(items, "applications", request.path, params)
 
     def create(self, params: Params) -> Answer:
+        """POST Applications.json."""
         return 201, self.book.create(**_values(params)).to_json()
 
     def fetch(self, params: Params, sid: str) -> Answer:
+        """GET Applications/{Sid}.json."""
         return 200, self._get(sid).to_json()
 
     def update(self, params: Params, sid: str) -> Answer:
+        """POST Applications/{Sid}.json."""
         self._get(sid)
         updated = self.book.update(sid, **_values(params))
         if updated is None:  # deleted meanwhile
@@ -44,6 +48,7 @@ class ApplicationsApi:
         return 200, updated.to_json()
 
     def delete(self, params: Params, sid: str) -> Answer:
+        """DELETE Applications/{Sid}.json: 204."""
         if not self.book.delete(sid):
             raise UnknownSid(sid)
         return 204, {}

@@ -39,6 +39,7 @@ class CallRunner:
         return failure.status if failure else None
 
     def run_inbound(self, call: Call, live: LiveCall) -> None:
+        """A call from the phone: the number's VoiceUrl runs it, with the phone on the line."""
         try:
             number = self.carrier.state.number_by_phone(call.to)
             if number is None or not number.voice_url:
@@ -59,6 +60,7 @@ class CallRunner:
             self.carrier.calls.untrack(call.sid)
 
     def run_outbound(self, call: Call, live: LiveCall) -> None:
+        """A `Calls.json` call: it rings, then runs its TwiML once answered (or ends unanswered)."""
         try:
             self._call_callback(live, call, "initiated")
             if self.carrier.stopping.is_set() or self.carrier.state.call(call.sid).ended:
