@@ -35,6 +35,11 @@ def main() -> None:
     logging.getLogger("dialtone.status").setLevel(logging.WARNING)
     logging.getLogger("waitress").setLevel(logging.WARNING)
     reloading = hupper.is_active()
+    if reloading:
+        # A new file in the routes directory (its mtime changes) is a new route, and a broken
+        # route is fixed by saving it. rules.toml is not watched here: the app re-reads it itself.
+        routes = settings.routes_dir
+        hupper.get_reloader().watch_files([str(routes), str(routes / "*.py")])
     # Imported here so that an edit to a route is picked up by the fresh process hupper starts.
     from dialtone.app import close_app, create_app
 

@@ -73,6 +73,7 @@ def dev(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Dev]:
         SANDBOX_PORT=str(free_port()),
         INSPECTOR_PORT=str(free_port()),
         RULES_FILE=str(rules),
+        ROUTES_DIR=str(REPO / "routes"),
         DATABASE_PATH=str(tmp / "dialtone.db"),
         API_TOKEN=API_TOKEN,
     )
