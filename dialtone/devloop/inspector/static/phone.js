@@ -263,6 +263,15 @@ const Phone = (() => {
       $("speech").value = "";
     });
     $("mic").addEventListener("click", useMic);
+    // On a call, the keyboard's digits, * and # are the keypad (unless typing in a field).
+    document.addEventListener("keydown", (event) => {
+      const typing = event.target.closest && event.target.closest("input, textarea, select");
+      if (!current || typing || event.ctrlKey || event.metaKey || event.altKey) return;
+      if ("0123456789*#".includes(event.key) && event.key.length === 1) {
+        event.preventDefault();
+        press(event.key);
+      }
+    });
     $("stop-recording").addEventListener("click", () => stopMic(true).then(() => ($("recorder").hidden = true)));
     const [status, info] = await act("GET", "info");
     if (status !== 200) return;
