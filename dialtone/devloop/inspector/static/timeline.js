@@ -169,14 +169,18 @@ const Timeline = (() => {
         el("strong", { text: `Refused: ${verdict[1].replace("✖ ", "")}. ` }),
         `Checked against ${event.webhook.url || "(no URL)"}. `, event.verdict_help));
     }
-    const shown = highlights(event);
+    // A status callback is one line and its tools: the group's heading has the numbers.
+    const compact = event.kind === "status" && !bad && !event.steps.length;
+    const shown = compact ? null : highlights(event);
     if (shown) entry.append(shown);
-    if (event.kind !== "status" || event.steps.length) {
+    if (!compact) {
       entry.append(el("div", { class: "answer" }, el("h4", { text: "Answer" }), answerView(event)));
     }
-    if ((event.form || []).length) entry.append(paramsTable(event));
+    const tools = compact ? el("div", { class: "tools" }) : entry;
+    if (compact) entry.append(tools);
+    if ((event.form || []).length) tools.append(paramsTable(event));
     if ((event.kind === "webhook" || event.kind === "status") && event.method === "POST") {
-      replayControls(event, entry);
+      replayControls(event, tools);
     }
     return entry;
   }
