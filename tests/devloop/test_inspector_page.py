@@ -11,7 +11,7 @@ import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
@@ -30,6 +30,7 @@ from tests.support.browser import (
 )
 from tests.support.dev_process import DevProcess
 from tests.support.live_server import free_socket
+from tests.support.media_server import media_server
 from tests.support.twilio_signing import sign
 
 __all__ = ["browser_context_args", "browser_type_launch_args"]  # pytest-playwright overrides
@@ -54,6 +55,7 @@ class Dev:
     page_url: str
     app_url: str
     rules: Path
+    music_fetched: list[str] = field(default_factory=list)  # paths the hold music server served
 
 
 @pytest.fixture(scope="module")
@@ -68,7 +70,10 @@ def dev(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Dev]:
         if not key.startswith(("TWILIO_", "NGROK_", "PUBLIC_URL", "API_TOKEN"))
     }
     port = free_port()
+    fetched: list[str] = []
+    music = media_server(fetched)
     env.update(
+        HOLD_MUSIC_URL=f"http://127.0.0.1:{music.server_address[1]}/hold.wav",
         PORT=str(port),
         SANDBOX_PORT=str(free_port()),
         INSPECTOR_PORT=str(free_port()),
@@ -82,10 +87,12 @@ def dev(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Dev]:
         process.wait_for("Ready in")
         found = re.search(r"Inspector\s+(http://127\.0\.0\.1:\d+/\?token=[\w-]+)", process.output)
         assert found, process.output
-        yield Dev(process, found.group(1), f"http://127.0.0.1:{port}", rules)
+        yield Dev(process, found.group(1), f"http://127.0.0.1:{port}", rules, fetched)
         assert process.stop() == 0
     finally:
         process.kill_group()
+        music.shutdown()
+        music.server_close()
 
 
 @pytest.fixture
@@ -174,6 +181,23 @@ def test_leave_a_message_typed_or_from_the_microphone(inspector: Page, how: str)
     expect(recorded.locator("dl.highlights")).to_contain_text("RecordingUrl")
     if how == "microphone":
         expect(inspector.locator("#recorded")).to_have_attribute("src", re.compile("^blob:"))
+
+
+def test_hold_music_plays_in_the_page(inspector: Page, dev: Dev) -> None:
+    inspector.get_by_role("button", name="Call", exact=True).click()
+    expect(inspector.get_by_role("list", name="Call transcript")).to_contain_text("Press 1 key")
+    inspector.get_by_role("button", name="5", exact=True).click()
+    transcript = inspector.get_by_role("list", name="Call transcript")
+    expect(transcript).to_contain_text("Plays: http://127.0.0.1:")
+    # The page's audio element fetched the URL (the sandbox itself never fetches media).
+    for _ in range(100):
+        if "/hold.wav" in dev.music_fetched:
+            break
+        inspector.wait_for_timeout(100)
+    assert "/hold.wav" in dev.music_fetched
+    expect(transcript).not_to_contain_text("could not play")
+    inspector.get_by_role("button", name="Hang up").click()
+    expect(inspector.locator("#call-state")).to_have_text(re.compile("Call ended"))
 
 
 def test_an_outbound_text_then_its_status_callbacks_in_order(inspector: Page, dev: Dev) -> None:

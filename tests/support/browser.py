@@ -29,6 +29,8 @@ ARGS = [
     # A fake microphone for the phone's <Record>, granted per test.
     "--use-fake-device-for-media-stream",
     "--use-fake-ui-for-media-stream",
+    # <Play> starts without a click in the page, as a phone's audio does.
+    "--autoplay-policy=no-user-gesture-required",
 ]
 SKIP = "browser tests need Debian's Chromium: apt-get install -y chromium (or CHROMIUM=/path)"
 SCREENSHOTS = REPO / "docs" / "img"
