@@ -18,6 +18,7 @@ from urllib.parse import urlencode, urlsplit
 
 from bottle import Bottle, HTTPError, HTTPResponse, request
 
+from dialtone.facts import MAX_BODY_CHARS
 from dialtone.phone_numbers import WHATSAPP_PREFIX, is_destination, is_e164
 from dialtone.sandbox.api import errors as err
 from dialtone.sandbox.api.errors import TwilioError
@@ -28,7 +29,7 @@ from dialtone.sandbox.state import SandboxState, UnknownSid
 log = logging.getLogger("dialtone.sandbox.api.rest")
 
 ACCOUNT = API_ROOT + "/<account_sid>"
-MAX_BODY = 1600
+MAX_BODY = MAX_BODY_CHARS
 DEFAULT_PAGE_SIZE = 50
 # Form parameter -> PhoneNumber field that a number update may change.
 NUMBER_PARAMS = {

@@ -23,6 +23,7 @@ from typing import Any, NoReturn
 
 from bottle import Bottle, HTTPError, HTTPResponse, request
 
+from dialtone.facts import MAX_MEDIA
 from dialtone.sandbox.carrier.messaging import Media
 from dialtone.sandbox.carrier.network import Carrier, PhoneError
 
@@ -30,7 +31,6 @@ log = logging.getLogger("dialtone.sandbox.phone")
 
 PREFIX = "/_phone"
 MAX_WAIT = 30.0
-MAX_MEDIA = 10
 
 
 def create_phone_app(carrier: Carrier) -> Bottle:
