@@ -1,4 +1,4 @@
-"""`make dev` with an account: scripts/dev.py as a real subprocess, the sandbox as Twilio, and the
+"""`make dev` with an account: `python -m dialtone dev` as a real subprocess, the sandbox as Twilio, and the
 real pyngrok driving the fake ngrok agent."""
 
 from __future__ import annotations
@@ -382,13 +382,13 @@ def test_editing_a_route_reloads_the_app_but_not_the_tunnel_or_the_number(
     # A copy of the project, so the test can edit a route as a developer would.
     project = tmp_path / "project"
     project.mkdir()
-    for part in ("server.py", "rules.toml", "dialtone", "routes", "scripts"):
+    for part in ("server.py", "rules.toml", "dialtone", "routes"):
         source = REPO / part
         if source.is_dir():
             shutil.copytree(source, project / part, ignore=shutil.ignore_patterns("__pycache__"))
         else:
             shutil.copy(source, project / part)
-    process = DevProcess(dev_env, project, TUNNEL, repo=project)
+    process = DevProcess(dev_env, project, TUNNEL)  # python -m: the copy's dialtone
     try:
         process.wait_for("Ready in")
         public = public_url_of(process)
@@ -522,7 +522,7 @@ def test_a_killed_sandbox_run_does_not_block_the_next(
 
 def test_restore_with_a_missing_file_fails_clearly(dev_env: dict[str, str], workdir: Path) -> None:
     done = _run(
-        [sys.executable, str(REPO / "scripts" / "restore_webhooks.py"), "--file", "nope.json"],
+        [sys.executable, "-m", "dialtone", "restore", "--file", "nope.json"],
         env={**dev_env, "PWD": str(workdir)},
     )
     assert done.returncode == 2

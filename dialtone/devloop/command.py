@@ -1,23 +1,16 @@
-"""`make dev`: serve the app with reload, open a tunnel, point the number at it, restore on exit.
-
-With TWILIO_ACCOUNT_SID and TWILIO_AUTH_TOKEN it works on your real number through an ngrok
-tunnel (or --public-url). Without them it runs against the local sandbox: no account, no
-internet. Either way the same code finds the number, saves it, points it and puts it back.
+"""The dev loop behind `dialtone dev` (make dev): serve with reload, tunnel or sandbox, point
+the number, restore on exit. The command line is in dialtone.commands.dev.
 """
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import os
 import socket
-import sys
 import threading
 import time
 from contextlib import ExitStack
-from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from dataclasses import dataclass
 
 from rich.console import Console
 
@@ -28,27 +21,15 @@ from dialtone.settings import Settings
 from dialtone.web.serving import port_in_use
 
 
-def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    """The command line."""
-    parser = argparse.ArgumentParser(prog="make dev", description=__doc__)
-    parser.add_argument(
-        "--public-url",
-        metavar="URL",
-        help="use this https URL (another tunnel, a public host) instead of opening ngrok",
-    )
-    only = parser.add_mutually_exclusive_group()
-    only.add_argument("--voice-only", action="store_true", help="point only the voice webhook")
-    only.add_argument("--sms-only", action="store_true", help="point only the SMS webhook")
-    only.add_argument(
-        "--no-update", action="store_true", help="leave the number's webhooks as they are"
-    )
-    parser.add_argument(
-        "--tunnel",
-        action="store_true",
-        help="open the ngrok tunnel even when TWILIO_API_URL is on this machine",
-    )
-    parser.add_argument("--no-reload", action="store_true", help="do not restart on edits")
-    return parser.parse_args(argv)
+@dataclass(frozen=True)
+class DevOptions:
+    """What the command line chose (see dialtone.commands.dev)."""
+
+    public_url: str | None = None
+    force_tunnel: bool = False
+    voice: bool = True  # point the voice webhook
+    sms: bool = True  # point the SMS webhook
+    reload: bool = True
 
 
 def ensure_port_free(settings: Settings) -> None:
@@ -83,10 +64,11 @@ def serve_with_reload(session: DevSession, reload: bool) -> None:
     """Run the app in a child process that hupper restarts on edits; blocks until stopped."""
     os.environ.update(session.app_environment())
     if not reload:
-        from dialtone.devloop.app_process import main as serve
+        from dialtone.devloop.app_process import serve
 
         serve()
         return
+    # Imported only when reloading: hupper is the one piece the app process can run without.
     from dialtone.devloop.reloader import run_app_with_reload
 
     # hupper exits (SystemExit) once Ctrl-C, SIGTERM or SIGHUP stopped the app; cleaning up
@@ -95,10 +77,9 @@ def serve_with_reload(session: DevSession, reload: bool) -> None:
         run_app_with_reload("dialtone.devloop.app_process.main")
 
 
-def main(argv: list[str] | None = None) -> int:
-    """The dev loop."""
+def run_dev(options: DevOptions) -> int:
+    """The dev loop, until Ctrl-C or SIGTERM; the number is put back before it returns."""
     t0 = time.perf_counter()
-    args = parse_args(argv)
     settings = cli.load_settings()
     console = Console(stderr=True)
     ensure_port_free(settings)
@@ -106,19 +87,15 @@ def main(argv: list[str] | None = None) -> int:
         session = open_session(
             settings,
             cleanup,
-            public_url=args.public_url,
-            force_tunnel=args.tunnel,
-            voice=not (args.sms_only or args.no_update),
-            sms=not (args.voice_only or args.no_update),
+            public_url=options.public_url,
+            force_tunnel=options.force_tunnel,
+            voice=options.voice,
+            sms=options.sms,
             say=lambda text: console.print(text, style="yellow"),
         )
         announce_when_ready(console, session.banner(), settings.host, settings.port, t0)
-        serve_with_reload(session, reload=not args.no_reload)
+        serve_with_reload(session, reload=options.reload)
         console.print(session.undoing(), style="dim")
     done = "Done. The number is back as it was." if session.pointed else "Done."
     console.print(done, style="green")
     return 0
-
-
-if __name__ == "__main__":
-    cli.run(main)
