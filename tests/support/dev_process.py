@@ -13,16 +13,17 @@ from pathlib import Path
 
 
 class DevProcess:
-    """`dialtone dev` in its own process group, its output collected as it comes.
+    """`dialtone dev` (or `command`) in its own process group, its output collected as it comes.
 
     The dialtone package imported is the one in `cwd` if it has one (a copy of the project), else
     this checkout (installed editable in .venv).
     """
 
-    def __init__(self, env: dict[str, str], cwd: Path, *args: str) -> None:
+    def __init__(self, env: dict[str, str], cwd: Path, *args: str, command: str = "dev") -> None:
+        self.command = command
         self.lines: list[str] = []
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "dialtone", "dev", *args],
+            [sys.executable, "-m", "dialtone", command, *args],
             cwd=cwd,
             env={**env, "COLUMNS": "200", "NO_COLOR": "1", "PYTHONUNBUFFERED": "1"},
             stdin=subprocess.DEVNULL,
@@ -55,7 +56,7 @@ class DevProcess:
                 if text in self.output:
                     return
                 raise AssertionError(
-                    f"dialtone dev exited {self.process.returncode}:\n{self.output}"
+                    f"dialtone {self.command} exited {self.process.returncode}:\n{self.output}"
                 )
             time.sleep(0.05)
         raise AssertionError(f"{text!r} never printed:\n{self.output}")

@@ -6,10 +6,16 @@ first with the real modules: hupper (on Linux its ipc module imports fcntl and t
 Windows it imports hupper.winapi instead). Only Dialtone's own code paths are checked.
 """
 
+import importlib
 import os
 import signal
 import socket
 import sys
+
+# hupper's POSIX branch, imported while fcntl and termios still exist; on Windows hupper.ipc
+# imports hupper.winapi instead, and hupper checks for SIGHUP before using it.
+for module in ("hupper.ipc", "hupper.reloader", "hupper.worker"):
+    importlib.import_module(module)
 
 BLOCKED_MODULES = ("fcntl", "termios", "tty", "pty", "resource", "pwd", "grp", "syslog")
 MISSING = {
