@@ -14,8 +14,8 @@ import sys
 
 # hupper's POSIX branch, imported while fcntl and termios still exist; on Windows hupper.ipc
 # imports hupper.winapi instead, and hupper checks for SIGHUP before using it.
-for module in ("hupper.ipc", "hupper.reloader", "hupper.worker"):
-    importlib.import_module(module)
+for dotted in ("hupper.ipc", "hupper.reloader", "hupper.worker"):
+    importlib.import_module(dotted)
 
 BLOCKED_MODULES = ("fcntl", "termios", "tty", "pty", "resource", "pwd", "grp", "syslog")
 MISSING = {
