@@ -22,10 +22,11 @@ $(PY):
 	$(PY) -m pip install --quiet --disable-pip-version-check --upgrade pip
 
 # The pinned requirements first (the lock file), then Dialtone itself, editable and without
-# dependencies: .venv/bin/dialtone runs this checkout's code.
+# dependencies: .venv/bin/dialtone runs this checkout's code. (-qq: setuptools warns about every
+# editable install; errors still show.)
 $(RUNTIME_STAMP): requirements.txt pyproject.toml | $(PY)
 	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements.txt
-	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps -e .
+	$(PY) -m pip install -qq --disable-pip-version-check --no-deps -e .
 	@touch $@
 
 $(DEV_STAMP): $(RUNTIME_STAMP) requirements-dev.txt
@@ -72,7 +73,7 @@ lint: $(DEV_STAMP) ## ruff (lint and format check), mypy and the import contract
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
-	$(BIN)/lint-imports --no-cache
+	$(BIN)/lint-imports --no-cache --no-logo
 
 format: $(DEV_STAMP) ## apply ruff's formatting and safe fixes
 	$(BIN)/ruff check --fix .
