@@ -43,8 +43,7 @@ def env(tmp_path: Path) -> dict[str, str]:
         if not key.startswith(("TWILIO_", "NGROK_", "PUBLIC_URL", "API_TOKEN", "WORKERS"))
     }
     return env | {
-        # REPO too, for `import routes` in dialtone/app.py until the route loader reads ROUTES_DIR.
-        "PYTHONPATH": f"{PRELUDE}{os.pathsep}{REPO}",
+        "PYTHONPATH": str(PRELUDE),
         "PORT": str(free_port()),
         "SANDBOX_PORT": str(free_port()),
         "RULES_FILE": str(tmp_path / "rules.toml"),

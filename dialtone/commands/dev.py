@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import argparse
 
+from dialtone.settings import route_path
+
 SUMMARY = "the dev loop: serve with reload, tunnel or sandbox, point the number, restore on exit"
 
 
@@ -31,6 +33,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="open the ngrok tunnel even when TWILIO_API_URL is on this machine",
     )
+    parser.add_argument(
+        "--sms-path",
+        metavar="PATH",
+        type=route_path,
+        help="point the number's SMS webhook at this route (default: SMS_PATH or /sms_url)",
+    )
+    parser.add_argument(
+        "--voice-path",
+        metavar="PATH",
+        type=route_path,
+        help="point the number's voice webhook at this route (default: VOICE_PATH or /voice_url)",
+    )
     parser.add_argument("--no-reload", action="store_true", help="do not restart on edits")
 
 
@@ -45,5 +59,7 @@ def run(args: argparse.Namespace) -> int:
             voice=not (args.sms_only or args.no_update),
             sms=not (args.voice_only or args.no_update),
             reload=not args.no_reload,
+            sms_path=args.sms_path,
+            voice_path=args.voice_path,
         )
     )

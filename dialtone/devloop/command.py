@@ -30,6 +30,8 @@ class DevOptions:
     voice: bool = True  # point the voice webhook
     sms: bool = True  # point the SMS webhook
     reload: bool = True
+    sms_path: str | None = None  # the route the SMS webhook points at (default: SMS_PATH)
+    voice_path: str | None = None  # the route the voice webhook points at (default: VOICE_PATH)
 
 
 def ensure_port_free(settings: Settings) -> None:
@@ -81,6 +83,10 @@ def run_dev(options: DevOptions) -> int:
     """The dev loop, until Ctrl-C or SIGTERM; the number is put back before it returns."""
     t0 = time.perf_counter()
     settings = cli.load_settings()
+    if options.sms_path:
+        settings = settings.with_overrides(sms_path=options.sms_path)
+    if options.voice_path:
+        settings = settings.with_overrides(voice_path=options.voice_path)
     console = Console(stderr=True)
     ensure_port_free(settings)
     with ExitStack() as cleanup:
