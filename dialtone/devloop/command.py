@@ -37,7 +37,10 @@ class DevOptions:
 def ensure_port_free(settings: Settings) -> None:
     """PortInUse before anything is changed, rather than after the number points here."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if os.name != "nt":
+            # A port only in TIME_WAIT is free; on Windows SO_REUSEADDR would also let this
+            # probe bind a port another process is listening on.
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             probe.bind((settings.host, settings.port))
         except OSError:
