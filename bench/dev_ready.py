@@ -78,6 +78,7 @@ def _base_env(workdir: Path) -> dict[str, str]:
         SANDBOX_PORT=str(_free_port()),
         DATABASE_PATH=str(workdir / "dialtone.db"),
         RULES_FILE=str(REPO / "rules.toml"),
+        ROUTES_DIR=str(REPO / "routes"),  # it runs in `workdir`, not the checkout
     )
     return env
 

@@ -259,6 +259,7 @@ def start_dialtone(args: argparse.Namespace, work: Path, stack: ExitStack, worke
         "PUBLIC_URL": PUBLIC_URL,
         "VALIDATE_SIGNATURES": "true",
         "RULES_FILE": str(ROOT / "rules.toml"),
+        "ROUTES_DIR": str(ROOT / "routes"),  # the server runs in a temporary directory
         "LOG_LEVEL": "INFO",
         "DATABASE_PATH": str(dialtone_database(work, workers)),
     }
