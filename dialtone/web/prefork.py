@@ -61,8 +61,8 @@ def check_supported(settings: Settings) -> None:
     """WorkerFailure, in one line, where several worker processes cannot run (not Linux)."""
     if not (hasattr(os, "fork") and hasattr(signal, "sigtimedwait")):
         raise WorkerFailure(
-            f"WORKERS={settings.workers} needs fork() and sigtimedwait(), which {sys.platform} "
-            "does not have (several worker processes are POSIX only, Linux): set WORKERS=1."
+            f"WORKERS={settings.workers} needs fork() and sigtimedwait(), which this system does "
+            "not have (several worker processes run on Linux only): serve with WORKERS=1 here."
         )
 
 

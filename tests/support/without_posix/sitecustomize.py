@@ -25,6 +25,7 @@ MISSING = {
         *("setitimer", "alarm", "pause", "siginterrupt"),
     ),
     os: ("fork", "forkpty", "killpg", "setsid", "setpgrp", "getpgid", "getuid", "geteuid"),
+    # SO_REUSEPORT stays, as on macOS (which has it, and has no sigtimedwait).
     socket: ("MSG_DONTWAIT",),
 }
 
