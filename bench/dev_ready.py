@@ -1,11 +1,10 @@
 """Issue 4's section of `make bench`: time from start to ready of `make dev` (goal: under 2 s).
 
-`python -m dialtone dev` runs as a real subprocess, as `make dev` runs it, in two set-ups: with
-an account (the sandbox playing Twilio in this process, the fake ngrok agent driven by the real
+`scripts/dev.py` runs as a real subprocess, as `make dev` runs it, in two set-ups: with an
+account (the sandbox playing Twilio in this process, the fake ngrok agent driven by the real
 pyngrok), and without one (its own sandbox). "Ready" is the moment the banner says so, which
-`dialtone dev` prints once the app accepts connections. The baseline, measured in the same
-session, is a bare interpreter start and `import server`: what any Python tool pays before
-doing anything.
+dev.py prints once the app accepts connections. The baseline, measured in the same session, is
+a bare interpreter start and `import server`: what any Python tool pays before doing anything.
 """
 
 from __future__ import annotations
@@ -78,7 +77,7 @@ def _base_env(workdir: Path) -> dict[str, str]:
         SANDBOX_PORT=str(_free_port()),
         DATABASE_PATH=str(workdir / "dialtone.db"),
         RULES_FILE=str(REPO / "rules.toml"),
-        ROUTES_DIR=str(REPO / "routes"),  # it runs in `workdir`, not the checkout
+        ROUTES_DIR=str(REPO / "routes"),
     )
     return env
 
