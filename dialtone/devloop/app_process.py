@@ -1,6 +1,6 @@
 """The app process of `make dev`: started, and restarted on every edit, by hupper.
 
-The parent (scripts/dev.py) keeps the tunnel, the sandbox and the number; this child only
+The parent (dialtone.devloop.command) keeps the tunnel, the sandbox and the number; this child only
 serves the app, with settings the parent put in its environment (PUBLIC_URL among them).
 """
 
@@ -11,8 +11,8 @@ import logging
 import os
 import signal
 import time
+from typing import Any
 
-import hupper
 from rich.console import Console
 
 from dialtone import logs
@@ -24,7 +24,14 @@ from dialtone.web.serving import make_server
 
 
 def main() -> None:
-    """Serve the app until the reloader stops this process."""
+    """Serve the app until the reloader stops this process (hupper's worker calls this)."""
+    import hupper
+
+    serve(reloader=hupper.get_reloader() if hupper.is_active() else None)
+
+
+def serve(reloader: Any = None) -> None:
+    """Serve the app until Ctrl-C or SIGTERM; `reloader` is hupper's proxy when reloading."""
     settings = Settings.from_env()
     logs.configure(settings.log_level)
     console = Console(stderr=True)
@@ -34,12 +41,14 @@ def main() -> None:
     logging.getLogger("dialtone.web.signature").setLevel(logging.ERROR)
     logging.getLogger("dialtone.status").setLevel(logging.WARNING)
     logging.getLogger("waitress").setLevel(logging.WARNING)
-    reloading = hupper.is_active()
-    if reloading:
-        # A new file in the routes directory (its mtime changes) is a new route, and a broken
-        # route is fixed by saving it. rules.toml is not watched here: the app re-reads it itself.
+    reloading = reloader is not None
+    if reloader is not None:
+        # A broken route must be able to bring the app back once it is fixed, and a new file in
+        # the routes directory (its mtime changes) is a new route. rules.toml is not watched
+        # here: the running app re-reads it itself, and a restart on every save would drop the
+        # webhooks (and a replay) that arrive meanwhile.
         routes = settings.routes_dir
-        hupper.get_reloader().watch_files([str(routes), str(routes / "*.py")])
+        reloader.watch_files([str(routes), str(routes / "*.py")])
     # Imported here so that an edit to a route is picked up by the fresh process hupper starts.
     from dialtone.app import close_app, create_app
 
@@ -48,10 +57,8 @@ def main() -> None:
     except DialtoneError as exc:
         if not reloading:
             raise
-        # A broken rules file must be able to bring the app back once it is fixed. Watched only
-        # then: a running app reloads its rules by itself, and a restart on every rules edit
-        # would drop the webhooks (and a replay) that arrive meanwhile.
-        hupper.get_reloader().watch_files([str(settings.rules_file)])
+        # A broken rules file must bring the app back once it is fixed: watched from now on.
+        reloader.watch_files([str(settings.rules_file)])
         console.print(f"\n{exc}\n", style="red", highlight=False)
         console.print("Fix it and save: the app starts again by itself.", style="yellow")
         _wait_for_reload()  # alive, so that hupper hears of the watched file before a fix
@@ -59,9 +66,11 @@ def main() -> None:
     # The inspector page in the parent sees every request through this (make dev only).
     served = capture.from_environment(app, dict(os.environ))
     server = make_server(served, settings)
-    # hupper stops a worker with SIGTERM between reloads; SIGHUP is a closed terminal.
+    # hupper stops a worker with SIGTERM between reloads; SIGHUP is a closed terminal (POSIX
+    # only: Windows has no SIGHUP).
     signal.signal(signal.SIGTERM, _stop)
-    signal.signal(signal.SIGHUP, _stop)
+    if hasattr(signal, "SIGHUP"):
+        signal.signal(signal.SIGHUP, _stop)
     try:
         server.run()
     except KeyboardInterrupt:
@@ -76,7 +85,8 @@ def main() -> None:
 def _wait_for_reload() -> None:
     """Sleep until hupper stops this process (on an edit, Ctrl-C or SIGTERM)."""
     signal.signal(signal.SIGTERM, _stop)
-    signal.signal(signal.SIGHUP, _stop)
+    if hasattr(signal, "SIGHUP"):
+        signal.signal(signal.SIGHUP, _stop)
     with contextlib.suppress(KeyboardInterrupt):
         while True:
             time.sleep(3600)
