@@ -31,7 +31,18 @@ MAX_ANSWER = 64 * 1024
 QUEUE_SIZE = 1000
 SKIPPED_PATHS = frozenset({"/healthz", "/favicon.ico"})
 
+# The environ keys describe_request reads (the environ itself is the server's to reuse).
+REQUEST_KEYS = (
+    "REQUEST_METHOD",
+    "PATH_INFO",
+    "QUERY_STRING",
+    "CONTENT_TYPE",
+    "HTTP_X_TWILIO_SIGNATURE",
+    REPLAY_HEADER,
+)
+
 StartResponse = Callable[..., Any]
+Captured = tuple[dict[str, Any], bytes, dict[str, Any]]  # request keys, body, answer
 WSGIApp = Callable[[dict[str, Any], StartResponse], Iterable[bytes]]
 
 
@@ -66,7 +77,7 @@ class Capture:
     def __init__(self, app: WSGIApp, send: Callable[[list[dict[str, Any]]], None]) -> None:
         self.app = app
         self.send = send
-        self.queue: queue.Queue[dict[str, Any] | None] = queue.Queue(QUEUE_SIZE)
+        self.queue: queue.Queue[Captured | None] = queue.Queue(QUEUE_SIZE)
         self._thread = threading.Thread(target=self._ship, name="inspector-capture", daemon=True)
         self._thread.start()
 
@@ -97,26 +108,28 @@ class Capture:
             close = getattr(result, "close", None)
             if close is not None:
                 close()
-            event = describe_request(environ, body)
-            event.update(
-                time=began,
-                duration_ms=round((time.perf_counter() - started) * 1000, 2),
-                status=answer["status"],
-                answer_type=answer["content_type"],
-                answer=b"".join(chunks)[:MAX_ANSWER].decode("utf-8", errors="replace"),
-                webhook=environ.get("dialtone.webhook"),
-            )
-            self._put(event)
+            # Only what the request thread must take now; parsing waits for the shipping thread.
+            request = {key: environ[key] for key in REQUEST_KEYS if key in environ}
+            event = {
+                "time": began,
+                "duration_ms": round((time.perf_counter() - started) * 1000, 2),
+                "status": answer["status"],
+                "answer_type": answer["content_type"],
+                "answer": b"".join(chunks)[:MAX_ANSWER],
+                "webhook": environ.get("dialtone.webhook"),
+            }
+            self._put((request, body, event))
         return chunks
 
-    def _put(self, event: dict[str, Any]) -> None:
+    def _put(self, event: Captured) -> None:
         # The inspector is behind or gone when the queue is full: the app must not slow down.
         with contextlib.suppress(queue.Full):
             self.queue.put_nowait(event)
 
     def close(self) -> None:
         """Ship what is queued, then stop the thread (waits at most a second)."""
-        self.queue.put(None)
+        with contextlib.suppress(queue.Full):
+            self.queue.put(None, timeout=1)
         self._thread.join(timeout=1)
 
     def _ship(self) -> None:
@@ -124,7 +137,7 @@ class Capture:
             first = self.queue.get()
             if first is None:
                 return
-            batch = [first]
+            batch = [_finish(first)]
             while len(batch) < 50:
                 try:
                     more = self.queue.get_nowait()
@@ -133,7 +146,7 @@ class Capture:
                 if more is None:
                     self._send(batch)
                     return
-                batch.append(more)
+                batch.append(_finish(more))
             self._send(batch)
 
     def _send(self, batch: list[dict[str, Any]]) -> None:
@@ -141,6 +154,14 @@ class Capture:
             self.send(batch)
         except Exception as exc:  # the inspector is optional: never let it break the app
             log.debug("inspector did not take %d events: %s", len(batch), exc)
+
+
+def _finish(captured: Captured) -> dict[str, Any]:
+    """The event to ship, parsed from what the request thread took."""
+    request, body, event = captured
+    shipped = describe_request(request, body)
+    shipped.update(event, answer=event["answer"].decode("utf-8", errors="replace"))
+    return shipped
 
 
 def _length(environ: dict[str, Any]) -> int:
