@@ -18,14 +18,9 @@ from typing import TypeVar
 
 from bottle import request
 
-from dialtone.record.store import (
-    IDEMPOTENCY_HEADER,
-    BadRecord,
-    Outcome,
-    Received,
-    Store,
-    StoreError,
-)
+from dialtone.record.base import IDEMPOTENCY_HEADER, Received, RecordStore
+from dialtone.record.errors import BadRecord, StoreError
+from dialtone.record.rows import Outcome
 
 log = logging.getLogger("dialtone.record")
 
@@ -33,9 +28,9 @@ T = TypeVar("T")
 
 
 class Recorder:
-    """Never-raising writes and reads over a Store (see the module docstring)."""
+    """Never-raising writes and reads over a RecordStore (see the module docstring)."""
 
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: RecordStore) -> None:
         self.store = store
 
     def _attempt(self, what: str, sid: str, write: Callable[[], T]) -> T | None:
