@@ -15,7 +15,6 @@ from __future__ import annotations
 import uuid
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Mapping
-from contextlib import AbstractContextManager
 from datetime import UTC, datetime
 from typing import Any, NamedTuple, TypeVar
 
@@ -46,7 +45,11 @@ class Received(NamedTuple):
 
 
 class Discard(Exception):  # noqa: N818 (a signal, not an error)
-    """Raised inside a write transaction: roll it back, and carry on after the `with`."""
+    """Raised by a write's work: roll its transaction back, and answer `result` instead."""
+
+    def __init__(self, result: Any) -> None:
+        super().__init__("rolled back")
+        self.result = result
 
 
 class RecordStore(ABC):
@@ -67,8 +70,10 @@ class RecordStore(ABC):
     shared: bool = False
 
     @abstractmethod
-    def _write(self) -> AbstractContextManager[Queries]:
-        """One write transaction, committed whole or rolled back whole (also on Discard)."""
+    def _write(self, work: Callable[[Queries], T]) -> T:
+        """Run `work` in one write transaction, committed whole or rolled back whole (on
+        Discard too, answering its result). A backend may run `work` again after a failure
+        that wrote nothing, so it must only touch the database."""
 
     @abstractmethod
     def _read(self, query: Callable[[Queries], T]) -> T:
@@ -124,22 +129,23 @@ class RecordStore(ABC):
         new = forms.inbound_message(values)
         key = _key(idempotency_key, "message", new.sid, new.status)
         sender = new.from_number
-        result: Received | None = None
-        with self._write() as q:
+
+        def work(q: Queries) -> Received:
             status, was_opted_out = q.inbound_state(new.sid, sender)
             was_opted_out = was_opted_out and bool(sender)
-            result = Received(Outcome.DUPLICATE, was_opted_out)
+            duplicate = Discard(Received(Outcome.DUPLICATE, was_opted_out))
             if status is not None:
-                raise Discard
+                raise duplicate
             now = self._now()
             if not q.claim(key, "message", new.sid, new.status, values, now):
-                raise Discard
+                raise duplicate
             if not q.insert(new, now):  # the same SID, recorded at this moment elsewhere
-                raise Discard
+                raise duplicate
             if opted_out is not None and sender:
                 q.set_opt_out(sender, opted_out, keyword, now)
-            result = Received(Outcome.NEW, was_opted_out)
-        return result
+            return Received(Outcome.NEW, was_opted_out)
+
+        return self._write(work)
 
     def record_outbound_message(
         self,
@@ -188,14 +194,16 @@ class RecordStore(ABC):
         payload: dict[str, Any],
     ) -> Outcome:
         """Claim `key`, then insert the row or update it (status only forward); one transaction."""
-        outcome = Outcome.DUPLICATE
-        with self._write() as q:
+
+        def work(q: Queries) -> Outcome:
             now = self._now()
             if not q.claim(key, kind, new.sid, new.status, payload, now):
-                raise Discard
+                raise Discard(Outcome.DUPLICATE)
             outcome = self._upsert(q, new, now)
             q.settle(key, outcome)
-        return outcome
+            return outcome
+
+        return self._write(work)
 
     def _upsert(self, q: Queries, new: forms.NewMessage | forms.NewCall, now: str) -> Outcome:
         """Insert the row, or fill its blanks; its status only ever moves forward."""
@@ -259,24 +267,26 @@ class RecordStore(ABC):
             raise forms.BadRecord("The webhook has no CallSid, so it cannot be recorded.")
         call_sid, digits = forms.text(call_sid), forms.text(digits)
         key = _key(idempotency_key, "digits", call_sid, uuid.uuid4().hex)
-        outcome = Outcome.DUPLICATE
-        with self._write() as q:
+        payload = {"CallSid": call_sid, "Digits": digits}
+        stub = forms.NewCall(call_sid, "inbound", "", "", "in-progress")
+
+        def work(q: Queries) -> Outcome:
             now = self._now()
-            payload = {"CallSid": call_sid, "Digits": digits}
             if not q.claim(key, "digits", call_sid, None, payload, now):
-                raise Discard
-            stub = forms.NewCall(call_sid, "inbound", "", "", "in-progress")
-            outcome = Outcome.NEW if q.state(stub) is None and q.insert(stub, now) else Outcome.UPDATED
+                raise Discard(Outcome.DUPLICATE)
+            new_row = q.state(stub) is None and q.insert(stub, now)
             if digits:
                 q.add_digits(call_sid, digits, now)
-        return outcome
+            return Outcome.NEW if new_row else Outcome.UPDATED
+
+        return self._write(work)
 
     # --- opt-outs ------------------------------------------------------------------------
 
     def set_opt_out(self, number: str, opted_out: bool, *, keyword: str | None = None) -> None:
         """Mark `number` as opted out (STOP) or back in (START)."""
-        with self._write() as q:
-            q.set_opt_out(forms.text(number), opted_out, keyword, self._now())
+        number = forms.text(number)
+        self._write(lambda q: q.set_opt_out(number, opted_out, keyword, self._now()))
 
     def is_opted_out(self, number: str) -> bool:
         """True when `number` has opted out and not back in."""

@@ -159,12 +159,13 @@ class Store(RecordStore):
     def health(self) -> str | None:
         """None when a write commits now; else why not (the file, SQLite's words, what to do)."""
         try:
-            with self._write() as q:
-                q.conn.execute(
+            self._write(
+                lambda q: q.conn.execute(
                     "INSERT INTO health (id, checked_at) VALUES (1, ?) "
                     "ON CONFLICT (id) DO UPDATE SET checked_at = excluded.checked_at",
                     (self._now(),),
                 )
+            )
         except StoreUnavailable as exc:
             return str(exc)
         return None
@@ -211,17 +212,17 @@ class Store(RecordStore):
         finally:
             writer.release()
 
-    @contextmanager
-    def _write(self) -> Iterator[Queries]:
-        """One transaction, committed whole or rolled back whole (and quietly on Discard)."""
+    def _write(self, work: Callable[[Queries], T]) -> T:
+        """Run `work` in one transaction, committed whole or rolled back whole."""
         if self.readonly:
             raise StoreUnavailable(f"The record at {self.path} is read-only.", path=self.path)
         with self._locked(), self._other_processes_out():
             conn = self._connection()
             try:
                 conn.execute("BEGIN IMMEDIATE")
-                yield self._queries
+                result = work(self._queries)
                 conn.execute("COMMIT")
+                return result
             except BaseException as exc:
                 if conn.in_transaction:
                     try:
@@ -229,7 +230,7 @@ class Store(RecordStore):
                     except sqlite3.DatabaseError as again:
                         log.error("Rolling back in %s failed: %s", self.path, again)
                 if isinstance(exc, Discard):
-                    return
+                    return exc.result  # type: ignore[no-any-return]
                 if isinstance(exc, sqlite3.DatabaseError) and is_environmental(exc):
                     raise unavailable(exc, self.path, "written") from exc
                 raise

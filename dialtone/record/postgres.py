@@ -1,0 +1,201 @@
+"""The record in PostgreSQL (DATABASE_URL): shared by every instance, through psycopg's pool.
+
+Each write is one transaction on a pooled connection. What SQLite gets from having one writer,
+PostgreSQL gets from its constraints: a delivery claims its idempotency key with INSERT ... ON
+CONFLICT DO NOTHING (the same webhook at two instances at once: the second waits on the unique
+key, then writes nothing), rows are inserted the same way, and a status update locks its row
+before comparing ranks.
+
+When the database goes away, a connection that broke is dropped from the pool and the write is
+tried once more on a fresh one (every write is idempotent); what still fails raises
+StoreUnavailable naming the database (never the password), and the pool reconnects by itself
+once the server is back.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from datetime import datetime
+from typing import Any, TypeVar
+
+import psycopg
+from psycopg import errors as pg_errors
+from psycopg.conninfo import conninfo_to_dict
+from psycopg_pool import ConnectionPool, PoolTimeout
+
+from dialtone.record.base import Discard, RecordStore
+from dialtone.record.errors import StoreUnavailable
+from dialtone.record.pg_schema import PG_MIGRATIONS, PgQueries, migrate, schema_version
+
+log = logging.getLogger("dialtone.record.store")
+
+T = TypeVar("T")
+
+CONNECT_TIMEOUT = 5  # seconds for one connection attempt (libpq's connect_timeout)
+WAIT = 5.0  # seconds a request waits for a pooled connection while the database is up
+WAIT_WHILE_DOWN = 0.5  # ... and once a write has failed: answer webhooks fast meanwhile
+POOL_SIZE = 10
+
+
+def describe(url: str) -> str:
+    """'PostgreSQL database NAME on HOST:PORT as USER': what a message may say, no password."""
+    try:
+        info = conninfo_to_dict(url)
+    except psycopg.ProgrammingError:
+        return "the PostgreSQL database at DATABASE_URL"
+    host = info.get("host") or "localhost"
+    port = info.get("port") or "5432"
+    where = f"PostgreSQL database {info.get('dbname') or '(default)'} on {host}:{port}"
+    return where + (f" as {info['user']}" if info.get("user") else "")
+
+
+def is_environmental(exc: BaseException) -> bool:
+    """True for failures of the server or the network, not of Dialtone's own SQL."""
+    return isinstance(
+        exc,
+        psycopg.OperationalError
+        | PoolTimeout
+        | pg_errors.ReadOnlySqlTransaction
+        | pg_errors.InsufficientResources
+        | pg_errors.OperatorIntervention
+        | pg_errors.SystemError
+        | pg_errors.InternalError_,
+    )
+
+
+class PostgresStore(RecordStore):
+    """The record in PostgreSQL (see the module docstring)."""
+
+    shared = True
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        pool_size: int = POOL_SIZE,
+        clock: Callable[[], datetime] | None = None,
+        migrations: Sequence[str] = PG_MIGRATIONS,
+    ) -> None:
+        """Connect, migrate (one instance at a time), and open the pool; StoreUnavailable
+        naming the database when it cannot be reached."""
+        super().__init__(clock)
+        self.where = describe(url)
+        self._failing = threading.Event()  # set while writes fail: wait less for a connection
+        try:
+            with psycopg.connect(url, autocommit=True, connect_timeout=CONNECT_TIMEOUT) as conn:
+                migrate(conn, self.where, migrations)
+        except psycopg.Error as exc:
+            raise self._unavailable(exc, "reached") from exc
+        self._pool: ConnectionPool[Any] | None = ConnectionPool(
+            url,
+            min_size=min(2, pool_size),
+            max_size=pool_size,
+            kwargs={"autocommit": True, "connect_timeout": CONNECT_TIMEOUT},
+            timeout=WAIT,
+            name="dialtone-record",
+            open=False,
+        )
+        try:
+            self._pool.open(wait=True, timeout=CONNECT_TIMEOUT * 2)
+        except PoolTimeout as exc:
+            self._pool.close()
+            raise self._unavailable(exc, "reached") from exc
+
+    @property
+    def schema_version(self) -> int:
+        """The schema version of the database."""
+        return self._read(lambda q: schema_version(q.conn))
+
+    def close(self) -> None:
+        """Close the pool's connections. Safe to call twice."""
+        pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.close()
+
+    def health(self) -> str | None:
+        """None when a write commits now; else why not (the database, the server's words)."""
+        try:
+            self._write(
+                lambda q: q.conn.execute(
+                    "INSERT INTO health (id, checked_at) VALUES (1, %s) "
+                    "ON CONFLICT (id) DO UPDATE SET checked_at = excluded.checked_at",
+                    (self._now(),),
+                ),
+                wait=min(WAIT, 2.0),
+            )
+        except StoreUnavailable as exc:
+            return str(exc)
+        return None
+
+    # --- transactions --------------------------------------------------------------------
+
+    @contextmanager
+    def _connection(self, wait: float | None = None) -> Iterator[Any]:
+        pool = self._pool
+        if pool is None:
+            raise StoreUnavailable(f"The record in {self.where} is closed.", path=self.where)
+        if wait is None:
+            wait = WAIT_WHILE_DOWN if self._failing.is_set() else WAIT
+        with pool.connection(timeout=wait) as conn:
+            yield conn
+
+    def _write(self, work: Callable[[PgQueries], T], wait: float | None = None) -> T:
+        """Run `work` in one transaction, committed whole or rolled back whole; run once more
+        on a fresh connection when the pooled one had died (every write is idempotent: a
+        commit that did land is then found by its claimed key)."""
+        for attempt in (1, 2):
+            try:
+                result = self._transaction(work, wait)
+                self._failing.clear()
+                return result
+            except psycopg.OperationalError as exc:
+                if attempt == 1 and self._pool is not None:
+                    self._pool.check()  # drop every idle connection that died with the server
+                    continue
+                self._failing.set()
+                raise self._unavailable(exc, "written") from exc
+            except (psycopg.Error, PoolTimeout) as exc:
+                if not is_environmental(exc):
+                    raise
+                self._failing.set()
+                raise self._unavailable(exc, "written") from exc
+        raise AssertionError("unreachable")
+
+    def _transaction(self, work: Callable[[PgQueries], T], wait: float | None) -> T:
+        with self._connection(wait) as conn:
+            try:
+                with conn.transaction():
+                    return work(PgQueries(conn))
+            except Discard as discarded:
+                return discarded.result  # type: ignore[no-any-return]
+
+    def _read(self, query: Callable[[PgQueries], T]) -> T:
+        """Run `query` in one REPEATABLE READ transaction."""
+        try:
+            with self._connection() as conn, conn.transaction():
+                conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
+                return query(PgQueries(conn))
+        except (psycopg.Error, PoolTimeout) as exc:
+            if not is_environmental(exc):
+                raise
+            raise self._unavailable(exc, "read") from exc
+
+    def _unavailable(self, exc: BaseException, action: str) -> StoreUnavailable:
+        # libpq's messages span lines and never hold the password; one paragraph of them.
+        words = " ".join(str(exc).split()) or type(exc).__name__
+        hint = (
+            "check DATABASE_URL, that the server is up and that it accepts connections from "
+            "this machine"
+        )
+        if isinstance(exc, pg_errors.ReadOnlySqlTransaction):
+            hint = "the server is read-only (a standby?): point DATABASE_URL at the primary"
+        code = getattr(exc, "sqlstate", None) or type(exc).__name__
+        return StoreUnavailable(
+            f"The record in {self.where} cannot be {action}: {words} ({hint}).",
+            path=self.where,
+            code=code,
+        )
+
