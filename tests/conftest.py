@@ -15,11 +15,12 @@ from dialtone.devloop import tunnel
 from dialtone.record.store import Store
 from dialtone.settings import Settings
 from tests.support import fake_ngrok as fake_ngrok_agent
+from tests.support.postgres import postgres_server, postgres_url
 from tests.support.sandbox_fixtures import sandbox, sandbox_settings
 from tests.support.sandbox_world import world
 from tests.support.twilio_signing import sign
 
-__all__ = ["sandbox", "sandbox_settings", "world"]  # fixtures re-exported for every test module
+__all__ = ["postgres_server", "postgres_url", "sandbox", "sandbox_settings", "world"]  # fixtures re-exported for every test module
 
 ACCOUNT_SID = "AC" + "0123456789abcdef" * 2
 AUTH_TOKEN = "test-auth-token-0123456789abcdef"

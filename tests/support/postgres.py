@@ -20,9 +20,14 @@ import socket
 import subprocess
 import tempfile
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
+
+from dialtone.record.base import RecordStore
+from dialtone.record.store import Store
 
 INSTALL_HINT = (
     "PostgreSQL is not installed: apt-get install -y postgresql (Debian) to run the "
@@ -131,3 +136,29 @@ def postgres_server() -> Iterator[PostgresServer]:
 def postgres_url(postgres_server: PostgresServer) -> str:
     """The URL of an empty database of its own for this test."""
     return postgres_server.fresh_database()
+
+
+BACKENDS = ["sqlite", "postgresql"]
+
+
+@contextmanager
+def open_backend(
+    request: pytest.FixtureRequest, kind: str, db_path: Path, **options: Any
+) -> Iterator[RecordStore]:
+    """A fresh record of `kind` ("sqlite" at db_path, or "postgresql": a database of its own)."""
+    if kind == "sqlite":
+        with Store(db_path, **options) as store:
+            yield store
+        return
+    from dialtone.record.postgres import PostgresStore
+
+    url = request.getfixturevalue("postgres_url")
+    with PostgresStore(url, **options) as pg_store:
+        yield pg_store
+
+
+def count_rows(store: RecordStore, table: str) -> int:
+    """How many rows `table` of the record holds, whichever backend keeps it."""
+    assert table.isidentifier()
+    sql = f"SELECT count(*) FROM {table}"  # noqa: S608 (an identifier, checked above)
+    return int(store._read(lambda q: q.conn.execute(sql).fetchone()[0]))
