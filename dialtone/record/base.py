@@ -44,7 +44,7 @@ class Received(NamedTuple):
     sender_opted_out: bool
 
 
-class Discard(Exception):  # noqa: N818 (a signal, not an error)
+class Discard(Exception):
     """Raised by a write's work: roll its transaction back, and answer `result` instead."""
 
     def __init__(self, result: Any) -> None:
@@ -74,6 +74,10 @@ class RecordStore(ABC):
         """Run `work` in one write transaction, committed whole or rolled back whole (on
         Discard too, answering its result). A backend may run `work` again after a failure
         that wrote nothing, so it must only touch the database."""
+
+    def transaction(self, work: Callable[[Queries], T]) -> T:
+        """Run `work(queries)` in one write transaction (the record's own helpers: limits)."""
+        return self._write(work)
 
     @abstractmethod
     def _read(self, query: Callable[[Queries], T]) -> T:
@@ -175,7 +179,9 @@ class RecordStore(ABC):
         )
         payload: dict[str, Any] = {"to": new.to_number, "from": new.from_number}
         payload |= {"body": new.body, "media_urls": urls, "error_code": error_code}
-        return self._record(f"outbound-message:{sid}:{new.status}", "outbound-message", new, payload)
+        return self._record(
+            f"outbound-message:{sid}:{new.status}", "outbound-message", new, payload
+        )
 
     def record_message_status(
         self, form: Mapping[str, str], idempotency_key: str | None = None
@@ -353,4 +359,3 @@ def _key(idempotency_key: str | None, kind: str, sid: str, status: str) -> str:
     if idempotency_key:
         return f"token:{forms.text(idempotency_key)}"
     return f"{kind}:{sid}:{status}"
-

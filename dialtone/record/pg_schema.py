@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, ClassVar
 
 from dialtone.record.errors import SchemaMismatch
 from dialtone.record.queries import Queries
@@ -157,7 +157,7 @@ def to_pg(sql: str) -> str:
 class PgQueries(Queries):
     """The record's statements in PostgreSQL's dialect, over one psycopg connection."""
 
-    sql = {name: to_pg(text) for name, text in Queries.sql.items()} | {
+    sql: ClassVar[dict[str, str]] = {name: to_pg(text) for name, text in Queries.sql.items()} | {
         # The row is locked until the transaction ends, so the rank comparison and the
         # conditional UPDATE that follows cannot interleave with another instance's.
         "state_message": "SELECT id, status FROM messages WHERE sid = %s FOR UPDATE",

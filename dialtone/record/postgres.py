@@ -170,7 +170,7 @@ class PostgresStore(RecordStore):
                 with conn.transaction():
                     return work(PgQueries(conn))
             except Discard as discarded:
-                return discarded.result  # type: ignore[no-any-return]
+                return discarded.result
 
     def _read(self, query: Callable[[PgQueries], T]) -> T:
         """Run `query` in one REPEATABLE READ transaction."""
@@ -198,4 +198,3 @@ class PostgresStore(RecordStore):
             path=self.where,
             code=code,
         )
-

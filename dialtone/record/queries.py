@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, ClassVar
 
 from dialtone.record.forms import NewCall, NewMessage
 from dialtone.record.rows import (
@@ -156,7 +156,7 @@ class Queries:
     """Statements over one connection; no locking or transactions of its own."""
 
     # The SQL each method runs; PgQueries replaces these with PostgreSQL's spelling.
-    sql: dict[str, str] = {
+    sql: ClassVar[dict[str, str]] = {
         "inbound_state": INBOUND_STATE,
         "state_message": STATE_MESSAGE,
         "state_call": STATE_CALL,
@@ -230,7 +230,9 @@ class Queries:
             params = _message_params(new, now) | {"apply": apply_status}
             self.conn.execute(self.sql["update_message"], params)
         else:
-            self.conn.execute(self.sql["update_call"], _call_params(new, now) | {"apply": apply_status})
+            self.conn.execute(
+                self.sql["update_call"], _call_params(new, now) | {"apply": apply_status}
+            )
 
     def add_digits(self, sid: str, digits: str, now: str) -> None:
         self.conn.execute(self.sql["add_digits"], (digits, now, sid))

@@ -230,7 +230,7 @@ class Store(RecordStore):
                     except sqlite3.DatabaseError as again:
                         log.error("Rolling back in %s failed: %s", self.path, again)
                 if isinstance(exc, Discard):
-                    return exc.result  # type: ignore[no-any-return]
+                    return exc.result
                 if isinstance(exc, sqlite3.DatabaseError) and is_environmental(exc):
                     raise unavailable(exc, self.path, "written") from exc
                 raise

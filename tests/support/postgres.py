@@ -11,6 +11,7 @@ One server per test session; every test gets a database of its own (`fresh_datab
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import itertools
 import os
@@ -105,10 +106,8 @@ class PostgresServer:
 
     def destroy(self) -> None:
         """Stop the server and delete its directory."""
-        try:
+        with contextlib.suppress(RuntimeError):  # already stopped
             self.stop()
-        except RuntimeError:
-            pass  # already stopped
         shutil.rmtree(self.root, ignore_errors=True)
 
 
