@@ -19,6 +19,7 @@ from datetime import UTC, datetime
 from typing import Any, NamedTuple, TypeVar
 
 from dialtone.record import forms as forms
+from dialtone.record.errors import StoreUnavailable
 from dialtone.record.queries import DEFAULT_PAGE, Filters, Queries
 from dialtone.record.rows import (
     Call,
@@ -84,10 +85,10 @@ class RecordStore(ABC):
         """Run `query` on one consistent snapshot."""
 
     @abstractmethod
-    def health(self) -> str | None:
-        """None when the record can be written now; else the cause, in one sentence.
-
-        A real write (a probe row), so a full disk or a read-only file is seen too."""
+    def health(self) -> StoreUnavailable | None:
+        """None when the record can be written now; else the failure (its message names the
+        file or database, its `reason` does not). A real write (a probe row), so a full disk
+        or a read-only file shows too."""
 
     @abstractmethod
     def close(self) -> None:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime
@@ -37,6 +38,7 @@ T = TypeVar("T")
 CONNECT_TIMEOUT = 5  # seconds for one connection attempt (libpq's connect_timeout)
 WAIT = 5.0  # seconds a request waits for a pooled connection while the database is up
 WAIT_WHILE_DOWN = 0.5  # ... and once a write has failed: answer webhooks fast meanwhile
+RECOVERY_INTERVAL = 1.0  # seconds between attempts to reconnect while writes fail
 POOL_SIZE = 10
 
 
@@ -89,20 +91,56 @@ class PostgresStore(RecordStore):
                 migrate(conn, self.where, migrations)
         except psycopg.Error as exc:
             raise self._unavailable(exc, "reached") from exc
-        self._pool: ConnectionPool[Any] | None = ConnectionPool(
-            url,
-            min_size=min(2, pool_size),
-            max_size=pool_size,
+        self._url = url
+        self._pool_size = pool_size
+        self._recovering = threading.Lock()
+        self._last_recovery = 0.0
+        try:
+            self._pool: ConnectionPool[Any] | None = self._new_pool()
+        except PoolTimeout as exc:
+            raise self._unavailable(exc, "reached") from exc
+
+    def _new_pool(self) -> ConnectionPool[Any]:
+        pool: ConnectionPool[Any] = ConnectionPool(
+            self._url,
+            min_size=min(2, self._pool_size),
+            max_size=self._pool_size,
             kwargs={"autocommit": True, "connect_timeout": CONNECT_TIMEOUT},
             timeout=WAIT,
             name="dialtone-record",
             open=False,
         )
         try:
-            self._pool.open(wait=True, timeout=CONNECT_TIMEOUT * 2)
-        except PoolTimeout as exc:
-            self._pool.close()
-            raise self._unavailable(exc, "reached") from exc
+            pool.open(wait=True, timeout=CONNECT_TIMEOUT * 2)
+        except PoolTimeout:
+            pool.close()
+            raise
+        return pool
+
+    def _recover(self) -> None:
+        """While writes fail, at most once a RECOVERY_INTERVAL: when the server answers a
+        direct connection, replace the pool (whose own reconnection backs off exponentially,
+        for minutes after a long outage) with a fresh one."""
+        now = time.monotonic()
+        if now - self._last_recovery < RECOVERY_INTERVAL or not self._recovering.acquire(False):
+            return
+        try:
+            self._last_recovery = now
+            try:
+                psycopg.connect(self._url, connect_timeout=2).close()
+                fresh = self._new_pool()
+            except (psycopg.Error, PoolTimeout):
+                return  # still down
+            old, self._pool = self._pool, fresh
+            if old is None:  # closed meanwhile
+                self._pool = None
+                fresh.close()
+                return
+            # Connections in use finish their work; the old pool closes them when returned.
+            threading.Thread(target=old.close, name="close old pool", daemon=True).start()
+            log.warning("Reconnected to %s.", self.where)
+        finally:
+            self._recovering.release()
 
     @property
     def schema_version(self) -> int:
@@ -115,7 +153,7 @@ class PostgresStore(RecordStore):
         if pool is not None:
             pool.close()
 
-    def health(self) -> str | None:
+    def health(self) -> StoreUnavailable | None:
         """None when a write commits now; else why not (the database, the server's words)."""
         try:
             self._write(
@@ -127,7 +165,7 @@ class PostgresStore(RecordStore):
                 wait=min(WAIT, 2.0),
             )
         except StoreUnavailable as exc:
-            return str(exc)
+            return exc
         return None
 
     # --- transactions --------------------------------------------------------------------
@@ -146,6 +184,8 @@ class PostgresStore(RecordStore):
         """Run `work` in one transaction, committed whole or rolled back whole; run once more
         on a fresh connection when the pooled one had died (every write is idempotent: a
         commit that did land is then found by its claimed key)."""
+        if self._failing.is_set():
+            self._recover()
         for attempt in (1, 2):
             try:
                 result = self._transaction(work, wait)
@@ -193,8 +233,13 @@ class PostgresStore(RecordStore):
         if isinstance(exc, pg_errors.ReadOnlySqlTransaction):
             hint = "the server is read-only (a standby?): point DATABASE_URL at the primary"
         code = getattr(exc, "sqlstate", None) or type(exc).__name__
+        reason = f"cannot be {action}: PostgreSQL " + (
+            "is read-only" if isinstance(exc, pg_errors.ReadOnlySqlTransaction) else "unreachable"
+            if isinstance(exc, psycopg.OperationalError | PoolTimeout) else f"error {code}"
+        )  # fmt: skip
         return StoreUnavailable(
             f"The record in {self.where} cannot be {action}: {words} ({hint}).",
             path=self.where,
             code=code,
+            reason=reason,
         )

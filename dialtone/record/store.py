@@ -91,10 +91,10 @@ def open_store(settings: Settings) -> RecordStore:
         store: RecordStore = PostgresStore(settings.database_url)
     else:
         store = Store(settings.database_path)
-    cause = store.health()
-    if cause is not None:
+    failure = store.health()
+    if failure is not None:
         store.close()
-        raise StoreUnavailable(cause, path=store.where)
+        raise failure
     return store
 
 
@@ -156,7 +156,7 @@ class Store(RecordStore):
                 if self._writer is not None:
                     self._writer.close()
 
-    def health(self) -> str | None:
+    def health(self) -> StoreUnavailable | None:
         """None when a write commits now; else why not (the file, SQLite's words, what to do)."""
         try:
             self._write(
@@ -167,7 +167,7 @@ class Store(RecordStore):
                 )
             )
         except StoreUnavailable as exc:
-            return str(exc)
+            return exc
         return None
 
     # --- transactions --------------------------------------------------------------------
