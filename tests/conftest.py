@@ -20,7 +20,13 @@ from tests.support.sandbox_fixtures import sandbox, sandbox_settings
 from tests.support.sandbox_world import world
 from tests.support.twilio_signing import sign
 
-__all__ = ["postgres_server", "postgres_url", "sandbox", "sandbox_settings", "world"]  # fixtures re-exported for every test module
+__all__ = [
+    "postgres_server",
+    "postgres_url",
+    "sandbox",
+    "sandbox_settings",
+    "world",
+]  # fixtures re-exported for every test module
 
 ACCOUNT_SID = "AC" + "0123456789abcdef" * 2
 AUTH_TOKEN = "test-auth-token-0123456789abcdef"
