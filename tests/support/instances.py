@@ -45,6 +45,7 @@ def server_env(workdir: Path, port: int, **extra: str) -> dict[str, str]:
         "PORT": str(port),
         "DATABASE_PATH": str(workdir / "var" / "dialtone.db"),
         "RULES_FILE": str(REPO / "rules.toml"),
+        "ROUTES_DIR": str(REPO / "routes"),
         **extra,
     }
 
