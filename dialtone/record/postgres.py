@@ -162,7 +162,7 @@ class PostgresStore(RecordStore):
                     "ON CONFLICT (id) DO UPDATE SET checked_at = excluded.checked_at",
                     (self._now(),),
                 ),
-                wait=min(WAIT, 2.0),
+                wait=WAIT_WHILE_DOWN if self._failing.is_set() else 2.0,
             )
         except StoreUnavailable as exc:
             return exc
@@ -194,6 +194,7 @@ class PostgresStore(RecordStore):
             except psycopg.OperationalError as exc:
                 if attempt == 1 and self._pool is not None:
                     self._pool.check()  # drop every idle connection that died with the server
+                    wait = WAIT_WHILE_DOWN  # a fresh connection comes at once, or not soon
                     continue
                 self._failing.set()
                 raise self._unavailable(exc, "written") from exc

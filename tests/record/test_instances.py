@@ -5,6 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -14,6 +15,7 @@ import pytest
 from dialtone.record.postgres import PostgresStore
 from tests.conftest import CALLER, PHONE_NUMBER, REPO
 from tests.support.instances import Instance, free_port, server_env, start_instance
+from tests.support.postgres import PostgresServer, postgres_bin
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -121,3 +123,50 @@ def test_an_unreachable_database_at_start_is_one_paragraph_and_exit_2(tmp_path: 
     assert "\n" not in paragraph
     assert "cannot be reached" in paragraph
     assert "DATABASE_URL" in paragraph
+
+
+def test_postgresql_stopped_and_started_during_a_run(tmp_path: Path) -> None:
+    bindir = postgres_bin()
+    if bindir is None:
+        pytest.skip("PostgreSQL is not installed: apt-get install -y postgresql")
+    server = PostgresServer(bindir).init()
+    server.start()
+    instances: list[Instance] = []
+    try:
+        url = server.fresh_database()
+        for _ in range(2):
+            env = server_env(tmp_path, free_port(), DATABASE_URL=url, THREADS="4")
+            instances.append(start_instance(env, tmp_path))
+        one, two = instances
+        assert [one.post("/sms_url", text(n), token=f"before-{n}") for n in (1, 2)] == [200, 200]
+        server.stop()
+        # Answers continue: Twilio does not retry a webhook, so it is answered regardless.
+        assert [
+            i.post("/sms_url", text(n), token=f"down-{n}") for n, i in ((3, one), (4, two))
+        ] == [
+            200,
+            200,
+        ]
+        for instance in instances:
+            status, body = instance.health()
+            assert status == 503
+            assert body["record"] == "cannot be written: PostgreSQL unreachable"
+        server.start()
+        deadline = time.monotonic() + 30
+        while any(i.health()[0] != 200 for i in instances):
+            assert time.monotonic() < deadline, "an instance did not recover by itself"
+            time.sleep(0.2)
+        acknowledged = []
+        for n in range(100, 160):
+            instance = one if n % 2 else two
+            if instance.post("/sms_url", text(n), token=f"after-{n}") == 200:
+                acknowledged.append(n)
+        assert len(acknowledged) == 60
+        with PostgresStore(url) as record:
+            recorded = {m.sid for m in record.messages(limit=500)}
+        assert {f"SM{n:032x}" for n in acknowledged} <= recorded
+        assert {f"SM{n:032x}" for n in (1, 2)} <= recorded
+    finally:
+        for instance in instances:
+            instance.stop()
+        server.destroy()
