@@ -7,6 +7,7 @@ Targets, measured one after the other in the same run with the same load generat
   flask     Flask + gunicorn, 2 sync workers, same RequestValidator check and MessagingResponse
   dialtone  server.py with WORKERS=2 (and WORKERS=1 for comparison), recording on when the store
             exists; the route is --route, or /sms_url when the app has it, else /status
+  pg        two server.py instances recording into one PostgreSQL on this machine (bench/postgres.py)
 """
 
 from __future__ import annotations
@@ -259,6 +260,7 @@ def start_dialtone(args: argparse.Namespace, work: Path, stack: ExitStack, worke
         "PUBLIC_URL": PUBLIC_URL,
         "VALIDATE_SIGNATURES": "true",
         "RULES_FILE": str(ROOT / "rules.toml"),
+        "ROUTES_DIR": str(ROOT / "routes"),  # the server runs in a temporary directory
         "LOG_LEVEL": "INFO",
         "DATABASE_PATH": str(dialtone_database(work, workers)),
     }
@@ -401,8 +403,11 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--route", help="Dialtone's webhook route (default: /sms_url or /status)")
     parser.add_argument(
         "--targets",
-        default="ceiling,flask,dialtone1",
+        default="ceiling,flask,dialtone1,pg",
         help="which targets besides Dialtone WORKERS=2, comma-separated (default: all)",
+    )
+    parser.add_argument(
+        "--pg-threads", type=int, default=4, help="THREADS of each PostgreSQL instance (4)"
     )
     args = parser.parse_args(argv)
     if args.quick:
@@ -423,6 +428,15 @@ def main(argv: Sequence[str] | None = None) -> int:
             targets += [flask] if flask else []
             if "dialtone1" in args.targets and not args.quick:
                 targets.append(start_dialtone(args, work, stack, 1))
+            pg_target, pg_url = None, ""
+            if "pg" in args.targets:
+                from bench import postgres
+
+                pg = stack.enter_context(postgres.postgresql())
+                if pg is not None:
+                    pg_url = pg.fresh_database()
+                    pg_target = postgres.start_instances(args, work, stack, pg_url)
+                    targets.append(pg_target)
             main_target = start_dialtone(args, work, stack, 2)
             targets.append(main_target)
             pids = children(main_target.pid) or [main_target.pid]
@@ -436,11 +450,18 @@ def main(argv: Sequence[str] | None = None) -> int:
                 route = main_target.name.split("POST ", 1)[1].split(",")[0]
                 sent_twice, line = send_twice(main_target, route, args)
                 record_lines.append(line)
+            if pg_target is not None:
+                record_lines += postgres.check_record(pg_url, pg_target.answered)
         # The servers have stopped (and closed the record) before it is read.
         record_lines += check_database(dialtone_database(work, 2), main_target.answered, sent_twice)
         rows = [Row(target.name, target.result) for target in targets if target is not main_target]
         rows.append(Row(main_target.name, main_target.result, rss_idle=idle, rss_loaded=loaded))
         met = report(rows, record_lines, args)
+        if pg_target is not None:
+            flask_result = flask.result if flask else None
+            lines, pg_met = postgres.goal_lines(pg_target.result, flask_result)
+            print("\n".join(lines))
+            met &= pg_met
     finally:
         shutil.rmtree(work, ignore_errors=True)
     print()

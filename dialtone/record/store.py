@@ -88,7 +88,8 @@ def open_store(settings: Settings) -> RecordStore:
     if settings.database_url:
         from dialtone.record.postgres import PostgresStore  # psycopg only when it is used
 
-        store: RecordStore = PostgresStore(settings.database_url)
+        # One connection per waitress thread, and two for the limits and the health check.
+        store: RecordStore = PostgresStore(settings.database_url, pool_size=settings.threads + 2)
     else:
         store = Store(settings.database_path)
     failure = store.health()

@@ -50,8 +50,11 @@ def postgres_bin() -> Path | None:
 class PostgresServer:
     """One PostgreSQL cluster in a temporary directory, on a free loopback port."""
 
-    def __init__(self, bindir: Path) -> None:
+    def __init__(self, bindir: Path, *, durable: bool = False) -> None:
+        """`durable`: PostgreSQL's own defaults (fsync, synchronous commit), as a real server
+        runs; else the test suite's faster settings (nothing here must survive a power cut)."""
         self.bindir = bindir
+        self.durable = durable
         self.root = Path(tempfile.mkdtemp(prefix="dialtone-pg-"))
         self.data = self.root / "data"
         self.port = _free_port()
@@ -80,10 +83,10 @@ class PostgresServer:
 
     def start(self) -> None:
         """Start (or restart) the server; returns once it accepts connections."""
-        options = (
-            f"-p {self.port} -k {self.root} -c listen_addresses=127.0.0.1 -c fsync=off "
-            "-c synchronous_commit=off -c full_page_writes=off -c max_connections=200"
-        )
+        options = f"-p {self.port} -k {self.root} -c listen_addresses=127.0.0.1"
+        options += " -c max_connections=200"
+        if not self.durable:
+            options += " -c fsync=off -c synchronous_commit=off -c full_page_writes=off"
         self._run("pg_ctl", "-D", str(self.data), "-o", options, "-l",
                   str(self.root / "server.log"), "-w", "-t", "60", "start")  # fmt: skip
 
