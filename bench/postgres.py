@@ -113,8 +113,12 @@ def check_record(url: str, sent: set[int]) -> list[str]:
 
     expected = {f"SM{index:032x}" for index in sent}
     with psycopg.connect(url) as conn:
-        stored = dict(conn.execute("SELECT sid, count(*) FROM messages GROUP BY sid").fetchall())
-        events = dict(conn.execute("SELECT sid, count(*) FROM events GROUP BY sid").fetchall())
+        stored: dict[str, int] = dict(
+            conn.execute("SELECT sid, count(*) FROM messages GROUP BY sid").fetchall()
+        )
+        events: dict[str, int] = dict(
+            conn.execute("SELECT sid, count(*) FROM events GROUP BY sid").fetchall()
+        )
     missing = expected - stored.keys()
     repeated = {sid for sid, n in stored.items() if n != 1}
     repeated |= {sid for sid in expected if events.get(sid, 0) != 1}

@@ -148,6 +148,36 @@ def schema_version(conn: Any) -> int:
     return int(row[0]) if row else 0
 
 
+# An inbound message in one statement (one round trip, its own transaction): the row first, so
+# a SID already recorded (whatever its token) writes nothing at all; the event (claiming the
+# idempotency key) only for a new row; the opt-out only for a claimed delivery. The opt-out
+# read sees the database as it was before the statement.
+RECEIVE_MESSAGE = """
+WITH ins AS (
+    INSERT INTO messages (sid, direction, from_number, to_number, peer, body, media, status,
+                          error_code, error_message, created_at, updated_at)
+    VALUES (%(sid)s, %(direction)s, %(from_number)s, %(to_number)s, %(peer)s, %(body)s,
+            %(media)s, %(status)s, %(error_code)s, %(error_message)s, %(now)s, %(now)s)
+    ON CONFLICT (sid) DO NOTHING
+    RETURNING id
+), claim AS (
+    INSERT INTO events (idempotency_key, kind, sid, status, applied, payload, received_at)
+    SELECT %(key)s, 'message', %(sid)s, %(status)s, true, %(payload)s, %(now)s FROM ins
+    ON CONFLICT (idempotency_key) DO NOTHING
+    RETURNING id
+), opt AS (
+    INSERT INTO opt_outs (number, opted_out, keyword, created_at, updated_at)
+    SELECT %(from_number)s, %(opted_out)s, %(keyword)s, %(now)s, %(now)s FROM claim
+    WHERE %(set_opt_out)s
+    ON CONFLICT (number) DO UPDATE SET
+        opted_out = excluded.opted_out, keyword = excluded.keyword,
+        updated_at = excluded.updated_at
+)
+SELECT (SELECT id FROM ins), EXISTS (SELECT 1 FROM claim),
+       coalesce((SELECT opted_out FROM opt_outs WHERE number = %(from_number)s), false)
+"""
+
+
 def to_pg(sql: str) -> str:
     """SQLite's `?` and `:name` parameters as psycopg's `%s` and `%(name)s`."""
     sql = re.sub(r"(?<![:\w]):(\w+)", r"%(\1)s", sql)

@@ -454,6 +454,43 @@ def test_a_retried_stop_does_not_undo_a_later_start(store: RecordStore) -> None:
     assert not store.is_opted_out(CALLER)
 
 
+def test_a_replayed_keyword_under_a_new_token_changes_nothing(store: RecordStore) -> None:
+    # Issue 9.5: a MessageSid already recorded changes nothing, whatever the token says.
+    start = inbound("SM1", body="START")
+    store.record_inbound_message(start, "t-start", opted_out=False, keyword="START")
+    store.record_inbound_message(inbound("SM2", body="STOP"), "t-stop", opted_out=True)
+    replay = store.record_inbound_message(start, "a-new-token", opted_out=False, keyword="START")
+    assert replay is Outcome.DUPLICATE
+    assert store.is_opted_out(CALLER)
+    assert [e.idempotency_key for e in store.events("SM1")] == ["token:t-start"]
+
+
+def test_a_token_already_recorded_for_another_sid_writes_nothing(store: RecordStore) -> None:
+    store.record_inbound_message(inbound("SM1"), "t-1")
+    assert store.record_inbound_message(inbound("SM9"), "t-1") is Outcome.DUPLICATE
+    assert store.message("SM9") is None
+    assert count(store, "events") == 1
+
+
+def test_the_same_message_under_two_tokens_at_once_is_recorded_once(
+    store: RecordStore,
+) -> None:
+    barrier = threading.Barrier(8)
+    outcomes: list[Outcome] = []
+
+    def deliver(n: int) -> None:
+        barrier.wait()
+        outcomes.append(store.record_inbound_message(inbound("SM1", body="STOP"), f"t-{n}"))
+
+    threads = [threading.Thread(target=deliver, args=(n,)) for n in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(outcomes) == sorted([Outcome.NEW] + [Outcome.DUPLICATE] * 7)
+    assert count(store, "messages") == count(store, "events") == 1
+
+
 # --- reading -------------------------------------------------------------------------------
 
 
