@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import time
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
@@ -46,6 +47,7 @@ class SpreadTarget(Target):
     def send(self, args: argparse.Namespace, duration: float) -> loadgen.LoadResult:
         """The next requests, spread over every instance, for `duration` seconds."""
         cpu_before = sum(cpu_seconds(pid) for pid in self.pids)
+        client_before = time.process_time()
         result = loadgen.run_spread(
             HOST,
             self.ports,
@@ -56,6 +58,7 @@ class SpreadTarget(Target):
         self.answered |= {self.offset + index for index in result.answered}
         self.offset += result.sent
         result.cpu = sum(cpu_seconds(pid) for pid in self.pids) - cpu_before
+        result.client_cpu = time.process_time() - client_before
         return result
 
 
@@ -75,8 +78,20 @@ def postgresql() -> Iterator[PostgresServer | None]:
         pg.destroy()
 
 
+def without_commit_wait(pg: PostgresServer, url: str) -> str:
+    """`url`'s database with synchronous_commit off (what an operator sets with ALTER ROLE or
+    ALTER DATABASE): a commit returns before its WAL is flushed, as SQLite's synchronous=NORMAL
+    does; a crash of the PostgreSQL server can lose the last fraction of a second."""
+    import psycopg
+
+    name = url.rsplit("/", 1)[1]
+    with psycopg.connect(pg.url(), autocommit=True) as conn:
+        conn.execute(f"ALTER DATABASE {name} SET synchronous_commit = off")
+    return url
+
+
 def start_instances(
-    args: argparse.Namespace, work: Path, stack: ExitStack, url: str
+    args: argparse.Namespace, work: Path, stack: ExitStack, url: str, label: str = ""
 ) -> SpreadTarget:
     """INSTANCES server.py processes (WORKERS=1 each) recording into the database at `url`."""
     ports, pids = [], []
@@ -97,11 +112,12 @@ def start_instances(
             "DATABASE_URL": url,
         }
         cmd = [sys.executable, str(ROOT / "server.py")]
-        pids.append(stack.enter_context(server(cmd, env, work / f"pg-instance-{n}.log", port)))
+        log = work / f"pg{label.replace(' ', '-')}-instance-{n}.log"
+        pids.append(stack.enter_context(server(cmd, env, log, port)))
         ports.append(port)
     name = (
         f"Dialtone {INSTANCES} instances THREADS={args.pg_threads}, POST /sms_url, "
-        "recording into PostgreSQL"
+        f"recording into PostgreSQL{label}"
     )
     requests = build_requests(ports[0], "/sms_url", 0, args.pool)
     return SpreadTarget(name, ports[0], requests, pids[0], ports=ports, pids=pids)
@@ -129,16 +145,18 @@ def check_record(url: str, sent: set[int]) -> list[str]:
     ]
 
 
-def goal_lines(pg: loadgen.LoadResult, flask: loadgen.LoadResult | None) -> tuple[list[str], bool]:
+def goal_lines(
+    name: str, pg: loadgen.LoadResult, flask: loadgen.LoadResult | None
+) -> tuple[list[str], bool]:
     """The PostgreSQL goal: at least Flask/gunicorn's throughput, with p99 no worse."""
     if flask is None or not flask.rate:
-        return ["goal (PostgreSQL): not compared, no Flask/gunicorn row"], True
+        return [f"goal ({name}): not compared, no Flask/gunicorn row"], True
     rate_ok = pg.rate >= flask.rate
     p99_ok = pg.percentile(99) <= flask.percentile(99)
     mark = {True: "met", False: "NOT MET"}
     return [
-        f"goal: PostgreSQL, {INSTANCES} instances >= Flask/gunicorn throughput: "
+        f"goal: {name} >= Flask/gunicorn throughput: "
         f"{pg.rate:.0f} vs {flask.rate:.0f} req/s ({pg.rate / flask.rate:.2f}x)  {mark[rate_ok]}",
-        f"goal: PostgreSQL p99 <= Flask/gunicorn p99: {pg.percentile(99) * 1000:.1f} vs "
+        f"goal: {name} p99 <= Flask/gunicorn p99: {pg.percentile(99) * 1000:.1f} vs "
         f"{flask.percentile(99) * 1000:.1f} ms  {mark[p99_ok]}",
     ], rate_ok and p99_ok

@@ -428,15 +428,24 @@ def main(argv: Sequence[str] | None = None) -> int:
             targets += [flask] if flask else []
             if "dialtone1" in args.targets and not args.quick:
                 targets.append(start_dialtone(args, work, stack, 1))
-            pg_target, pg_url = None, ""
+            pg_targets: list[tuple[str, Target, str]] = []  # (goal name, target, its URL)
             if "pg" in args.targets:
                 from bench import postgres
 
                 pg = stack.enter_context(postgres.postgresql())
                 if pg is not None:
-                    pg_url = pg.fresh_database()
-                    pg_target = postgres.start_instances(args, work, stack, pg_url)
-                    targets.append(pg_target)
+                    fast = postgres.without_commit_wait(pg, pg.fresh_database())
+                    label = ", synchronous_commit=off"
+                    pg_targets.append(
+                        ("PostgreSQL synchronous_commit=off",
+                         postgres.start_instances(args, work, stack, fast, label), fast)
+                    )  # fmt: skip
+                    durable = pg.fresh_database()
+                    pg_targets.append(
+                        ("PostgreSQL (durable commits)",
+                         postgres.start_instances(args, work, stack, durable), durable)
+                    )  # fmt: skip
+                    targets += [target for _, target, _ in pg_targets]
             main_target = start_dialtone(args, work, stack, 2)
             targets.append(main_target)
             pids = children(main_target.pid) or [main_target.pid]
@@ -450,16 +459,17 @@ def main(argv: Sequence[str] | None = None) -> int:
                 route = main_target.name.split("POST ", 1)[1].split(",")[0]
                 sent_twice, line = send_twice(main_target, route, args)
                 record_lines.append(line)
-            if pg_target is not None:
-                record_lines += postgres.check_record(pg_url, pg_target.answered)
+            for _, target, url in pg_targets:
+                record_lines += postgres.check_record(url, target.answered)
         # The servers have stopped (and closed the record) before it is read.
         record_lines += check_database(dialtone_database(work, 2), main_target.answered, sent_twice)
         rows = [Row(target.name, target.result) for target in targets if target is not main_target]
         rows.append(Row(main_target.name, main_target.result, rss_idle=idle, rss_loaded=loaded))
         met = report(rows, record_lines, args)
-        if pg_target is not None:
-            flask_result = flask.result if flask else None
-            lines, pg_met = postgres.goal_lines(pg_target.result, flask_result)
+        for name, target, _ in pg_targets:
+            lines, pg_met = postgres.goal_lines(
+                name, target.result, flask.result if flask else None
+            )
             print("\n".join(lines))
             met &= pg_met
     finally:
