@@ -15,7 +15,7 @@ import pytest
 from dialtone.record.postgres import PostgresStore
 from tests.conftest import CALLER, PHONE_NUMBER, REPO
 from tests.support.instances import Instance, free_port, server_env, start_instance
-from tests.support.postgres import PostgresServer, postgres_bin
+from tests.support.postgres import PostgresServer, require_postgres
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -125,11 +125,9 @@ def test_an_unreachable_database_at_start_is_one_paragraph_and_exit_2(tmp_path: 
     assert "DATABASE_URL" in paragraph
 
 
+@pytest.mark.postgres
 def test_postgresql_stopped_and_started_during_a_run(tmp_path: Path) -> None:
-    bindir = postgres_bin()
-    if bindir is None:
-        pytest.skip("PostgreSQL is not installed: apt-get install -y postgresql")
-    server = PostgresServer(bindir).init()
+    server = PostgresServer(require_postgres()).init()
     server.start()
     instances: list[Instance] = []
     try:

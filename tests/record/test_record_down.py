@@ -22,7 +22,7 @@ from dialtone.record.postgres import PostgresStore
 from dialtone.record.store import Store
 from dialtone.settings import Settings
 from tests.conftest import API_TOKEN, AUTH_TOKEN, CALLER, PHONE_NUMBER, signed_post
-from tests.support.postgres import PostgresServer, postgres_bin
+from tests.support.postgres import own_server
 
 AUTH = {"Authorization": f"Bearer {API_TOKEN}"}
 
@@ -118,24 +118,17 @@ def test_a_disk_that_fills_up_and_is_freed(
         check_back(app, store, 2)
 
 
+@pytest.mark.postgres
 def test_postgresql_stopped_and_started(
     settings: Settings, make_app: Callable[..., webtest.TestApp], caplog: pytest.LogCaptureFixture
 ) -> None:
-    bindir = postgres_bin()
-    if bindir is None:
-        pytest.skip("PostgreSQL is not installed: apt-get install -y postgresql")
-    server = PostgresServer(bindir).init()
-    server.start()
-    try:
-        with PostgresStore(server.fresh_database()) as store:
-            app = make_app(settings, store=store)
-            assert app.get("/healthz").json["record"] == "ok"
-            server.stop()
-            check_down(app, caplog, 1)
-            assert app.get("/healthz", status=503).json["record"] == (
-                "cannot be written: PostgreSQL unreachable"
-            )
-            server.start()
-            check_back(app, store, 2)
-    finally:
-        server.destroy()
+    with own_server() as server, PostgresStore(server.fresh_database()) as store:
+        app = make_app(settings, store=store)
+        assert app.get("/healthz").json["record"] == "ok"
+        server.stop()
+        check_down(app, caplog, 1)
+        assert app.get("/healthz", status=503).json["record"] == (
+            "cannot be written: PostgreSQL unreachable"
+        )
+        server.start()
+        check_back(app, store, 2)

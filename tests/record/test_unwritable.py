@@ -19,7 +19,7 @@ import pytest
 from dialtone.record.postgres import PostgresStore
 from dialtone.record.store import Store, StoreUnavailable, open_store
 from dialtone.settings import Settings
-from tests.support.postgres import PostgresServer, postgres_bin
+from tests.support.postgres import PostgresServer, own_server
 
 BIG = "x" * 40_000
 
@@ -119,15 +119,8 @@ def test_a_disk_that_fills_up_while_running_and_is_freed(small_disk: Path) -> No
 @pytest.fixture
 def own_postgres() -> Iterator[PostgresServer]:
     """A PostgreSQL server of this test's own, to stop and start."""
-    bindir = postgres_bin()
-    if bindir is None:
-        pytest.skip("PostgreSQL is not installed: apt-get install -y postgresql")
-    server = PostgresServer(bindir).init()
-    server.start()
-    try:
+    with own_server() as server:
         yield server
-    finally:
-        server.destroy()
 
 
 def test_postgresql_unreachable_at_start_is_one_paragraph_without_the_password() -> None:
@@ -142,6 +135,7 @@ def test_postgresql_unreachable_at_start_is_one_paragraph_without_the_password()
     assert "DATABASE_URL" in message
 
 
+@pytest.mark.postgres
 def test_postgresql_lost_while_running_and_back(own_postgres: PostgresServer) -> None:
     url = own_postgres.fresh_database()
     with PostgresStore(url) as store:

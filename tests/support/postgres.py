@@ -120,13 +120,29 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-@pytest.fixture(scope="session")
-def postgres_server() -> Iterator[PostgresServer]:
-    """The session's PostgreSQL server; the tests that use it skip when it is not installed."""
+def require_postgres() -> Path:
+    """initdb's directory; the calling test skips (one reason, one line) when there is none."""
     bindir = postgres_bin()
     if bindir is None:
         pytest.skip(INSTALL_HINT)
-    server = PostgresServer(bindir).init()
+    return bindir
+
+
+@contextmanager
+def own_server() -> Iterator[PostgresServer]:
+    """A server of the test's own (to stop and start), destroyed afterwards."""
+    server = PostgresServer(require_postgres()).init()
+    server.start()
+    try:
+        yield server
+    finally:
+        server.destroy()
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[PostgresServer]:
+    """The session's PostgreSQL server; the tests that use it skip when it is not installed."""
+    server = PostgresServer(require_postgres()).init()
     server.start()
     try:
         yield server
@@ -164,3 +180,25 @@ def count_rows(store: RecordStore, table: str) -> int:
     assert table.isidentifier()
     sql = f"SELECT count(*) FROM {table}"  # noqa: S608 (an identifier, checked above)
     return int(store._read(lambda q: q.conn.execute(sql).fetchone()[0]))
+
+
+def needs_postgres(item: pytest.Item) -> bool:
+    """True for a test that runs PostgreSQL (its fixtures, its backend parameter, or marked)."""
+    callspec = getattr(item, "callspec", None)
+    return (
+        bool({"postgres_url", "postgres_server"} & set(getattr(item, "fixturenames", ())))
+        or (callspec is not None and "postgresql" in callspec.params.values())
+        or item.get_closest_marker("postgres") is not None
+    )
+
+
+def deselect_without_postgres(config: pytest.Config, items: list[pytest.Item]) -> int:
+    """Without PostgreSQL, take its tests out of the run (the summary says so in one line);
+    how many were taken out."""
+    if postgres_bin() is not None:
+        return 0
+    skipped = [item for item in items if needs_postgres(item)]
+    if skipped:
+        config.hook.pytest_deselected(items=skipped)
+        items[:] = [item for item in items if not needs_postgres(item)]
+    return len(skipped)
