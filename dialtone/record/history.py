@@ -1,6 +1,7 @@
 """`make history`: recent conversations from the record, grouped by number, as terminal tables.
 
-Read-only: the database is opened with SQLite's mode=ro, never created or migrated.
+Read-only: the SQLite file is opened with mode=ro, never created or migrated. With DATABASE_URL
+set (and no --db), the record is read from PostgreSQL.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from rich.text import Text
 
 from dialtone import cli
 from dialtone.errors import DialtoneError
+from dialtone.record.base import RecordStore
 from dialtone.record.store import Call, Conversation, Message, Store
 
 MAX_BODY = 160  # characters of a message shown; the record keeps all of it
@@ -35,7 +37,9 @@ class NoRecordYet(DialtoneError):
         )
 
 
-def render_history(conversations: Sequence[Conversation], console: Console, path: Path) -> None:
+def render_history(
+    conversations: Sequence[Conversation], console: Console, path: Path | str
+) -> None:
     """Print one table per conversation, most recently active first."""
     if not conversations:
         console.print(f"The record at {path} has no messages or calls yet.")
@@ -121,12 +125,20 @@ def main(argv: Sequence[str] | None = None, console: Console | None = None) -> i
     parser.add_argument("--messages", type=int, default=10, help="latest entries per number")
     parser.add_argument("--number", help="only the conversation with this number")
     args = parser.parse_args(argv)
-    path: Path = args.db or cli.load_settings().database_path
-    if not path.is_file():
-        raise NoRecordYet(path)
-    with Store(path, readonly=True) as store:
+    settings = cli.load_settings()
+    store: RecordStore
+    if settings.database_url and not args.db:
+        from dialtone.record.postgres import PostgresStore  # psycopg only when it is used
+
+        store = PostgresStore(settings.database_url, pool_size=1, readonly=True)
+    else:
+        path: Path = args.db or settings.database_path
+        if not path.is_file():
+            raise NoRecordYet(path)
+        store = Store(path, readonly=True)
+    with store:
         conversations = store.conversations(
             args.limit, per_number=args.messages, number=args.number
         )
-    render_history(conversations, console or Console(), path)
+    render_history(conversations, console or Console(), store.where)
     return 0

@@ -30,7 +30,7 @@ from psycopg_pool import ConnectionPool, PoolTimeout
 
 from dialtone.record import forms
 from dialtone.record.base import Discard, Received, RecordStore, _key
-from dialtone.record.errors import StoreUnavailable
+from dialtone.record.errors import SchemaMismatch, StoreUnavailable
 from dialtone.record.pg_schema import (
     PG_MIGRATIONS,
     RECEIVE_MESSAGE,
@@ -90,15 +90,24 @@ class PostgresStore(RecordStore):
         pool_size: int = POOL_SIZE,
         clock: Callable[[], datetime] | None = None,
         migrations: Sequence[str] = PG_MIGRATIONS,
+        readonly: bool = False,
     ) -> None:
-        """Connect, migrate (one instance at a time), and open the pool; StoreUnavailable
-        naming the database when it cannot be reached."""
+        """Connect, migrate (one instance at a time; `readonly`: only check the version), and
+        open the pool; StoreUnavailable naming the database when it cannot be reached."""
         super().__init__(clock)
         self.where = describe(url)
         self._failing = threading.Event()  # set while writes fail: wait less for a connection
         try:
             with psycopg.connect(url, autocommit=True, connect_timeout=CONNECT_TIMEOUT) as conn:
-                migrate(conn, self.where, migrations)
+                if not readonly:
+                    migrate(conn, self.where, migrations)
+                elif (version := schema_version(conn)) != len(migrations):
+                    raise SchemaMismatch(
+                        f"The record in {self.where} has schema version {version}, and this "
+                        f"Dialtone reads version {len(migrations)}. Start the server once to "
+                        "migrate it (or upgrade Dialtone if it is newer).",
+                        path=self.where,
+                    )
         except psycopg.Error as exc:
             raise self._unavailable(exc, "reached") from exc
         self._url = url
