@@ -139,9 +139,7 @@ def make_private(path: Path) -> None:
     for name in (path.name, path.name + "-wal", path.name + "-shm"):
         try:
             path.with_name(name).chmod(FILE_MODE)
-        except FileNotFoundError:
-            continue
-        except PermissionError:  # not the owner: SQLite says what it can or cannot do next
+        except OSError:  # missing, not ours, or a read-only disk: SQLite says what it can do next
             continue
 
 

@@ -4,12 +4,18 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
+
+import webtest
 
 from dialtone.record.limits import SharedLimiter, limiter_factory
 from dialtone.record.postgres import PostgresStore
 from dialtone.record.store import Store
+from dialtone.settings import Settings
+from dialtone.web.api_auth import AUTH_FAILURES_PER_MINUTE
 from dialtone.web.ratelimit import RateLimiter
+from tests.conftest import API_TOKEN
 
 
 def test_with_sqlite_the_limits_count_in_this_process(tmp_path: Path) -> None:
@@ -75,3 +81,27 @@ def test_odd_keys_are_counted(postgres_url: str) -> None:
         limiter = limiter_factory(store)("menu", 1, 60.0)
         assert limiter.hit("caller\x00\ud800") is None
         assert limiter.hit("caller\x00\ud800") is not None
+
+
+def test_two_apps_on_one_database_share_the_api_limits(
+    postgres_url: str, settings: Settings, make_app: Callable[..., webtest.TestApp]
+) -> None:
+    limited = settings.with_overrides(rate_limit_per_minute=3)
+    with PostgresStore(postgres_url) as one, PostgresStore(postgres_url) as two:
+        first, second = make_app(limited, store=one), make_app(limited, store=two)
+        auth = {"Authorization": f"Bearer {API_TOKEN}"}
+        first.get("/messages", headers=auth)
+        second.get("/messages", headers=auth)
+        first.get("/calls", headers=auth)
+        refused = second.get("/messages", headers=auth, status=429)
+        assert "Retry-After" in refused.headers
+        # Guessing the token through both instances is counted once, across them.
+        wrong = {"Authorization": "Bearer wrong-token-wrong-token-wrong"}
+        answers = [
+            app.get("/messages", headers=wrong, status="*").status_int
+            for app in [first, second] * (AUTH_FAILURES_PER_MINUTE // 2 + 1)
+        ]
+        assert answers[:AUTH_FAILURES_PER_MINUTE] == [403] * AUTH_FAILURES_PER_MINUTE
+        assert answers[AUTH_FAILURES_PER_MINUTE:] == [429] * (
+            len(answers) - AUTH_FAILURES_PER_MINUTE
+        )

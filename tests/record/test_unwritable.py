@@ -11,6 +11,7 @@ import contextlib
 import os
 import shutil
 import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -19,6 +20,7 @@ import pytest
 from dialtone.record.postgres import PostgresStore
 from dialtone.record.store import Store, StoreUnavailable, open_store
 from dialtone.settings import Settings
+from tests.conftest import REPO
 from tests.support.postgres import PostgresServer, own_server
 
 BIG = "x" * 40_000
@@ -161,3 +163,31 @@ def socket_port() -> Iterator[int]:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         yield sock.getsockname()[1]
+
+
+def test_the_server_refuses_to_start_on_a_read_only_record(
+    small_disk: Path, tmp_path: Path
+) -> None:
+    from tests.support.instances import free_port, server_env
+
+    path = small_disk / "dialtone.db"
+    Store(path).close()
+    assert _mount("-o", "remount,ro", str(small_disk)).returncode == 0
+    try:
+        env = server_env(tmp_path, free_port(), DATABASE_PATH=str(path))
+        result = subprocess.run(
+            [sys.executable, str(REPO / "server.py")],
+            cwd=tmp_path,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+    finally:
+        _mount("-o", "remount,rw", str(small_disk))
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    paragraph = result.stderr.strip().split("\n\n")[-1]
+    assert "\n" not in paragraph
+    assert str(path) in paragraph
