@@ -29,7 +29,7 @@ from dialtone.web import health, prefork
 from dialtone.web.api_auth import ApiGuard
 from dialtone.web.handlers import mount
 from dialtone.web.jsonapi import error_body, query_strings
-from dialtone.web.ratelimit import Limiter
+from dialtone.web.ratelimit import Limiter, in_memory
 from dialtone.web.routing import Injector, RouteSpec, load_routes
 from dialtone.web.serving import make_server
 from dialtone.web.signature import SignatureChecker
@@ -91,7 +91,7 @@ def create_app(
         app.install(_CloseOnShutdown(store))
     recorder = Recorder(store)
     # With PostgreSQL the limits count in the record, across instances; else in this process.
-    limiters = limiter_factory(store)
+    limiters = limiter_factory(store, in_memory)
     handle = TwilioHandle(settings, twilio)
     services = Services(
         settings=settings,

@@ -132,7 +132,7 @@ class RecordStore(ABC):
         """
         values = forms.clean_form(form)
         new = forms.inbound_message(values)
-        key = _key(idempotency_key, "message", new.sid, new.status)
+        key = delivery_key_for(idempotency_key, "message", new.sid, new.status)
         sender = new.from_number
 
         def work(q: Queries) -> Received:
@@ -190,7 +190,7 @@ class RecordStore(ABC):
         """Record a message status callback; a status never moves backwards."""
         values = forms.clean_form(form)
         new = forms.message_status(values)
-        key = _key(idempotency_key, "message-status", new.sid, new.status)
+        key = delivery_key_for(idempotency_key, "message-status", new.sid, new.status)
         return self._record(key, "message-status", new, values)
 
     def _record(
@@ -263,7 +263,7 @@ class RecordStore(ABC):
         self, values: dict[str, str], idempotency_key: str | None, kind: str, direction: str
     ) -> Outcome:
         new = forms.call(values, direction)
-        key = _key(idempotency_key, kind, new.sid, new.status)
+        key = delivery_key_for(idempotency_key, kind, new.sid, new.status)
         return self._record(key, kind, new, values)
 
     def record_digits(
@@ -273,7 +273,7 @@ class RecordStore(ABC):
         if not call_sid:
             raise forms.BadRecord("The webhook has no CallSid, so it cannot be recorded.")
         call_sid, digits = forms.text(call_sid), forms.text(digits)
-        key = _key(idempotency_key, "digits", call_sid, uuid.uuid4().hex)
+        key = delivery_key_for(idempotency_key, "digits", call_sid, uuid.uuid4().hex)
         payload = {"CallSid": call_sid, "Digits": digits}
         stub = forms.NewCall(call_sid, "inbound", "", "", "in-progress")
 
@@ -355,8 +355,8 @@ class RecordStore(ABC):
         return self._read(lambda q: q.conversations(limit, per_number, number))
 
 
-def _key(idempotency_key: str | None, kind: str, sid: str, status: str) -> str:
-    # Twilio's token names one delivery; without it, the SID and status stand in for it.
+def delivery_key_for(idempotency_key: str | None, kind: str, sid: str, status: str) -> str:
+    """The key a delivery claims: Twilio's token, or without it the kind, SID and status."""
     if idempotency_key:
         return f"token:{forms.text(idempotency_key)}"
     return f"{kind}:{sid}:{status}"

@@ -4,7 +4,7 @@ The limiters share one interface, `hit(key) -> float | None` (None when allowed,
 seconds to wait) and a `limit`. With PostgreSQL the hits live in the `rate_hits` table, so the
 API's rate limit, the failed-token lockout and the voice menu's text caps hold however many
 instances serve the number; with SQLite each process counts in its own memory
-(dialtone.web.ratelimit.RateLimiter), as the docs say.
+(the app hands in dialtone.web.ratelimit's), as the docs say.
 
 A hit is one short transaction: an advisory lock on the (scope, key) pair so two instances
 counting the same key take turns, the key's expired hits deleted, the rest counted, and this
@@ -17,12 +17,12 @@ from __future__ import annotations
 
 import logging
 import threading
-from typing import Any
+from collections.abc import Callable
+from typing import Any, Protocol
 
 from dialtone.record import forms
 from dialtone.record.base import RecordStore
 from dialtone.record.errors import StoreError
-from dialtone.web.ratelimit import Limiter, LimiterFactory, RateLimiter
 
 log = logging.getLogger("dialtone.record.limits")
 
@@ -45,11 +45,26 @@ INSERT INTO rate_hits (scope, key, at) VALUES (%(scope)s, %(key)s, %(now)s)
 """
 
 
-def limiter_factory(store: RecordStore | None) -> LimiterFactory:
-    """Shared limiters when `store` can hold them (PostgreSQL), else in-memory ones."""
+class Limiter(Protocol):
+    """What ApiGuard and the voice menu ask of a rate limiter (dialtone.web.ratelimit's too)."""
+
+    limit: int
+
+    def hit(self, key: str) -> float | None:
+        """Count a hit; None if allowed, else the seconds to wait before the next one is."""
+        ...
+
+
+# (scope, limit, window in seconds) -> a limiter.
+LimiterFactory = Callable[[str, int, float], Limiter]
+
+
+def limiter_factory(store: RecordStore | None, in_memory: LimiterFactory) -> LimiterFactory:
+    """Limiters counted in the record when `store` can share them (PostgreSQL), each with an
+    `in_memory` one for when the database is away; else `in_memory` ones alone."""
 
     def make(scope: str, limit: int, window: float = 60.0) -> Limiter:
-        fallback = RateLimiter(limit, window)
+        fallback = in_memory(scope, limit, window)
         if store is not None and store.shared:
             return SharedLimiter(store, scope, limit, window, fallback=fallback)
         return fallback
@@ -67,7 +82,7 @@ class SharedLimiter:
         limit: int,
         window: float,
         *,
-        fallback: RateLimiter,
+        fallback: Limiter,
     ) -> None:
         self.store = store
         self.scope = scope

@@ -29,7 +29,7 @@ from psycopg.conninfo import conninfo_to_dict
 from psycopg_pool import ConnectionPool, PoolTimeout
 
 from dialtone.record import forms
-from dialtone.record.base import Discard, Received, RecordStore, _key
+from dialtone.record.base import Discard, Received, RecordStore, delivery_key_for
 from dialtone.record.errors import SchemaMismatch, StoreUnavailable
 from dialtone.record.pg_schema import (
     PG_MIGRATIONS,
@@ -38,7 +38,7 @@ from dialtone.record.pg_schema import (
     migrate,
     schema_version,
 )
-from dialtone.record.queries import _message_params
+from dialtone.record.queries import message_params
 from dialtone.record.rows import Outcome
 
 log = logging.getLogger("dialtone.record.store")
@@ -212,8 +212,8 @@ class PostgresStore(RecordStore):
         values = forms.clean_form(form)
         new = forms.inbound_message(values)
         sender = new.from_number
-        params = _message_params(new, self._now()) | {
-            "key": _key(idempotency_key, "message", new.sid, new.status),
+        params = message_params(new, self._now()) | {
+            "key": delivery_key_for(idempotency_key, "message", new.sid, new.status),
             "payload": json.dumps(values, ensure_ascii=False, separators=(",", ":")),
             "set_opt_out": opted_out is not None and bool(sender),
             "opted_out": bool(opted_out),

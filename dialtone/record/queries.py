@@ -219,19 +219,19 @@ class Queries:
     def insert(self, new: NewMessage | NewCall, now: str) -> bool:
         """Insert the row; False when one with its SID is already there (nothing written)."""
         if isinstance(new, NewMessage):
-            cursor = self.conn.execute(self.sql["insert_message"], _message_params(new, now))
+            cursor = self.conn.execute(self.sql["insert_message"], message_params(new, now))
         else:
-            cursor = self.conn.execute(self.sql["insert_call"], _call_params(new, now))
+            cursor = self.conn.execute(self.sql["insert_call"], call_params(new, now))
         return cursor.rowcount == 1
 
     def update(self, new: NewMessage | NewCall, now: str, *, apply_status: bool) -> None:
         """Fill the row's blanks from `new`; move its status too when `apply_status`."""
         if isinstance(new, NewMessage):
-            params = _message_params(new, now) | {"apply": apply_status}
+            params = message_params(new, now) | {"apply": apply_status}
             self.conn.execute(self.sql["update_message"], params)
         else:
             self.conn.execute(
-                self.sql["update_call"], _call_params(new, now) | {"apply": apply_status}
+                self.sql["update_call"], call_params(new, now) | {"apply": apply_status}
             )
 
     def add_digits(self, sid: str, digits: str, now: str) -> None:
@@ -297,7 +297,8 @@ class Queries:
         return rows[::-1]
 
 
-def _message_params(new: NewMessage, now: str) -> dict[str, Any]:
+def message_params(new: NewMessage, now: str) -> dict[str, Any]:
+    """The named parameters of INSERT_MESSAGE and UPDATE_MESSAGE."""
     return {
         "sid": new.sid,
         "direction": new.direction,
@@ -313,7 +314,8 @@ def _message_params(new: NewMessage, now: str) -> dict[str, Any]:
     }
 
 
-def _call_params(new: NewCall, now: str) -> dict[str, Any]:
+def call_params(new: NewCall, now: str) -> dict[str, Any]:
+    """The named parameters of INSERT_CALL and UPDATE_CALL."""
     return {
         "sid": new.sid,
         "direction": new.direction,

@@ -14,34 +14,34 @@ from dialtone.record.postgres import PostgresStore
 from dialtone.record.store import Store
 from dialtone.settings import Settings
 from dialtone.web.api_auth import AUTH_FAILURES_PER_MINUTE
-from dialtone.web.ratelimit import RateLimiter
+from dialtone.web.ratelimit import RateLimiter, in_memory
 from tests.conftest import API_TOKEN
 
 
 def test_with_sqlite_the_limits_count_in_this_process(tmp_path: Path) -> None:
     with Store(tmp_path / "record.db") as store:
-        limiter = limiter_factory(store)("api", 2, 60.0)
+        limiter = limiter_factory(store, in_memory)("api", 2, 60.0)
         assert isinstance(limiter, RateLimiter)
-        assert limiter_factory(None)("api", 2, 60.0).limit == 2
+        assert limiter_factory(None, in_memory)("api", 2, 60.0).limit == 2
 
 
 def test_two_instances_share_one_count(postgres_url: str) -> None:
     with PostgresStore(postgres_url) as one, PostgresStore(postgres_url) as two:
-        first = limiter_factory(one)("api", 3, 60.0)
-        second = limiter_factory(two)("api", 3, 60.0)
+        first = limiter_factory(one, in_memory)("api", 3, 60.0)
+        second = limiter_factory(two, in_memory)("api", 3, 60.0)
         assert isinstance(first, SharedLimiter)
         assert [first.hit("k"), second.hit("k"), first.hit("k")] == [None, None, None]
         wait = second.hit("k")
         assert wait is not None
         assert 0 < wait <= 60
         assert first.hit("other key") is None  # each key counts on its own
-        other_scope = limiter_factory(two)("failures", 3, 60.0)
+        other_scope = limiter_factory(two, in_memory)("failures", 3, 60.0)
         assert other_scope.hit("k") is None  # and each scope
 
 
 def test_hits_leave_the_window(postgres_url: str) -> None:
     with PostgresStore(postgres_url) as store:
-        limiter = limiter_factory(store)("texts", 1, 0.2)
+        limiter = limiter_factory(store, in_memory)("texts", 1, 0.2)
         assert limiter.hit("+15550001111") is None
         assert limiter.hit("+15550001111") is not None
         time.sleep(0.3)
@@ -51,7 +51,7 @@ def test_hits_leave_the_window(postgres_url: str) -> None:
 def test_concurrent_hits_from_two_instances_never_exceed_the_limit(postgres_url: str) -> None:
     allowed: list[bool] = []
     with PostgresStore(postgres_url) as one, PostgresStore(postgres_url) as two:
-        limiters = [limiter_factory(s)("api", 10, 60.0) for s in (one, two)]
+        limiters = [limiter_factory(s, in_memory)("api", 10, 60.0) for s in (one, two)]
         barrier = threading.Barrier(8)
 
         def worker(n: int) -> None:
@@ -70,7 +70,7 @@ def test_concurrent_hits_from_two_instances_never_exceed_the_limit(postgres_url:
 
 def test_without_the_database_it_counts_in_memory_meanwhile(postgres_url: str) -> None:
     store = PostgresStore(postgres_url)
-    limiter = limiter_factory(store)("api", 2, 60.0)
+    limiter = limiter_factory(store, in_memory)("api", 2, 60.0)
     store.close()  # every write now fails with StoreUnavailable
     assert [limiter.hit("k"), limiter.hit("k")] == [None, None]
     assert limiter.hit("k") is not None
@@ -78,7 +78,7 @@ def test_without_the_database_it_counts_in_memory_meanwhile(postgres_url: str) -
 
 def test_odd_keys_are_counted(postgres_url: str) -> None:
     with PostgresStore(postgres_url) as store:
-        limiter = limiter_factory(store)("menu", 1, 60.0)
+        limiter = limiter_factory(store, in_memory)("menu", 1, 60.0)
         assert limiter.hit("caller\x00\ud800") is None
         assert limiter.hit("caller\x00\ud800") is not None
 
