@@ -185,6 +185,7 @@ def main() -> int:
     settings = cli.load_settings()
     logs.configure(settings.log_level)
     if settings.workers > 1:
+        prefork.check_supported(settings)  # a one-line error on Windows and macOS
         for warning in startup_warnings(settings):
             log.warning(warning)
         # Create or migrate the record once, here, before the fork: workers racing to create

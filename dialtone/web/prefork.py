@@ -57,6 +57,15 @@ class WorkerFailure(DialtoneError):
     """The worker processes could not start, or kept dying."""
 
 
+def check_supported(settings: Settings) -> None:
+    """WorkerFailure, in one line, where several worker processes cannot run (not Linux)."""
+    if not (hasattr(os, "fork") and hasattr(signal, "sigtimedwait")):
+        raise WorkerFailure(
+            f"WORKERS={settings.workers} needs fork() and sigtimedwait(), which this system does "
+            "not have (several worker processes run on Linux only): serve with WORKERS=1 here."
+        )
+
+
 def bind_socket(settings: Settings) -> socket.socket:
     """The listening TCP socket for HOST:PORT, bound once in the parent and shared."""
     family, kind, proto, _, address = socket.getaddrinfo(
@@ -304,7 +313,9 @@ def _busy(channel: HTTPChannel) -> bool:
     if channel.requests or channel.total_outbufs_len or channel.request is not None:
         return True
     try:
-        return bool(channel.socket.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT))
+        # Windows has no MSG_DONTWAIT; waitress's sockets are non-blocking there anyway.
+        flags = socket.MSG_PEEK | getattr(socket, "MSG_DONTWAIT", 0)
+        return bool(channel.socket.recv(1, flags))
     except (BlockingIOError, InterruptedError):
         return False
     except OSError:
