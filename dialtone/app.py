@@ -19,15 +19,17 @@ from dialtone import cli, logs
 from dialtone.bot.outbound import Outbox
 from dialtone.bot.rules import RulesFile
 from dialtone.errors import SettingsError
+from dialtone.record.base import RecordStore
+from dialtone.record.limits import limiter_factory
 from dialtone.record.recorder import Recorder
-from dialtone.record.store import Store, open_store
+from dialtone.record.store import open_store
 from dialtone.settings import Settings
 from dialtone.twilio_api import TwilioHandle
 from dialtone.web import health, prefork
 from dialtone.web.api_auth import ApiGuard
 from dialtone.web.handlers import mount
 from dialtone.web.jsonapi import error_body, query_strings
-from dialtone.web.ratelimit import RateLimiter
+from dialtone.web.ratelimit import Limiter, in_memory
 from dialtone.web.routing import Injector, RouteSpec, load_routes
 from dialtone.web.serving import make_server
 from dialtone.web.signature import SignatureChecker
@@ -41,11 +43,11 @@ class Services:
 
     settings: Settings
     record: Recorder  # the record: every write attempted, none can stop an answer
-    store: Store  # the record's storage itself (listings)
+    store: RecordStore  # the record's storage itself (listings)
     twilio: TwilioHandle  # Twilio's REST API, made on first use
     rules_file: RulesFile
     outbox: Outbox  # calls and texts through Twilio, checked and recorded
-    link_limiter: RateLimiter  # voice option 3's texts per caller
+    link_limiter: Limiter  # voice option 3's texts per caller (across instances with PostgreSQL)
 
     def providers(self) -> dict[str, Callable[[], Any]]:
         """Parameter name -> how to get its value for the current request."""
@@ -65,7 +67,7 @@ def create_app(
     settings: Settings,
     *,
     twilio: Client | None = None,
-    store: Store | None = None,
+    store: RecordStore | None = None,
     routes: list[RouteSpec] | None = None,
 ) -> Bottle:
     """The whole app, configured by `settings`; `twilio` replaces the client made from them.
@@ -88,6 +90,8 @@ def create_app(
         store = open_store(settings)
         app.install(_CloseOnShutdown(store))
     recorder = Recorder(store)
+    # With PostgreSQL the limits count in the record, across instances; else in this process.
+    limiters = limiter_factory(store, in_memory)
     handle = TwilioHandle(settings, twilio)
     services = Services(
         settings=settings,
@@ -96,15 +100,15 @@ def create_app(
         twilio=handle,
         rules_file=rules,
         outbox=Outbox(settings, handle, recorder),
-        link_limiter=RateLimiter(settings.link_texts_per_hour, window=3600),
+        link_limiter=limiters("voice-link-texts", settings.link_texts_per_hour, 3600.0),
     )
     checker = SignatureChecker(
         settings.auth_token, public_url=settings.public_url, validate=settings.validate_signatures
     )
     app.add_hook("before_request", _body_limit(settings.max_body_bytes))
     app.default_error_handler = _plain_error_for({s.path for s in specs if s.kind == "api"})
-    health.install(app, settings)
-    mount(app, specs, Injector(services.providers()), checker, ApiGuard(settings))
+    health.install(app, settings, recorder)
+    mount(app, specs, Injector(services.providers()), checker, ApiGuard(settings, limiters))
     return app
 
 
@@ -119,7 +123,7 @@ class _CloseOnShutdown:
     name = "dialtone_record"
     api = 2
 
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: RecordStore) -> None:
         self.store = store
 
     def apply(self, callback: Callable[..., object], route: object) -> Callable[..., object]:

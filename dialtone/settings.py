@@ -85,6 +85,9 @@ class Settings:
 
     # The record (SQLite); the file and its directory are created on first start.
     database_path: Path = Path("var/dialtone.db")  # DATABASE_PATH
+    # DATABASE_URL: postgresql://user:password@host:5432/dbname keeps the record in PostgreSQL
+    # instead (shared by every instance, with the rate limits); DATABASE_PATH is then unused.
+    database_url: str | None = field(default=None, repr=False)
 
     # Local sandbox (make dev without credentials, make sandbox, make phone).
     sandbox_port: int = 5055  # SANDBOX_PORT, where the sandbox listens on 127.0.0.1
@@ -150,6 +153,7 @@ class Settings:
             rules_file=reader.get("RULES_FILE", Path, Path("rules.toml")),
             send_opt_out_confirmations=reader.get("SEND_OPT_OUT_CONFIRMATIONS", _bool, False),
             database_path=reader.get("DATABASE_PATH", Path, Path("var/dialtone.db")),
+            database_url=reader.get("DATABASE_URL", _postgres_url),
             sandbox_port=reader.get("SANDBOX_PORT", _port, 5055),
             sandbox_url=reader.get("SANDBOX_URL", absolute_url),
             inspector_port=reader.get("INSPECTOR_PORT", _port, 5057),
@@ -182,9 +186,19 @@ class _Reader:
 
 def _shown(name: str, raw: str) -> str:
     """The value as it may appear in an error: secrets are never echoed."""
-    if "TOKEN" in name or "SECRET" in name or "PASSWORD" in name:
+    if "TOKEN" in name or "SECRET" in name or "PASSWORD" in name or name == "DATABASE_URL":
         return "(hidden)"
     return repr(raw) if len(raw) <= 80 else repr(raw[:77] + "...")
+
+
+def _postgres_url(raw: str) -> str:
+    scheme = urlsplit(raw).scheme
+    if scheme not in ("postgresql", "postgres"):
+        raise ValueError(
+            "DATABASE_URL must be a postgresql://user:password@host:5432/dbname URL; leave it "
+            "empty to keep the record in SQLite at DATABASE_PATH"
+        )
+    return raw
 
 
 def _account_sid(raw: str) -> str:

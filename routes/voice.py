@@ -17,7 +17,7 @@ from dialtone.bot import voice_menu as menu
 from dialtone.record.recorder import Recorder, delivery_key
 from dialtone.settings import Settings
 from dialtone.twilio_api import TwilioHandle
-from dialtone.web.ratelimit import RateLimiter
+from dialtone.web.ratelimit import Limiter
 
 
 @webhook(menu.VOICE_PATH, on_error=menu.apology)
@@ -37,7 +37,7 @@ def choice(
     settings: Settings,
     record: Recorder,
     twilio: TwilioHandle,
-    link_limiter: RateLimiter,
+    link_limiter: Limiter,
 ) -> VoiceResponse:
     """The caller pressed a key (or none) at the menu."""
     record.digits(form, delivery_key())

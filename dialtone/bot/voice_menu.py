@@ -20,7 +20,7 @@ from dialtone.phone_numbers import is_e164
 from dialtone.record.recorder import Recorder
 from dialtone.settings import Settings
 from dialtone.twilio_api import MissingCredentials, TwilioHandle
-from dialtone.web.ratelimit import RateLimiter
+from dialtone.web.ratelimit import Limiter
 
 log = logging.getLogger("dialtone.voice")
 
@@ -199,7 +199,7 @@ def send_link(
     settings: Settings,
     recorder: Recorder,
     caller: str,
-    limiter: RateLimiter | None = None,
+    limiter: Limiter | None = None,
 ) -> LinkText:
     """Text SMS_LINK to the caller through the REST API and record it, as /send_sms does.
 

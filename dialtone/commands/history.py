@@ -1,6 +1,7 @@
 """`dialtone history` (make history): recent conversations from the record, grouped by number.
 
-Read-only: the database is opened with SQLite's mode=ro, never created or migrated.
+Read-only: the database is opened with SQLite's mode=ro (or PostgreSQL's, with DATABASE_URL),
+never created or migrated.
 """
 
 from __future__ import annotations
@@ -26,10 +27,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace, console: Console | None = None) -> int:
-    """Print the history; the database path comes from --db or DATABASE_PATH."""
+    """Print the history from --db, else DATABASE_URL (PostgreSQL), else DATABASE_PATH."""
     from dialtone.record.history import show_history
 
-    path: Path = args.db or cli.load_settings().database_path
+    settings = cli.load_settings()
+    path: Path = args.db or settings.database_path
     return show_history(
-        path, limit=args.limit, per_number=args.messages, number=args.number, console=console
+        path,
+        database_url=None if args.db else settings.database_url,  # --db: that SQLite file
+        limit=args.limit,
+        per_number=args.messages,
+        number=args.number,
+        console=console,
     )

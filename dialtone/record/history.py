@@ -1,6 +1,7 @@
 """`dialtone history` (make history): recent conversations from the record, grouped by number, as terminal tables.
 
-Read-only: the database is opened with SQLite's mode=ro, never created or migrated.
+Read-only: the SQLite file is opened with mode=ro, never created or migrated. With DATABASE_URL
+set (and no --db), the record is read from PostgreSQL, never migrated either.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from rich.table import Table
 from rich.text import Text
 
 from dialtone.errors import DialtoneError
+from dialtone.record.base import RecordStore
 from dialtone.record.store import Call, Conversation, Message, Store
 
 MAX_BODY = 160  # characters of a message shown; the record keeps all of it
@@ -33,7 +35,9 @@ class NoRecordYet(DialtoneError):
         )
 
 
-def render_history(conversations: Sequence[Conversation], console: Console, path: Path) -> None:
+def render_history(
+    conversations: Sequence[Conversation], console: Console, path: Path | str
+) -> None:
     """Print one table per conversation, most recently active first."""
     if not conversations:
         console.print(f"The record at {path} has no messages or calls yet.")
@@ -114,15 +118,24 @@ def _plural(n: int, word: str) -> str:
 def show_history(
     path: Path,
     *,
+    database_url: str | None = None,
     limit: int = 10,
     per_number: int = 10,
     number: str | None = None,
     console: Console | None = None,
 ) -> int:
-    """Print the latest `limit` conversations in the record at `path`; NoRecordYet if none."""
-    if not path.is_file():
-        raise NoRecordYet(path)
-    with Store(path, readonly=True) as store:
+    """Print the latest `limit` conversations in the record: PostgreSQL at `database_url` when
+    given (checked, never migrated), else the SQLite file at `path` (NoRecordYet if none)."""
+    store: RecordStore
+    if database_url:
+        from dialtone.record.postgres import PostgresStore  # psycopg only when it is used
+
+        store = PostgresStore(database_url, pool_size=1, readonly=True)
+    else:
+        if not path.is_file():
+            raise NoRecordYet(path)
+        store = Store(path, readonly=True)
+    with store:
         conversations = store.conversations(limit, per_number=per_number, number=number)
-    render_history(conversations, console or Console(), path)
+    render_history(conversations, console or Console(), store.where)
     return 0
