@@ -18,9 +18,8 @@ from dialtone.record.recorder import Recorder
 from dialtone.record.store import Store, open_store
 from dialtone.settings import Settings
 from dialtone.twilio_api import TwilioHandle
-from dialtone.web import prefork
+from dialtone.web import serving
 from dialtone.web.api_auth import ApiGuard, error_body
-from dialtone.web.serving import make_server
 from dialtone.web.signature import TwilioWebhookPlugin
 from routes import health, outbound, records, sms, status, voice
 
@@ -134,31 +133,18 @@ def startup_warnings(settings: Settings) -> list[str]:
 
 
 def main() -> int:
-    """Serve the app on waitress (WORKERS processes) until SIGTERM or Ctrl-C."""
+    """Serve the app on waitress (one instance, or WORKERS sharing the port) until SIGTERM."""
     settings = cli.load_settings()
     logs.configure(settings.log_level)
-    if settings.workers > 1:
+
+    def make_app() -> Bottle:
+        app = create_app(settings)
         for warning in startup_warnings(settings):
             log.warning(warning)
-        # Create or migrate the record once, here, before the fork: workers racing to create
-        # the schema of a new database lock each other out. No connection crosses the fork.
-        open_store(settings).close()
-        # Each worker process builds its own app after the fork (see dialtone.web.prefork).
-        return prefork.serve(settings, lambda: create_app(settings), close_app=close_app)
-    app = create_app(settings)
-    for warning in startup_warnings(settings):
-        log.warning(warning)
-    server = make_server(app, settings)
-    log.info("Dialtone listening on http://%s:%s", settings.host, settings.port)
-    # SIGTERM (systemd stop) and Ctrl-C: finish the requests in flight, then exit 0.
-    try:
-        prefork.serve_until_signalled(server)
-    finally:
-        # Every request has been answered and its write committed; closing checkpoints the
-        # WAL into the database file.
-        close_app(app)
-    log.info("Stopped; the record is closed.")
-    return 0
+        return app
+
+    # Each instance builds its own app (and opens its own record) in its own process.
+    return serving.serve(settings, make_app, close_app=close_app)
 
 
 if __name__ == "__main__":

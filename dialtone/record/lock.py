@@ -7,7 +7,7 @@ workers, that sleeping made throughput barely better than one worker and pushed 
 60 ms. An flock() on a file next to the database is handed on within microseconds of release.
 
 The lock belongs to the open file, so a Store (and with it this lock) must be made after a fork,
-never inherited through one: dialtone.web.prefork builds the app in each worker for this reason.
+never inherited through one: each instance builds its own app in its own process (dialtone.web.serving).
 """
 
 from __future__ import annotations
