@@ -45,9 +45,15 @@ class WaitressChanged(DialtoneError):
 
 
 def serve_until_signalled(
-    server: Any, *, grace: float = GRACE_SECONDS, tick: Callable[[], None] | None = None
+    server: Any,
+    *,
+    grace: float = GRACE_SECONDS,
+    tick: Callable[[], None] | None = None,
+    started: Callable[[], None] | None = None,
 ) -> None:
-    """Run a waitress server until SIGTERM/SIGINT, then drain it (see `drain`) and close it."""
+    """Run a waitress server until SIGTERM/SIGINT, then drain it (see `drain`) and close it.
+
+    `started()` is called once the signals are caught: a stop from then on is graceful."""
     stopping: list[int] = []
 
     def stop(signum: int, frame: object) -> None:
@@ -55,6 +61,8 @@ def serve_until_signalled(
 
     previous = {sig: signal.signal(sig, stop) for sig in STOP_SIGNALS}
     try:
+        if started is not None:
+            started()
         run_until(server, lambda: bool(stopping), grace=grace, tick=tick)
     finally:
         for sig, handler in previous.items():

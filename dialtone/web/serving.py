@@ -174,12 +174,17 @@ def serve_one(
         host = getattr(server, "effective_host", settings.host)
         port = getattr(server, "effective_port", settings.port)
         shared = ", sharing the port" if settings.reuse_port else ""
-        log.info("Dialtone listening on http://%s:%s (pid %d%s)", host, port, os.getpid(), shared)
-        if ready is not None:
-            ready()
+
+        def started() -> None:
+            log.info(
+                "Dialtone listening on http://%s:%s (pid %d%s)", host, port, os.getpid(), shared
+            )
+            if ready is not None:
+                ready()
+
         # SIGTERM (systemd stop) and Ctrl-C: finish the requests in flight, then return.
         deadline = RequestDeadline(server, settings.request_timeout)
-        graceful.serve_until_signalled(server, tick=deadline)
+        graceful.serve_until_signalled(server, tick=deadline, started=started)
     finally:
         if close_app is not None:
             # Every request has been answered and its write committed.
