@@ -35,8 +35,6 @@ SEND_BYTES = 18000
 PROXY_HEADERS = {"x-forwarded-proto", "x-forwarded-host", "x-forwarded-for", "x-forwarded-port"}
 
 
-# Set by dialtone.web.instances in the environment of each instance it starts.
-INSTANCE_ENV = "DIALTONE_INSTANCE"
 BACKLOG = 1024  # waitress's own default
 
 
@@ -145,15 +143,11 @@ def serve(
     close_app: Callable[[WSGIApp], None] | None = None,
 ) -> int:
     """Serve `make_app()` until SIGTERM or Ctrl-C, on one instance or WORKERS; the exit code."""
-    if os.environ.get(INSTANCE_ENV):
-        from dialtone.web import instances  # POSIX only: imported only here
-
-        return instances.serve_as_instance(settings, make_app, close_app)
     if settings.workers > 1:
         require_reuse_port(f"WORKERS={settings.workers}")
         from dialtone.web import instances  # POSIX only: imported only here
 
-        return instances.run(settings)
+        return instances.run(settings, make_app, close_app)
     return serve_one(settings, make_app, close_app=close_app)
 
 
