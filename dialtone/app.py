@@ -144,7 +144,10 @@ def main() -> int:
         return app
 
     # Each instance builds its own app (and opens its own record) in its own process.
-    return serving.serve(settings, make_app, close_app=close_app)
+    code = serving.serve(settings, make_app, close_app=close_app)
+    if code == 0:
+        log.info("Stopped; the record is closed.")
+    return code
 
 
 if __name__ == "__main__":
