@@ -264,3 +264,45 @@ def test_sharing_a_port_without_so_reuseport_is_one_line(monkeypatch: pytest.Mon
         serving.serve(Settings(workers=2), lambda: pytest.fail("no app is built"))
     with pytest.raises(NoReusePort, match="REUSE_PORT=true needs"):
         serving.serve(Settings(reuse_port=True), lambda: pytest.fail("no app is built"))
+
+
+def test_two_units_with_reuse_port_share_the_port_and_restart_one_by_one(tmp_path: Path) -> None:
+    # What deploy/dialtone@.service does: separately started instances, REUSE_PORT=true. One
+    # stopped (a rolling restart), the other still answers on the same port.
+    port = free_port()
+    env = {
+        "PORT": str(port),
+        "REUSE_PORT": "true",
+        "TWILIO_AUTH_TOKEN": AUTH_TOKEN,
+        "API_TOKEN": "",
+        "LOG_LEVEL": "INFO",
+    }
+    first = ServerProcess(["server.py"], tmp_path, env)
+    try:
+        first.wait_for("sharing the port")
+        second = ServerProcess(["server.py"], tmp_path, env)
+        try:
+            second.wait_for("sharing the port")
+            pids = {first.proc.pid, second.proc.pid}
+            assert all(listening_sockets(pid, port) == 1 for pid in pids)
+            for _ in range(20):
+                assert get(port, "/healthz")[0] == 200
+            deadline = time.monotonic() + WAIT  # access-log lines follow the answers
+            while True:
+                served = {s.proc.pid: s.output.count("GET /healthz 200") for s in (first, second)}
+                if sum(served.values()) == 20 or time.monotonic() > deadline:
+                    break
+                time.sleep(0.05)
+            print(f"connections per instance: {served}")
+            assert all(served.values())
+            assert first.stop() == 0
+            for _ in range(10):
+                assert get(port, "/healthz")[0] == 200
+        finally:
+            if second.proc.poll() is None:
+                second.stop()
+            second.finish()
+    finally:
+        if first.proc.poll() is None:
+            first.proc.kill()
+        first.finish()

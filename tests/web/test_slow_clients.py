@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from dialtone.errors import SettingsError
 from dialtone.settings import Settings
 from dialtone.web import connections
 from dialtone.web.connections import FileLimitTooLow, ensure_file_limit
@@ -176,3 +177,18 @@ def test_ensure_file_limit_leaves_a_sufficient_limit_alone(
     assert calls == []
     with pytest.raises(FileLimitTooLow, match="CONNECTION_LIMIT=300000"):
         ensure_file_limit(Settings(connection_limit=300_000))
+
+
+def test_the_limits_are_settings_with_defaults() -> None:
+    defaults = Settings.from_env({})
+    assert (defaults.connection_limit, defaults.channel_timeout) == (2000, 120)
+    assert (defaults.request_timeout, defaults.max_header_bytes) == (30.0, 16384)
+    assert defaults.reuse_port is False
+    custom = Settings.from_env(
+        {"CONNECTION_LIMIT": "500", "REQUEST_TIMEOUT": "2.5", "REUSE_PORT": "true"}
+    )
+    assert (custom.connection_limit, custom.request_timeout, custom.reuse_port) == (500, 2.5, True)
+    with pytest.raises(SettingsError) as refused:
+        Settings.from_env({"CONNECTION_LIMIT": "0", "CHANNEL_TIMEOUT": "x", "MAX_HEADER_BYTES": ""})
+    assert "CONNECTION_LIMIT" in str(refused.value)
+    assert "CHANNEL_TIMEOUT" in str(refused.value)
