@@ -48,8 +48,8 @@ class Settings:
     port: int = 5000  # PORT
     trusted_proxy: str | None = None  # TRUSTED_PROXY: proxy address(es) or "*"
     trusted_proxy_count: int = 1  # TRUSTED_PROXY_COUNT
-    threads: int = 8  # THREADS, waitress worker threads (per worker process)
-    workers: int = 1  # WORKERS, server processes sharing the port (one per core)
+    threads: int = 8  # THREADS, waitress worker threads (per instance)
+    workers: int = 1  # WORKERS, instances `make serve` starts, sharing the port (one per core)
     max_body_bytes: int = 64 * 1024  # MAX_BODY_BYTES, larger requests get 413
     reuse_port: bool = False  # REUSE_PORT: share HOST:PORT with other instances (SO_REUSEPORT)
     connection_limit: int = 2000  # CONNECTION_LIMIT, open connections per instance
