@@ -77,6 +77,7 @@ def _base_env(workdir: Path) -> dict[str, str]:
         SANDBOX_PORT=str(_free_port()),
         DATABASE_PATH=str(workdir / "dialtone.db"),
         RULES_FILE=str(REPO / "rules.toml"),
+        ROUTES_DIR=str(REPO / "routes"),
     )
     return env
 

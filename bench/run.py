@@ -242,12 +242,21 @@ def recording_available() -> bool:
     return hasattr(Settings(), "database_path")
 
 
-def dialtone_database(work: Path, workers: int) -> Path:
-    return work / f"dialtone-{workers}.sqlite3"
+def dialtone_database(work: Path, workers: int, label: str = "") -> Path:
+    return work / f"dialtone-{workers}{label.replace('@', '-')}.sqlite3"
 
 
-def start_dialtone(args: argparse.Namespace, work: Path, stack: ExitStack, workers: int) -> Target:
-    """server.py on `workers` processes, recording into a fresh database."""
+def start_dialtone(
+    args: argparse.Namespace,
+    work: Path,
+    stack: ExitStack,
+    workers: int,
+    *,
+    root: Path = ROOT,
+    label: str = "",
+) -> Target:
+    """server.py (of the checkout at `root`) on `workers` processes, recording into a fresh
+    database."""
     port = free_port()
     env = {
         "PORT": str(port),
@@ -259,16 +268,32 @@ def start_dialtone(args: argparse.Namespace, work: Path, stack: ExitStack, worke
         "TWILIO_PHONE_NUMBER": PHONE_NUMBER,
         "PUBLIC_URL": PUBLIC_URL,
         "VALIDATE_SIGNATURES": "true",
-        "RULES_FILE": str(ROOT / "rules.toml"),
+        "RULES_FILE": str(root / "rules.toml"),
+        "ROUTES_DIR": str(root / "routes"),
         "LOG_LEVEL": "INFO",
-        "DATABASE_PATH": str(dialtone_database(work, workers)),
+        "DATABASE_PATH": str(dialtone_database(work, workers, label)),
     }
-    cmd = [sys.executable, str(ROOT / "server.py")]
-    pid = stack.enter_context(server(cmd, env, work / f"dialtone-{workers}.log", port))
+    cmd = [sys.executable, str(root / "server.py")]
+    if root != ROOT:  # an older checkout: its own code first, not this one's
+        env["PYTHONPATH"] = str(root)
+    log = work / f"dialtone-{workers}{label}.log"
+    pid = stack.enter_context(server(cmd, env, log, port))
     route = args.route or pick_route(port)
     recording = "recording on" if recording_available() else "no store yet"
-    name = f"Dialtone WORKERS={workers} THREADS={args.threads}, POST {route}, {recording}"
+    name = f"Dialtone{label} WORKERS={workers} THREADS={args.threads}, POST {route}, {recording}"
     return Target(name, port, build_requests(port, route, 0, args.pool), pid)
+
+
+@contextmanager
+def checkout(ref: str, work: Path) -> Iterator[Path]:
+    """A detached git worktree of `ref` in `work`, removed afterwards."""
+    path = work / "baseline"
+    git = ["git", "-C", str(ROOT)]
+    subprocess.run([*git, "worktree", "add", "--detach", "-q", str(path), ref], check=True)
+    try:
+        yield path
+    finally:
+        subprocess.run([*git, "worktree", "remove", "--force", str(path)], check=False)
 
 
 def send_twice(target: Target, route: str, args: argparse.Namespace) -> tuple[set[int], str]:
@@ -405,6 +430,11 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         default="ceiling,flask,dialtone1",
         help="which targets besides Dialtone WORKERS=2, comma-separated (default: all)",
     )
+    parser.add_argument(
+        "--baseline",
+        metavar="REF",
+        help="also run Dialtone WORKERS=2 as it was at this git commit (a before/after A/B)",
+    )
     args = parser.parse_args(argv)
     if args.quick:
         args.duration, args.rounds = min(args.duration, 1.0), 1
@@ -424,6 +454,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             targets += [flask] if flask else []
             if "dialtone1" in args.targets and not args.quick:
                 targets.append(start_dialtone(args, work, stack, 1))
+            if args.baseline:
+                old = stack.enter_context(checkout(args.baseline, work))
+                label = f"@{args.baseline[:12]}"
+                targets.append(start_dialtone(args, work, stack, 2, root=old, label=label))
             main_target = start_dialtone(args, work, stack, 2)
             targets.append(main_target)
             pids = children(main_target.pid) or [main_target.pid]

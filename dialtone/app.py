@@ -1,43 +1,78 @@
-"""Dialtone's webhook server: `create_app()` builds the Bottle app, `main()` serves it.
+"""Dialtone's app: `create_app()` builds the Bottle app from the routes directory; `main()`
+serves it.
 
-python server.py          # or: make serve
+The routes (`@webhook` and `@api` functions in ROUTES_DIR, see dialtone.web.routing) ask for what
+they need by parameter name; `Services` is the one place those things are made.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
 
 from bottle import Bottle, HTTPError, request, response
 from twilio.rest import Client
 
 from dialtone import cli, logs
+from dialtone.bot.outbound import Outbox
 from dialtone.bot.rules import RulesFile
 from dialtone.errors import SettingsError
 from dialtone.record.recorder import Recorder
 from dialtone.record.store import Store, open_store
 from dialtone.settings import Settings
 from dialtone.twilio_api import TwilioHandle
-from dialtone.web import serving
-from dialtone.web.api_auth import ApiGuard, error_body
-from dialtone.web.signature import TwilioWebhookPlugin
-from routes import health, outbound, records, sms, status, voice
+from dialtone.web import health, serving
+from dialtone.web.api_auth import ApiGuard
+from dialtone.web.handlers import mount
+from dialtone.web.jsonapi import error_body, query_strings
+from dialtone.web.ratelimit import RateLimiter
+from dialtone.web.routing import Injector, RouteSpec, load_routes
+from dialtone.web.signature import SignatureChecker
 
 log = logging.getLogger("dialtone.server")
 
 
-JSON_PATHS = outbound.PATHS | records.PATHS
+@dataclass(frozen=True)
+class Services:
+    """What route handlers can ask for by parameter name (besides `form`, `query`, `payload`)."""
+
+    settings: Settings
+    record: Recorder  # the record: every write attempted, none can stop an answer
+    store: Store  # the record's storage itself (listings)
+    twilio: TwilioHandle  # Twilio's REST API, made on first use
+    rules_file: RulesFile
+    outbox: Outbox  # calls and texts through Twilio, checked and recorded
+    link_limiter: RateLimiter  # voice option 3's texts per caller
+
+    def providers(self) -> dict[str, Callable[[], Any]]:
+        """Parameter name -> how to get its value for the current request."""
+        return {
+            "query": query_strings,
+            "settings": lambda: self.settings,
+            "record": lambda: self.record,
+            "store": lambda: self.store,
+            "twilio": lambda: self.twilio,
+            "rules": self.rules_file.current,
+            "outbox": lambda: self.outbox,
+            "link_limiter": lambda: self.link_limiter,
+        }
 
 
 def create_app(
-    settings: Settings, *, twilio: Client | None = None, store: Store | None = None
+    settings: Settings,
+    *,
+    twilio: Client | None = None,
+    store: Store | None = None,
+    routes: list[RouteSpec] | None = None,
 ) -> Bottle:
     """The whole app, configured by `settings`; `twilio` replaces the client made from them.
 
-    The record is opened from DATABASE_PATH unless `store` is given (then the caller closes it);
-    call `close_app(app)` once the server has stopped.
+    The routes are loaded from ROUTES_DIR unless `routes` is given. The record is opened from
+    DATABASE_PATH unless `store` is given (then the caller closes it); call `close_app(app)` once
+    the server has stopped.
     """
-    twilio_handle = TwilioHandle(settings, twilio)
     if settings.validate_signatures and not settings.auth_token:
         raise SettingsError(
             [
@@ -45,28 +80,30 @@ def create_app(
                 "webhooks. Set it, or set VALIDATE_SIGNATURES=false for a local experiment."
             ]
         )
+    specs = load_routes(settings.routes_dir) if routes is None else routes
     rules = RulesFile(settings.rules_file)
     app = Bottle()
     if store is None:
         store = open_store(settings)
         app.install(_CloseOnShutdown(store))
     recorder = Recorder(store)
-    guard = ApiGuard(settings)
-    app.install(
-        TwilioWebhookPlugin(
-            settings.auth_token,
-            public_url=settings.public_url,
-            validate=settings.validate_signatures,
-        )
+    handle = TwilioHandle(settings, twilio)
+    services = Services(
+        settings=settings,
+        record=recorder,
+        store=store,
+        twilio=handle,
+        rules_file=rules,
+        outbox=Outbox(settings, handle, recorder),
+        link_limiter=RateLimiter(settings.link_texts_per_hour, window=3600),
+    )
+    checker = SignatureChecker(
+        settings.auth_token, public_url=settings.public_url, validate=settings.validate_signatures
     )
     app.add_hook("before_request", _body_limit(settings.max_body_bytes))
-    app.default_error_handler = _plain_error
+    app.default_error_handler = _plain_error_for({s.path for s in specs if s.kind == "api"})
     health.install(app, settings)
-    status.install(app, settings, recorder)
-    voice.install(app, settings, twilio_handle, recorder)
-    outbound.install(app, settings, twilio_handle, guard, recorder)
-    records.install(app, guard, store)
-    sms.install(app, settings, rules, recorder)
+    mount(app, specs, Injector(services.providers()), checker, ApiGuard(settings))
     return app
 
 
@@ -99,14 +136,20 @@ def _body_limit(limit: int) -> Callable[[], None]:
     return check
 
 
-def _plain_error(error: HTTPError) -> str:
-    """Errors as one plain line (JSON for JSON clients), never an HTML page or a traceback."""
-    message = error.body if isinstance(error.body, str) and error.body else error.status_line
-    if "application/json" in (request.get_header("Accept") or "") or request.path in JSON_PATHS:
-        response.content_type = "application/json"
-        return error_body(error.status_code, message)
-    response.content_type = "text/plain; charset=utf-8"
-    return f"{error.status_line}: {message}\n" if message != error.status_line else message + "\n"
+def _plain_error_for(api_paths: set[str]) -> Callable[[HTTPError], str]:
+    def plain_error(error: HTTPError) -> str:
+        """Errors as one plain line (JSON for JSON clients), never an HTML page or a traceback."""
+        message = error.body if isinstance(error.body, str) and error.body else error.status_line
+        accept = request.get_header("Accept") or ""
+        if "application/json" in accept or request.path in api_paths:
+            response.content_type = "application/json"
+            return error_body(error.status_code, message)
+        response.content_type = "text/plain; charset=utf-8"
+        return (
+            f"{error.status_line}: {message}\n" if message != error.status_line else message + "\n"
+        )
+
+    return plain_error
 
 
 def startup_warnings(settings: Settings) -> list[str]:

@@ -75,6 +75,11 @@ class Settings:
     sms_link: str = DEFAULT_SMS_LINK  # SMS_LINK, texted by option 3
     menu_attempts: int = 3  # MENU_ATTEMPTS before hanging up on no input
 
+    # Routes: where they are found, and which ones the number's webhooks point at.
+    routes_dir: Path = Path("routes")  # ROUTES_DIR, the directory of route modules
+    sms_path: str = "/sms_url"  # SMS_PATH, the route `make dev` points SmsUrl at
+    voice_path: str = "/voice_url"  # VOICE_PATH, the route `make dev` points VoiceUrl at
+
     # SMS auto-reply.
     rules_file: Path = Path("rules.toml")  # RULES_FILE
     # SEND_OPT_OUT_CONFIRMATIONS: answer STOP and START with a confirmation from Dialtone. Off by
@@ -147,6 +152,9 @@ class Settings:
             hold_music_url=reader.get("HOLD_MUSIC_URL", absolute_url, DEFAULT_HOLD_MUSIC),
             sms_link=reader.get("SMS_LINK", absolute_url, DEFAULT_SMS_LINK),
             menu_attempts=reader.get("MENU_ATTEMPTS", _positive_int, 3),
+            routes_dir=reader.get("ROUTES_DIR", Path, Path("routes")),
+            sms_path=reader.get("SMS_PATH", route_path, "/sms_url"),
+            voice_path=reader.get("VOICE_PATH", route_path, "/voice_url"),
             rules_file=reader.get("RULES_FILE", Path, Path("rules.toml")),
             send_opt_out_confirmations=reader.get("SEND_OPT_OUT_CONFIRMATIONS", _bool, False),
             database_path=reader.get("DATABASE_PATH", Path, Path("var/dialtone.db")),
@@ -218,6 +226,15 @@ def absolute_url(raw: str) -> str:
     except ValueError:
         raise ValueError("has a port that is not a number from 0 to 65535") from None
     return raw.rstrip("/")
+
+
+def route_path(raw: str) -> str:
+    """A route's path, like /sms_url: starts with '/', no query, fragment or space."""
+    if not raw.startswith("/") or raw.startswith("//"):
+        raise ValueError("a route path starts with a single '/', like /sms_url")
+    if any(c in raw for c in "?# ") or not raw.isprintable():
+        raise ValueError("a route path has no query string, fragment or spaces")
+    return raw.rstrip("/") or "/"
 
 
 def _existing_file(raw: str) -> Path:

@@ -24,7 +24,7 @@ from rich.console import Console
 from dialtone import cli
 from dialtone.devloop.console import Banner, render_banner
 from dialtone.devloop.session import DevSession, open_session
-from dialtone.settings import Settings
+from dialtone.settings import Settings, route_path
 from dialtone.web.serving import port_in_use
 
 
@@ -46,6 +46,18 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--tunnel",
         action="store_true",
         help="open the ngrok tunnel even when TWILIO_API_URL is on this machine",
+    )
+    parser.add_argument(
+        "--sms-path",
+        metavar="PATH",
+        type=route_path,
+        help="point the number's SMS webhook at this route (default: SMS_PATH or /sms_url)",
+    )
+    parser.add_argument(
+        "--voice-path",
+        metavar="PATH",
+        type=route_path,
+        help="point the number's voice webhook at this route (default: VOICE_PATH or /voice_url)",
     )
     parser.add_argument("--no-reload", action="store_true", help="do not restart on edits")
     return parser.parse_args(argv)
@@ -100,6 +112,10 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.perf_counter()
     args = parse_args(argv)
     settings = cli.load_settings()
+    if args.sms_path:
+        settings = settings.with_overrides(sms_path=args.sms_path)
+    if args.voice_path:
+        settings = settings.with_overrides(voice_path=args.voice_path)
     console = Console(stderr=True)
     ensure_port_free(settings)
     with ExitStack() as cleanup:

@@ -23,6 +23,7 @@ from rich.text import Text
 from dialtone import cli
 from dialtone.errors import DialtoneError
 from dialtone.sandbox.phone.client import PhoneApiError, PhoneClient, SandboxUnavailable
+from dialtone.sandbox.phone.fail_command import FailCommandError, run_fail_command
 from dialtone.sandbox.phone.view import help_panel, render
 from dialtone.settings import Settings
 
@@ -153,13 +154,15 @@ class Phone:
             elif command == "/mms":
                 url, _, words = rest.partition(" ")
                 self.text(words.strip(), [url] if url else [])
+            elif command == "/fail":
+                self.say(run_fail_command(self.client, rest), "yellow")
             elif command.startswith("/"):
                 self.say(f"Unknown command {command}: /help lists them.", "yellow")
             elif self.on_call:
                 self.client.digits(line)
             else:
                 self.text(line)
-        except PhoneApiError as exc:
+        except (PhoneApiError, FailCommandError) as exc:
             self.say(str(exc), "yellow")
         return True
 

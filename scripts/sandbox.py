@@ -51,7 +51,10 @@ def main(argv: list[str] | None = None) -> int:
         if args.app:
             number = state.number_by_phone(str(state.phone_number))
             assert number is not None
-            state.update_number(number.sid, **pointing_at(args.app))
+            state.update_number(
+                number.sid,
+                **pointing_at(args.app, voice_path=settings.voice_path, sms_path=settings.sms_path),
+            )
         lines = Text()
         lines.append("Use these settings in the app's environment (or .env):\n", style="bold")
         for name, value in (

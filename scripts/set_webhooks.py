@@ -59,7 +59,13 @@ def main(argv: list[str] | None = None) -> int:
     client = make_client(settings)
     number = find_number(client, settings.phone_number)
     before = snapshot(number, settings.account_sid or "")
-    changes = pointing_at(url, voice=not args.sms_only, sms=not args.voice_only)
+    changes = pointing_at(
+        url,
+        voice=not args.sms_only,
+        sms=not args.voice_only,
+        voice_path=settings.voice_path,
+        sms_path=settings.sms_path,
+    )
     rows = diff(before.fields, dict(changes))
     console = Console()
     table = Table(title=f"{settings.phone_number} ({before.sid})")

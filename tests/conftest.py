@@ -39,6 +39,7 @@ def settings_for(database_path: Path, **overrides: Any) -> Settings:
         public_url=PUBLIC_URL,
         api_token=API_TOKEN,
         rules_file=REPO / "rules.toml",
+        routes_dir=REPO / "routes",
         database_path=database_path,
         **overrides,
     )

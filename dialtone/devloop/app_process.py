@@ -32,8 +32,12 @@ def main() -> None:
     logging.getLogger("waitress").setLevel(logging.WARNING)
     reloading = hupper.is_active()
     if reloading:
-        # A broken rules file must be able to bring the app back once it is fixed.
-        hupper.get_reloader().watch_files([str(settings.rules_file)])
+        # A broken rules file or route must be able to bring the app back once it is fixed, and
+        # a new file in the routes directory (its mtime changes) is a new route.
+        routes = settings.routes_dir
+        hupper.get_reloader().watch_files(
+            [str(settings.rules_file), str(routes), str(routes / "*.py")]
+        )
     # Imported here so that an edit to a route is picked up by the fresh process hupper starts.
     from dialtone.app import close_app, create_app
 

@@ -163,18 +163,26 @@ def snapshot(number: Any, account_sid: str) -> NumberConfig:
     )
 
 
-def pointing_at(base_url: str, *, voice: bool = True, sms: bool = True) -> dict[str, str]:
-    """The field values that send the number's voice, SMS and status requests to `base_url`."""
+def pointing_at(
+    base_url: str,
+    *,
+    voice: bool = True,
+    sms: bool = True,
+    voice_path: str = "/voice_url",
+    sms_path: str = "/sms_url",
+) -> dict[str, str]:
+    """The field values that send the number's voice, SMS and status requests to `base_url`:
+    calls to `voice_path`, texts to `sms_path`, status callbacks to /status."""
     changes: dict[str, str] = {}
     if voice:
         changes.update(
-            voice_url=f"{base_url}/voice_url",
+            voice_url=f"{base_url}{voice_path}",
             voice_method="POST",
             status_callback=f"{base_url}/status",
             status_callback_method="POST",
         )
     if sms:
-        changes.update(sms_url=f"{base_url}/sms_url", sms_method="POST")
+        changes.update(sms_url=f"{base_url}{sms_path}", sms_method="POST")
     return changes
 
 

@@ -62,10 +62,12 @@ def point_number(
     *,
     voice: bool = True,
     sms: bool = True,
+    voice_path: str = "/voice_url",
+    sms_path: str = "/sms_url",
     backup_dir: Path = BACKUP_DIR,
     notice: Callable[[str], Any] = log.warning,
 ) -> PointedNumber:
-    """Save the number's configuration, then point voice/SMS/status at `base_url`."""
+    """Save the number's configuration, then point voice/SMS/status at routes under `base_url`."""
     number = find_number(client, phone_number)
     path = backup_path(phone_number, backup_dir)
     original = read_backup(path)
@@ -83,7 +85,7 @@ def point_number(
             f"Found {path} from an earlier run that did not finish: the number's original "
             f"configuration (saved {original.saved_at}) is kept from it and restored on exit."
         )
-    changes = pointing_at(base_url, voice=voice, sms=sms)
+    changes = pointing_at(base_url, voice=voice, sms=sms, voice_path=voice_path, sms_path=sms_path)
     try:
         update(client, original, dict(changes))
     except BaseException:

@@ -45,7 +45,7 @@ class DevSession:
     def app_environment(self) -> dict[str, str]:
         """Environment for the app process: the public URL and, in sandbox mode, its account."""
         s = self.settings
-        env = {"PUBLIC_URL": self.public_url}
+        env = {"PUBLIC_URL": self.public_url, "SMS_PATH": s.sms_path, "VOICE_PATH": s.voice_path}
         for name, value in (
             ("TWILIO_ACCOUNT_SID", s.account_sid),
             ("TWILIO_AUTH_TOKEN", s.auth_token),
@@ -134,6 +134,8 @@ def open_session(
             session.public_url,
             voice=voice,
             sms=sms,
+            voice_path=settings.voice_path,
+            sms_path=settings.sms_path,
             backup_dir=backup_dir,
             notice=say,
         )

@@ -7,38 +7,15 @@ they share API_TOKEN, one rate limit per token, and the slow-down on failed auth
 from __future__ import annotations
 
 import hmac
-import json
 import math
-from typing import Any, NoReturn
 
-from bottle import HTTPResponse, request
+from bottle import request
 
 from dialtone.settings import Settings
+from dialtone.web.jsonapi import fail, json_error
 from dialtone.web.ratelimit import RateLimiter
 
 AUTH_FAILURES_PER_MINUTE = 10
-
-
-def error_body(status: int, message: str, **extra: Any) -> str:
-    """The JSON text of an error: {"error": {"status": ..., "message": ..., ...}}."""
-    return json.dumps({"error": {"status": status, "message": message, **extra}})
-
-
-def json_error(status: int, message: str, **extra: Any) -> HTTPResponse:
-    """A JSON error answer (see error_body)."""
-    return HTTPResponse(
-        error_body(status, message, **extra), status, {"Content-Type": "application/json"}
-    )
-
-
-def fail(status: int, message: str, **extra: Any) -> NoReturn:
-    """Stop handling the request with a JSON error."""
-    raise json_error(status, message, **extra)
-
-
-def json_answer(result: dict[str, Any], status: int = 200) -> HTTPResponse:
-    """A JSON answer with `status`."""
-    return HTTPResponse(json.dumps(result), status, {"Content-Type": "application/json"})
 
 
 class ApiGuard:

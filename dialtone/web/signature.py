@@ -1,26 +1,22 @@
-"""The Bottle plugin behind every Twilio-facing route.
+"""What every Twilio webhook goes through (dialtone.web.handlers puts it together):
 
-A route opts in with `webhook=True` in its route config. The plugin then
-
-1. reads the form as UTF-8 (Bottle's own `request.forms` is latin-1; a 400 if it is not UTF-8),
-2. checks X-Twilio-Signature with twilio's RequestValidator against the public URL: PUBLIC_URL +
+1. the form read as UTF-8 (Bottle's own `request.forms` is latin-1; a 400 if it is not UTF-8),
+2. X-Twilio-Signature checked with twilio's RequestValidator against the public URL: PUBLIC_URL +
    path + query, or without PUBLIC_URL the URL waitress rebuilt from trusted proxy headers
    (never the raw X-Forwarded-* headers, which anyone can send); a 403 and a log line otherwise,
-3. calls the handler with the form and turns the TwiML object it returns into a text/xml answer,
-4. on an exception, logs the traceback and answers the route's `on_error` TwiML instead, so a
-   caller hears an apology rather than Twilio's "application error" message.
+   and a request without the header is refused before its body is read,
+3. the TwiML the handler returns turned into a text/xml answer.
 """
 
 from __future__ import annotations
 
 import logging
 import xml.etree.ElementTree as ET
-from collections.abc import Callable
 from functools import lru_cache
-from typing import Any
+from typing import NoReturn
 from urllib.parse import unquote, urlparse
 
-from bottle import FormsDict, HTTPError, HTTPResponse, Route, request, response
+from bottle import FormsDict, HTTPError, request, response
 from twilio.request_validator import (
     HMAC_SHA1,
     HMAC_SHA256,
@@ -40,9 +36,6 @@ SIGNATURE_HEADER = "X-Twilio-Signature"
 SIGNATURE_SETTINGS_HEADER = "X-Twilio-Webhooks-Signature-Settings"
 URLENCODED = "application/x-www-form-urlencoded"
 SUPPORTED_ALGORITHMS = frozenset({HMAC_SHA1, HMAC_SHA256})
-
-Handler = Callable[..., TwiML | None]
-ErrorReply = Callable[[], TwiML | None]
 
 
 def read_form() -> FormsDict:
@@ -103,70 +96,57 @@ def request_url(public_url: str | None) -> str:
     return f"{scheme}://{host}{environ.get('SCRIPT_NAME', '')}{suffix}"
 
 
-class TwilioWebhookPlugin:
-    """Bottle plugin: UTF-8 forms, signature check, TwiML answers, TwiML on errors."""
+WEBHOOK_KEY = "dialtone.webhook"  # environ: {"route", "verdict", "url"} for the dev inspector
 
-    name = "twilio_webhook"
-    api = 2
 
-    def __init__(
-        self,
-        auth_token: str | None,
-        *,
-        public_url: str | None,
-        validate: bool = True,
-    ) -> None:
+class SignatureChecker:
+    """Checks X-Twilio-Signature with twilio's RequestValidator against the public URL."""
+
+    def __init__(self, auth_token: str | None, *, public_url: str | None, validate: bool = True):
         if validate and not auth_token:
             raise ValueError("checking signatures needs TWILIO_AUTH_TOKEN")
         self.validator = RequestValidator(auth_token) if auth_token and validate else None
         self.public_url = public_url
 
-    def apply(self, callback: Handler, route: Route) -> Callable[..., Any]:
-        """Wrap routes marked `webhook=True`; leave the others alone."""
-        if not route.config.get("webhook"):
-            return callback
-        on_error: ErrorReply = route.config.get("on_error") or (lambda: None)
+    def precheck(self, route: str) -> None:
+        """403 at once for a request with no signature header: its body is never parsed."""
+        if self.validator is None:
+            request.environ[WEBHOOK_KEY] = {"route": route, "verdict": "off", "url": ""}
+        elif not request.headers.get(SIGNATURE_HEADER):
+            self._refuse(route, "missing", "missing X-Twilio-Signature", self._url())
 
-        def wrapper(*args: Any, **kwargs: Any) -> Any:
-            form = read_form()
-            accesslog.note_webhook(form)
-            self.check_signature(form)
-            try:
-                return twiml_response(callback(form, *args, **kwargs))
-            except HTTPResponse:
-                raise
-            except Exception:
-                log.exception(
-                    "%s %s failed; answering with the error reply", route.method, route.rule
-                )
-                return twiml_response(on_error())
-
-        return wrapper
-
-    def check_signature(self, form: FormsDict) -> None:
+    def check(self, route: str, form: FormsDict) -> None:
         """Raise HTTP 403 unless the request carries a valid signature for its public URL."""
         if self.validator is None:
             return
-        url = request_url(self.public_url)
+        url = self._url()
         signature = request.headers.get(SIGNATURE_HEADER, "")
         # Twilio names the algorithm (HMAC-SHA1 unless it says otherwise) in a header.
         algorithm = get_signature_algorithm(request.headers.get(SIGNATURE_SETTINGS_HEADER))
         try:
             if signature and signature_matches(self.validator, url, form, signature, algorithm):
+                request.environ[WEBHOOK_KEY] = {"route": route, "verdict": "valid", "url": url}
                 return
-            reason = "missing X-Twilio-Signature" if not signature else "signature does not match"
+            verdict, reason = "mismatch", "signature does not match"
         except ValueError:
             # The validator parses the URL; a Host header such as "x:abc" makes that fail.
-            reason = "the request's host is not a valid URL host"
-        url = accesslog.printable(url)
-        accesslog.note(request.environ, rejected=f"{reason} for {url}")
+            verdict, reason = "bad-host", "the request's host is not a valid URL host"
+        self._refuse(route, verdict, reason, url)
+
+    def _url(self) -> str:
+        return request_url(self.public_url)
+
+    def _refuse(self, route: str, verdict: str, reason: str, url: str) -> NoReturn:
+        request.environ[WEBHOOK_KEY] = {"route": route, "verdict": verdict, "url": url}
+        shown = accesslog.printable(url)
+        accesslog.note(request.environ, rejected=f"{reason} for {shown}")
         log.warning(
             "403 for %s %s: %s; checked against %s "
             "(is PUBLIC_URL right, or TRUSTED_PROXY set for the proxy in front?)",
             request.method,
-            request.path,
+            accesslog.printable(request.path),
             reason,
-            url,
+            shown,
         )
         raise HTTPError(403, "Invalid or missing X-Twilio-Signature.")
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import webtest
 
-import routes.sms
+import dialtone.bot.sms
 from dialtone.app import create_app
 from dialtone.bot.rules import MAX_REPLY_CHARS, RulesError, twilio_length
 from dialtone.errors import DialtoneError
@@ -189,8 +189,8 @@ def test_an_error_in_the_handler_answers_no_reply_and_logs_the_traceback(
     def broken(*args: object) -> None:
         raise RuntimeError("rules exploded")
 
-    monkeypatch.setattr(routes.sms, "auto_reply", broken)
-    with caplog.at_level(logging.ERROR, logger="dialtone.web.signature"):
+    monkeypatch.setattr(dialtone.bot.sms, "auto_reply", broken)
+    with caplog.at_level(logging.ERROR, logger="dialtone.routes"):
         assert messages(post_webhook("/sms_url", text("hours"))) == []
     assert "rules exploded" in caplog.text
     assert "Traceback" in caplog.text

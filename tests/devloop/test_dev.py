@@ -26,6 +26,7 @@ from dialtone.sandbox.server import SandboxServer
 from tests.conftest import REPO
 from tests.support.dev_process import DevProcess
 from tests.support.fake_ngrok import FakeNgrok, is_running
+from tests.support.hello_route import HELLO_ROUTE
 from tests.support.live_server import free_socket, urlopen
 from tests.support.sandbox_fixtures import configure_number, number_webhooks
 from tests.support.twilio_signing import sign
@@ -70,6 +71,7 @@ def dev_env(sandbox: SandboxServer, fake_ngrok: FakeNgrok, tmp_path: Path) -> di
         TWILIO_API_URL=sandbox.url,
         PORT=str(free_port()),
         RULES_FILE=str(REPO / "rules.toml"),
+        ROUTES_DIR=str(REPO / "routes"),
         DATABASE_PATH=str(tmp_path / "dialtone.db"),
     )
     return env
@@ -340,6 +342,7 @@ def sandbox_env(tmp_path: Path) -> dict[str, str]:
         PORT=str(free_port()),
         SANDBOX_PORT=str(free_port()),
         RULES_FILE=str(tmp_path / "rules.toml"),
+        ROUTES_DIR=str(REPO / "routes"),
         DATABASE_PATH=str(tmp_path / "dialtone.db"),
     )
     shutil.copy(REPO / "rules.toml", tmp_path / "rules.toml")
@@ -372,7 +375,7 @@ def test_without_credentials_runs_against_the_sandbox(
         process.kill_group()
 
 
-def test_editing_a_route_reloads_the_app_but_not_the_tunnel_or_the_number(
+def test_adding_a_route_reloads_the_app_but_not_the_tunnel_or_the_number(
     dev_env: dict[str, str],
     tmp_path: Path,
     sandbox: SandboxServer,
@@ -388,27 +391,36 @@ def test_editing_a_route_reloads_the_app_but_not_the_tunnel_or_the_number(
             shutil.copytree(source, project / part, ignore=shutil.ignore_patterns("__pycache__"))
         else:
             shutil.copy(source, project / part)
-    process = DevProcess(dev_env, project, TUNNEL, repo=project)
+    env = {**dev_env, "ROUTES_DIR": str(project / "routes")}
+    process = DevProcess(env, project, TUNNEL, repo=project)
     try:
         process.wait_for("Ready in")
         public = public_url_of(process)
         agent = fake_ngrok.pid()
         pointed = number_webhooks(sandbox)
-        health = project / "routes" / "health.py"
-        edited = health.read_text().replace('"status": "ok"', '"status": "edited"')
+        # A new route file, added while the app runs (the five-line route of the docs).
+        hello = project / "routes" / "hello.py"
         deadline = time.monotonic() + 20
-        body = ""
-        while time.monotonic() < deadline and "edited" not in body:
-            # Written again until it shows: hupper learns which files the app imported a
-            # moment after it starts, and an edit made before that is not noticed.
-            health.write_text(edited)
+        answer = ""
+        while time.monotonic() < deadline and "Hi +15551230000" not in answer:
+            # Made again until it shows: hupper learns what to watch a moment after the app
+            # starts, and a file made before that is not noticed (the directory's mtime is).
+            hello.unlink(missing_ok=True)
+            hello.write_text(HELLO_ROUTE)
             time.sleep(0.3)
+            form = {"From": "+15551230000", "Body": "hi"}
+            signature = sign(dev_env["TWILIO_AUTH_TOKEN"], public + "/hello", form)
+            request = urllib.request.Request(
+                fake_ngrok.forwarder(public) + "/hello",
+                data=urllib.parse.urlencode(form).encode(),
+                headers={"X-Twilio-Signature": signature},
+            )
             try:
-                with urlopen(fake_ngrok.forwarder(public) + "/healthz", timeout=2) as reply:
-                    body = reply.read().decode()
+                with urlopen(request, timeout=2) as reply:
+                    answer = reply.read().decode()
             except OSError:
-                continue  # the app is restarting
-        assert "edited" in body
+                continue  # the app is restarting, or has not loaded the route yet (404)
+        assert "<Message>Hi +15551230000!</Message>" in answer, process.output
         assert fake_ngrok.pid() == agent  # same tunnel
         assert number_webhooks(sandbox) == pointed  # the number was not touched again
         assert process.stop() == 0
@@ -498,6 +510,52 @@ def test_a_broken_rules_file_is_explained_and_fixing_it_brings_the_app_back(
         phone = PhoneClient(f"http://127.0.0.1:{sandbox_env['SANDBOX_PORT']}")
         phone.send_sms("hours")
         assert "open" in phone.wait_for(lambda e: e["type"] == "message", timeout=10)["body"]
+        assert process.stop() == 0
+    finally:
+        process.kill_group()
+
+
+def test_sms_path_points_the_number_at_a_new_route(
+    sandbox_env: dict[str, str], workdir: Path, tmp_path: Path
+) -> None:
+    routes = tmp_path / "routes"
+    shutil.copytree(REPO / "routes", routes, ignore=shutil.ignore_patterns("__pycache__"))
+    (routes / "hello.py").write_text(HELLO_ROUTE)
+    env = {**sandbox_env, "ROUTES_DIR": str(routes)}
+    process = DevProcess(env, workdir, "--sms-path", "/hello")
+    try:
+        process.wait_for("Ready in")
+        assert re.search(r"sms_url\s+\S*\s*->\s+http://127\.0\.0\.1:\d+/hello", process.output)
+        phone = PhoneClient(f"http://127.0.0.1:{sandbox_env['SANDBOX_PORT']}")
+        phone.send_sms("hi")
+        reply = phone.wait_for(lambda e: e["type"] == "message", timeout=10)
+        assert reply["body"].startswith("Hi +")
+        assert reply["body"].endswith("!")
+        assert process.stop() == 0
+    finally:
+        process.kill_group()
+
+
+def test_a_broken_route_module_is_one_paragraph_and_fixing_it_brings_the_app_back(
+    sandbox_env: dict[str, str], workdir: Path, tmp_path: Path
+) -> None:
+    routes = tmp_path / "routes"
+    shutil.copytree(REPO / "routes", routes, ignore=shutil.ignore_patterns("__pycache__"))
+    hello = routes / "hello.py"
+    hello.write_text(HELLO_ROUTE.replace("def hello(form):", "def hello(form)"))
+    env = {**sandbox_env, "ROUTES_DIR": str(routes)}
+    process = DevProcess(env, workdir, "--sms-path", "/hello")
+    try:
+        process.wait_for("Fix it and save")
+        assert "hello.py cannot be loaded: line 6: SyntaxError" in process.output
+        assert "Traceback" not in process.output
+        deadline = time.monotonic() + 20
+        while "Ready in" not in process.output and time.monotonic() < deadline:
+            hello.write_text(HELLO_ROUTE)  # again until the reloader has noticed it
+            time.sleep(0.3)
+        phone = PhoneClient(f"http://127.0.0.1:{sandbox_env['SANDBOX_PORT']}")
+        phone.send_sms("hi")
+        assert phone.wait_for(lambda e: e["type"] == "message", timeout=10)["body"].startswith("Hi")
         assert process.stop() == 0
     finally:
         process.kill_group()

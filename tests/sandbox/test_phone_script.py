@@ -126,6 +126,32 @@ def test_the_phone_answers_a_call_from_make_call(world: World, terminal: Termina
     assert terminal.finish() == 0
 
 
+def test_twilios_help_reply_is_shown_as_twilios(world: World, terminal: Terminal) -> None:
+    terminal.expect("Dialtone phone")
+    terminal.type("HELP")
+    line = terminal.expect("Reply STOP to unsubscribe.")
+    assert "Twilio (automatic reply for +15005550006)" in line
+    terminal.type("/quit")
+    assert terminal.finish() == 0
+
+
+def test_fail_makes_the_next_text_undelivered(world: World, terminal: Terminal) -> None:
+    terminal.expect("Dialtone phone")
+    terminal.type("/fail text 30006")
+    terminal.expect("the next text to this phone will end undelivered with 30006")
+    terminal.type("/fail call nonsense")
+    terminal.expect("busy")  # the phone API's reason, in one line
+    requests.post(
+        world.app_url + "/send_sms",
+        json={"to": PHONE_USER_NUMBER, "body": "Never arrives"},
+        headers={"Authorization": f"Bearer {API_TOKEN}"},
+        timeout=5,
+    ).raise_for_status()
+    terminal.expect("is undelivered (error 30006)")
+    terminal.type("/quit")
+    assert terminal.finish() == 0
+
+
 def test_the_phone_shows_an_error_notice(world: World, terminal: Terminal) -> None:
     world.point(sms_url="/broken/500")
     terminal.expect("Dialtone phone")

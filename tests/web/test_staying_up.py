@@ -159,6 +159,7 @@ def start_server(database: Path, port: int) -> subprocess.Popen[bytes]:
         "PORT": str(port),
         "DATABASE_PATH": str(database),
         "RULES_FILE": str(REPO / "rules.toml"),
+        "ROUTES_DIR": str(REPO / "routes"),
     }
     process = subprocess.Popen(
         [sys.executable, str(REPO / "server.py")],

@@ -5,10 +5,10 @@ message, one word, any case) to a Twilio long code, Twilio records the opt-out f
 numbers, answers with its own confirmation, and still passes the message to the SmsUrl. Until
 the person texts START (or YES, UNSTOP), which Twilio confirms too, every message from that
 number to them is refused with error 21610: a `Messages.json` create with HTTP 400, a TwiML
-`<Message>` reply as a failed message. Keywords are recognised by `dialtone.bot.optout`, which the
+`<Message>` reply as a failed message. HELP and INFO get Twilio's default help text (and still
+reach the app, so the sender gets both answers, as in production), except from a sender who has
+opted out, who gets no automatic reply. Keywords are recognised by `dialtone.bot.optout`, which the
 app shares, so both sides agree on what a keyword is.
-
-HELP and INFO are left to the app: Twilio's own HELP reply is not emulated.
 """
 
 from __future__ import annotations
@@ -22,13 +22,16 @@ UNSUBSCRIBED_TEXT = "Attempt to send to unsubscribed recipient"  # Twilio's titl
 
 
 def handle_keyword(state: SandboxState, message: Message) -> str | None:
-    """Record an inbound STOP or START in `state`; Twilio's confirmation text, or None."""
+    """Record an inbound STOP or START in `state`; Twilio's automatic reply, or None."""
     keyword = optout.classify(message.body)
+    if keyword is optout.Keyword.HELP:
+        opted_out = state.optouts.is_opted_out(message.to, message.from_)
+        return None if opted_out else optout.DEFAULT_HELP_REPLY
     if keyword is optout.Keyword.OPT_OUT:
-        state.opt_out(message.to, message.from_)
+        state.optouts.opt_out(message.to, message.from_)
         return optout.DEFAULT_OPT_OUT_REPLY
     if keyword is optout.Keyword.OPT_IN:
-        state.opt_in(message.to, message.from_)
+        state.optouts.opt_in(message.to, message.from_)
         return optout.DEFAULT_OPT_IN_REPLY
     return None
 

@@ -1,4 +1,4 @@
-"""GET /messages and GET /calls: the record as JSON, behind the API's bearer token.
+"""The listings behind GET /messages and GET /calls: their filters, paging and JSON page.
 
 Filters: `number` (From or To), `since` (ISO 8601; without a zone it is UTC), `status`,
 `direction`; paging: `limit` (1 to 500, default 50) and the `before` cursor. Newest first; when a
@@ -13,17 +13,13 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlencode
 
-from bottle import Bottle, HTTPResponse, request
-
 from dialtone.phone_numbers import is_destination
 from dialtone.record.queries import DEFAULT_PAGE, MAX_PAGE
-from dialtone.record.schema import CALL_STATUS_RANK, MESSAGE_STATUS_RANK
 from dialtone.record.store import Call, Message, StoreError
-from dialtone.web.api_auth import ApiGuard, fail, json_answer
+from dialtone.web.jsonapi import fail
 
 log = logging.getLogger("dialtone.records")
 
-PATHS = frozenset({"/messages", "/calls"})
 FILTERS = ("number", "since", "status", "direction", "limit", "before")
 DIRECTIONS = ("inbound", "outbound")
 
@@ -83,24 +79,14 @@ def page(
     return {path.strip("/"): [row.as_dict() for row in rows], "next": next_url}
 
 
-def install(app: Bottle, guard: ApiGuard, store: Any) -> None:
-    """Add GET /messages and GET /calls (`store` is the app's Store)."""
-
-    def listing(path: str, statuses: Mapping[str, int], read: Callable[..., Any]) -> HTTPResponse:
-        guard.authorize()
-        query = {key: request.query.getunicode(key, default="") for key in request.query}
-        filters = parse_filters(query, statuses)
-        try:
-            rows = read(**filters)
-        except StoreError as exc:
-            log.error("GET %s failed: %s", path, exc)
-            fail(503, "The record cannot be read just now; see the server log.")
-        return json_answer(page(path, rows, filters, query))
-
-    @app.get("/messages")
-    def messages() -> HTTPResponse:
-        return listing("/messages", MESSAGE_STATUS_RANK, store.messages)
-
-    @app.get("/calls")
-    def calls() -> HTTPResponse:
-        return listing("/calls", CALL_STATUS_RANK, store.calls)
+def listing(
+    path: str, query: Mapping[str, str], statuses: Mapping[str, int], read: Callable[..., Any]
+) -> dict[str, Any]:
+    """One page of a listing: `read(**filters)` with the query's filters, as JSON-ready data."""
+    filters = parse_filters(query, statuses)
+    try:
+        rows = read(**filters)
+    except StoreError as exc:
+        log.error("GET %s failed: %s", path, exc)
+        fail(503, "The record cannot be read just now; see the server log.")
+    return page(path, rows, filters, query)

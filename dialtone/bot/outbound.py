@@ -1,4 +1,4 @@
-"""POST /make_call and POST /send_sms: a token-protected JSON API that places calls and texts.
+"""What POST /make_call and POST /send_sms do: validate, place the call or text, record it.
 
 These cost money, so: POST only, `Authorization: Bearer <API_TOKEN>`, destinations validated
 (E.164 or whatsapp:) and optionally allow-listed, and a per-token rate limit (dialtone.web.api_auth,
@@ -9,13 +9,11 @@ with 409 before anything reaches Twilio.
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from bottle import Bottle, HTTPResponse, request
 from requests.exceptions import RequestException
 from twilio.base.exceptions import TwilioException
 from twilio.twiml.voice_response import VoiceResponse
@@ -26,11 +24,10 @@ from dialtone.phone_numbers import is_destination, is_e164
 from dialtone.record.recorder import Recorder
 from dialtone.settings import Settings, absolute_url
 from dialtone.twilio_api import MissingCredentials, TwilioError, TwilioHandle, twilio_error
-from dialtone.web.api_auth import ApiGuard, fail, json_answer, json_error
+from dialtone.web.jsonapi import fail, json_error
 
 log = logging.getLogger("dialtone.outbound")
 
-PATHS = frozenset({"/make_call", "/send_sms"})
 T = TypeVar("T")
 
 
@@ -49,19 +46,6 @@ class CallRequest:
 
     to: str
     message: str | None
-
-
-def read_json() -> dict[str, Any]:
-    """The request body as a JSON object, or a 400 saying what is wrong with it."""
-    if request.content_type.split(";")[0].strip() != "application/json":
-        fail(400, "Send a JSON body with Content-Type: application/json.")
-    try:
-        payload = json.loads(request.body.read() or b"null")
-    except (ValueError, RecursionError):
-        fail(400, "The body is not valid JSON.")
-    if not isinstance(payload, dict):
-        fail(400, 'The body must be a JSON object, like {"to": "+15551234567", ...}.')
-    return payload
 
 
 def destination(payload: dict[str, Any], settings: Settings, *, calls: bool = False) -> str:
@@ -130,8 +114,8 @@ def is_http_url(value: object) -> bool:
         return False
 
 
-class OutboundApi:
-    """The Twilio calls behind the two routes, and their record."""
+class Outbox:
+    """Where calls and texts leave through Twilio: checked, sent, and recorded."""
 
     def __init__(self, settings: Settings, twilio: TwilioHandle, recorder: Recorder) -> None:
         self.settings = settings
@@ -169,7 +153,7 @@ class OutboundApi:
                     f'"message" is too long: Twilio takes at most {MAX_TWIML_CHARS} characters of TwiML.',
                 )
         elif settings.public_url:
-            how["url"] = settings.public_url + "/voice_url"
+            how["url"] = settings.public_url + settings.voice_path
         else:
             fail(
                 503,
@@ -236,20 +220,3 @@ class OutboundApi:
             if on_failure:
                 on_failure(None)
             raise json_error(502, "Could not reach Twilio; try again.") from None
-
-
-def install(
-    app: Bottle, settings: Settings, twilio: TwilioHandle, guard: ApiGuard, recorder: Recorder
-) -> None:
-    """Add POST /make_call and POST /send_sms."""
-    api = OutboundApi(settings, twilio, recorder)
-
-    @app.post("/send_sms")
-    def send_sms() -> HTTPResponse:
-        guard.authorize()
-        return json_answer(api.send_sms(parse_sms(read_json(), settings)), 201)
-
-    @app.post("/make_call")
-    def make_call() -> HTTPResponse:
-        guard.authorize()
-        return json_answer(api.make_call(parse_call(read_json(), settings)), 201)
