@@ -109,7 +109,9 @@ class RequestDeadline:
             seen, since = self.started.get(channel, (None, now))
             if seen is not request:
                 since = now
-            if now - since > self.timeout:
+            # Not while an earlier request on it is being answered (as waitress's own idle
+            # check): closing then would cut that answer off.
+            if now - since > self.timeout and not channel.requests:
                 channel.will_close = True  # closed by the loop's next turn, as waitress does
                 late += 1
             else:
