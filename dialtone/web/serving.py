@@ -28,13 +28,10 @@ from dialtone.web.connections import RequestDeadline, ensure_file_limit, waitres
 
 log = logging.getLogger("dialtone.web.serving")
 
-# The headers a tunnel or TLS-terminating proxy adds; trusted only from TRUSTED_PROXY.
 # Output buffered before the serving loop sends it: more than a webhook's whole answer.
 SEND_BYTES = 18000
-
+# The headers a tunnel or TLS-terminating proxy adds; trusted only from TRUSTED_PROXY.
 PROXY_HEADERS = {"x-forwarded-proto", "x-forwarded-host", "x-forwarded-for", "x-forwarded-port"}
-
-
 BACKLOG = 1024  # waitress's own default
 
 
