@@ -32,6 +32,7 @@ class ServerProcess:
         env: dict[str, str] | None = None,
         *,
         file_limit: tuple[int, int] | None = None,
+        new_session: bool = False,
     ) -> None:
         # The record goes to the test's directory, never the repository's var/ (the user's).
         database = {"DATABASE_PATH": str(tmp / "var" / "dialtone.db")}
@@ -41,6 +42,7 @@ class ServerProcess:
             env={**os.environ, **database, **(env or {})},
             stderr=subprocess.PIPE,
             text=True,
+            start_new_session=new_session,  # its own process group, for a terminal's Ctrl-C
             preexec_fn=(lambda: resource.setrlimit(resource.RLIMIT_NOFILE, file_limit))
             if file_limit
             else None,

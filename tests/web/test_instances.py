@@ -152,6 +152,27 @@ def test_sigterm_lets_the_requests_in_flight_finish(target: tuple[ServerProcess,
         get(port, "/pid")
 
 
+def test_ctrl_c_in_the_terminal_stops_every_instance_with_exit_0(tmp_path: Path) -> None:
+    # A terminal's Ctrl-C sends SIGINT to the whole process group: the launcher and each
+    # instance at once.
+    port = free_port()
+    args = ["-m", "tests.support.instances_target", str(port)]
+    server = ServerProcess(args, tmp_path, new_session=True)
+    try:
+        server.wait_for("with 2 instances")
+        instances = server.instances()
+        assert get(port, "/pid")[0] == 200
+        os.killpg(server.proc.pid, signal.SIGINT)
+        assert server.finish() == 0
+        assert all_gone(instances)
+        assert server.output.count("Stopped (pid") == 2
+        assert "Traceback" not in server.output
+    finally:
+        if server.proc.poll() is None:
+            server.proc.kill()
+            server.finish()
+
+
 def test_no_instance_outlives_a_kill_9_of_its_parent(target: tuple[ServerProcess, int]) -> None:
     server, port = target
     instances = server.instances()
