@@ -1,6 +1,6 @@
 """The app process of `make dev`: started, and restarted on every edit, by hupper.
 
-The parent (scripts/dev.py) keeps the tunnel, the sandbox and the number; this child only
+The parent (dialtone.devloop.command) keeps the tunnel, the sandbox and the number; this child only
 serves the app, with settings the parent put in its environment (PUBLIC_URL among them).
 """
 
@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import logging
 import signal
+from typing import Any
 
-import hupper
 from rich.console import Console
 
 from dialtone import logs
@@ -20,7 +20,14 @@ from dialtone.web.serving import make_server
 
 
 def main() -> None:
-    """Serve the app until the reloader stops this process."""
+    """Serve the app until the reloader stops this process (hupper's worker calls this)."""
+    import hupper
+
+    serve(reloader=hupper.get_reloader() if hupper.is_active() else None)
+
+
+def serve(reloader: Any = None) -> None:
+    """Serve the app until Ctrl-C or SIGTERM; `reloader` is hupper's proxy when reloading."""
     settings = Settings.from_env()
     logs.configure(settings.log_level)
     console = Console(stderr=True)
@@ -30,14 +37,12 @@ def main() -> None:
     logging.getLogger("dialtone.web.signature").setLevel(logging.ERROR)
     logging.getLogger("dialtone.status").setLevel(logging.WARNING)
     logging.getLogger("waitress").setLevel(logging.WARNING)
-    reloading = hupper.is_active()
-    if reloading:
+    reloading = reloader is not None
+    if reloader is not None:
         # A broken rules file or route must be able to bring the app back once it is fixed, and
         # a new file in the routes directory (its mtime changes) is a new route.
         routes = settings.routes_dir
-        hupper.get_reloader().watch_files(
-            [str(settings.rules_file), str(routes), str(routes / "*.py")]
-        )
+        reloader.watch_files([str(settings.rules_file), str(routes), str(routes / "*.py")])
     # Imported here so that an edit to a route is picked up by the fresh process hupper starts.
     from dialtone.app import close_app, create_app
 
@@ -50,9 +55,11 @@ def main() -> None:
         console.print("Fix it and save: the app starts again by itself.", style="yellow")
         return
     server = make_server(app, settings)
-    # hupper stops a worker with SIGTERM between reloads; SIGHUP is a closed terminal.
+    # hupper stops a worker with SIGTERM between reloads; SIGHUP is a closed terminal (POSIX
+    # only: Windows has no SIGHUP).
     signal.signal(signal.SIGTERM, _stop)
-    signal.signal(signal.SIGHUP, _stop)
+    if hasattr(signal, "SIGHUP"):
+        signal.signal(signal.SIGHUP, _stop)
     try:
         server.run()
     except KeyboardInterrupt:

@@ -5,9 +5,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from dialtone.facts import MAX_MEDIA
 from dialtone.record.errors import BadRecord
-
-MAX_MEDIA = 10  # Twilio attaches at most 10 media to a message
 
 
 @dataclass(frozen=True)

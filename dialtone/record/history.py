@@ -1,11 +1,10 @@
-"""`make history`: recent conversations from the record, grouped by number, as terminal tables.
+"""`dialtone history` (make history): recent conversations from the record, grouped by number, as terminal tables.
 
 Read-only: the database is opened with SQLite's mode=ro, never created or migrated.
 """
 
 from __future__ import annotations
 
-import argparse
 from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
@@ -14,7 +13,6 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from dialtone import cli
 from dialtone.errors import DialtoneError
 from dialtone.record.store import Call, Conversation, Message, Store
 
@@ -113,20 +111,18 @@ def _plural(n: int, word: str) -> str:
     return f"{n} {word}{'' if n == 1 else 's'}"
 
 
-def main(argv: Sequence[str] | None = None, console: Console | None = None) -> int:
-    """Print the history; the database path comes from --db or DATABASE_PATH."""
-    parser = argparse.ArgumentParser(prog="make history", description=__doc__)
-    parser.add_argument("--db", type=Path, help="the database file (default: DATABASE_PATH)")
-    parser.add_argument("--limit", type=int, default=10, help="conversations to show (10)")
-    parser.add_argument("--messages", type=int, default=10, help="latest entries per number")
-    parser.add_argument("--number", help="only the conversation with this number")
-    args = parser.parse_args(argv)
-    path: Path = args.db or cli.load_settings().database_path
+def show_history(
+    path: Path,
+    *,
+    limit: int = 10,
+    per_number: int = 10,
+    number: str | None = None,
+    console: Console | None = None,
+) -> int:
+    """Print the latest `limit` conversations in the record at `path`; NoRecordYet if none."""
     if not path.is_file():
         raise NoRecordYet(path)
     with Store(path, readonly=True) as store:
-        conversations = store.conversations(
-            args.limit, per_number=args.messages, number=args.number
-        )
+        conversations = store.conversations(limit, per_number=per_number, number=number)
     render_history(conversations, console or Console(), path)
     return 0

@@ -12,6 +12,7 @@ from __future__ import annotations
 import errno
 import logging
 import os
+import signal
 import socket
 import warnings
 from collections.abc import Callable
@@ -40,7 +41,7 @@ class PortInUse(DialtoneError):
 
 
 class NoReusePort(DialtoneError):
-    """Sharing a port between instances needs SO_REUSEPORT, which this system lacks."""
+    """Sharing a port between instances needs what this system lacks (SO_REUSEPORT, fork)."""
 
 
 def port_in_use(settings: Settings) -> PortInUse:
@@ -98,17 +99,37 @@ def make_server(
 
 
 def reuse_port_supported() -> bool:
-    """True where several sockets can listen on one port, kernel-balanced (not Windows)."""
+    """True where several sockets can listen on one port (SO_REUSEPORT; not Windows)."""
     return os.name == "posix" and hasattr(socket, "SO_REUSEPORT")
 
 
-def require_reuse_port(setting: str) -> None:
-    """Raise NoReusePort, naming `setting` (the one that asked for it), where it is missing."""
+def require_reuse_port() -> None:
+    """NoReusePort for REUSE_PORT=true where the system cannot share a port."""
     if not reuse_port_supported():
         raise NoReusePort(
-            f"{setting} needs several processes listening on one port (SO_REUSEPORT), which "
-            "this system does not have. Serve with WORKERS=1 and REUSE_PORT=false here, and "
-            "run more instances on other ports or machines behind a load balancer."
+            "REUSE_PORT=true needs several processes listening on one port (SO_REUSEPORT), "
+            "which this system does not have. Set REUSE_PORT=false, and run more instances on "
+            "other ports or machines behind a load balancer."
+        )
+
+
+def require_instances(settings: Settings) -> None:
+    """NoReusePort, in one line, where WORKERS > 1 cannot run (dialtone.web.instances needs
+    fork(), sigtimedwait() and SO_REUSEPORT)."""
+    missing = [
+        name
+        for name, present in (
+            ("fork()", hasattr(os, "fork")),
+            ("sigtimedwait()", hasattr(signal, "sigtimedwait")),
+            ("SO_REUSEPORT", reuse_port_supported()),
+        )
+        if not present
+    ]
+    if missing:
+        raise NoReusePort(
+            f"WORKERS={settings.workers} needs {', '.join(missing)}, which this system does not "
+            "have: serve with WORKERS=1 here, and run more instances on other ports or machines "
+            "behind a load balancer."
         )
 
 
@@ -141,7 +162,7 @@ def serve(
 ) -> int:
     """Serve `make_app()` until SIGTERM or Ctrl-C, on one instance or WORKERS; the exit code."""
     if settings.workers > 1:
-        require_reuse_port(f"WORKERS={settings.workers}")
+        require_instances(settings)
         from dialtone.web import instances  # POSIX only: imported only here
 
         return instances.run(settings, make_app, close_app)
@@ -157,7 +178,7 @@ def serve_one(
 ) -> int:
     """This process as one instance: build the app, serve it, stop gracefully; 0."""
     if settings.reuse_port:
-        require_reuse_port("REUSE_PORT=true")
+        require_reuse_port()
     ensure_file_limit(settings)
     app = make_app()
     try:

@@ -13,11 +13,12 @@ from pathlib import Path
 import pytest
 from rich.console import Console
 
-from dialtone.record.history import NoRecordYet, main
+from dialtone.commands import build_parser
+from dialtone.commands.history import run
+from dialtone.record.history import NoRecordYet
 from dialtone.record.store import Store
 from tests.conftest import CALLER, PHONE_NUMBER
 
-REPO = Path(__file__).resolve().parents[2]
 OTHER = "+15559990000"
 
 
@@ -54,9 +55,14 @@ def record(tmp_path: Path) -> Path:
     return path
 
 
+def history(*args: str, console: Console | None = None) -> int:
+    """`dialtone history ARGS`, printing to `console`."""
+    return run(build_parser().parse_args(["history", *args]), console=console)
+
+
 def render(*args: str) -> str:
     console = Console(record=True, width=100, color_system=None)
-    assert main(list(args), console=console) == 0
+    assert history(*args, console=console) == 0
     return console.export_text()
 
 
@@ -114,11 +120,11 @@ def test_an_empty_record_says_so(tmp_path: Path) -> None:
 def test_no_database_yet_is_one_clear_paragraph(tmp_path: Path) -> None:
     missing = tmp_path / "var" / "dialtone.db"
     with pytest.raises(NoRecordYet, match="DATABASE_PATH"):
-        main(["--db", str(missing)])
+        history("--db", str(missing))
     assert not missing.parent.exists()  # nothing was created
 
     result = subprocess.run(
-        [sys.executable, str(REPO / "scripts" / "history.py"), "--db", str(missing)],
+        [sys.executable, "-m", "dialtone", "history", "--db", str(missing)],
         capture_output=True,
         text=True,
         cwd=tmp_path,

@@ -296,11 +296,16 @@ def test_the_single_instance_path_imports_nothing_posix_only() -> None:
 
 def test_sharing_a_port_without_so_reuseport_is_one_line(monkeypatch: pytest.MonkeyPatch) -> None:
     # As on Windows: WORKERS > 1 and REUSE_PORT say why they cannot work, in one paragraph.
+    # (tests/test_without_posix.py runs `dialtone serve` with WORKERS=2 without fork() too.)
     monkeypatch.delattr(socket, "SO_REUSEPORT")
-    with pytest.raises(NoReusePort, match="WORKERS=2 needs several processes listening on one"):
+    with pytest.raises(NoReusePort, match=r"^WORKERS=2 needs SO_REUSEPORT, which") as refused:
         serving.serve(Settings(workers=2), lambda: pytest.fail("no app is built"))
+    assert "WORKERS=1" in str(refused.value)
     with pytest.raises(NoReusePort, match="REUSE_PORT=true needs"):
         serving.serve(Settings(reuse_port=True), lambda: pytest.fail("no app is built"))
+    monkeypatch.delattr(signal, "sigtimedwait")
+    with pytest.raises(NoReusePort, match=r"^WORKERS=3 needs sigtimedwait\(\), SO_REUSEPORT,"):
+        serving.serve(Settings(workers=3), lambda: pytest.fail("no app is built"))
 
 
 def test_two_units_with_reuse_port_share_the_port_and_restart_one_by_one(tmp_path: Path) -> None:

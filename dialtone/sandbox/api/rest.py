@@ -17,6 +17,7 @@ from typing import Any
 
 from bottle import Bottle, HTTPError, HTTPResponse, request
 
+from dialtone.facts import MAX_BODY_CHARS
 from dialtone.phone_numbers import WHATSAPP_PREFIX, is_destination, is_e164
 from dialtone.sandbox.api import errors as err
 from dialtone.sandbox.api.applications_api import ApplicationsApi
@@ -29,7 +30,7 @@ from dialtone.sandbox.state import SandboxState, UnknownSid
 log = logging.getLogger("dialtone.sandbox.api.rest")
 
 ACCOUNT = API_ROOT + "/<account_sid>"
-MAX_BODY = 1600
+MAX_BODY = MAX_BODY_CHARS
 # Form parameter -> PhoneNumber field that a number update may change.
 NUMBER_PARAMS = {
     "FriendlyName": "friendly_name",

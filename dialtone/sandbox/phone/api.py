@@ -31,6 +31,7 @@ from typing import Any, NoReturn
 
 from bottle import Bottle, HTTPError, HTTPResponse, request
 
+from dialtone.facts import MAX_MEDIA
 from dialtone.sandbox.carrier.failures import FailureError
 from dialtone.sandbox.carrier.messaging import Media
 from dialtone.sandbox.carrier.network import Carrier, PhoneError
@@ -40,7 +41,6 @@ log = logging.getLogger("dialtone.sandbox.phone")
 
 PREFIX = "/_phone"
 MAX_WAIT = 30.0
-MAX_MEDIA = 10
 MAX_LONG_POLLS = 4  # event requests that may wait at once (the server has more worker threads)
 
 
