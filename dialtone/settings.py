@@ -94,6 +94,8 @@ class Settings:
     # Local sandbox (make dev without credentials, make sandbox, make phone).
     sandbox_port: int = 5055  # SANDBOX_PORT, where the sandbox listens on 127.0.0.1
     sandbox_url: str | None = None  # SANDBOX_URL, where `make phone` finds it (default: the port)
+    # The inspector page make dev serves on 127.0.0.1 (another free port if this one is taken).
+    inspector_port: int = 5057  # INSPECTOR_PORT
 
     # Tunnel (make dev).
     ngrok_authtoken: str | None = field(default=None, repr=False)  # NGROK_AUTHTOKEN
@@ -160,6 +162,7 @@ class Settings:
             database_path=reader.get("DATABASE_PATH", Path, Path("var/dialtone.db")),
             sandbox_port=reader.get("SANDBOX_PORT", _port, 5055),
             sandbox_url=reader.get("SANDBOX_URL", absolute_url),
+            inspector_port=reader.get("INSPECTOR_PORT", _port, 5057),
             ngrok_authtoken=reader.get("NGROK_AUTHTOKEN"),
             ngrok_domain=reader.get("NGROK_DOMAIN"),
             ngrok_path=reader.get("NGROK_PATH", _existing_file),

@@ -46,6 +46,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="point the number's voice webhook at this route (default: VOICE_PATH or /voice_url)",
     )
     parser.add_argument("--no-reload", action="store_true", help="do not restart on edits")
+    parser.add_argument(
+        "--no-inspector",
+        action="store_true",
+        help="do not serve the inspector page (timeline, replay, browser phone)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -59,6 +64,7 @@ def run(args: argparse.Namespace) -> int:
             voice=not (args.sms_only or args.no_update),
             sms=not (args.voice_only or args.no_update),
             reload=not args.no_reload,
+            inspector=not args.no_inspector,
             sms_path=args.sms_path,
             voice_path=args.voice_path,
         )

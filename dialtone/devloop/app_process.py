@@ -6,13 +6,17 @@ serves the app, with settings the parent put in its environment (PUBLIC_URL amon
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
 import signal
+import time
 from typing import Any
 
 from rich.console import Console
 
 from dialtone import logs
+from dialtone.devloop import capture
 from dialtone.devloop.console import RequestLogHandler
 from dialtone.errors import DialtoneError
 from dialtone.settings import Settings
@@ -39,10 +43,12 @@ def serve(reloader: Any = None) -> None:
     logging.getLogger("waitress").setLevel(logging.WARNING)
     reloading = reloader is not None
     if reloader is not None:
-        # A broken rules file or route must be able to bring the app back once it is fixed, and
-        # a new file in the routes directory (its mtime changes) is a new route.
+        # A broken route must be able to bring the app back once it is fixed, and a new file in
+        # the routes directory (its mtime changes) is a new route. rules.toml is not watched
+        # here: the running app re-reads it itself, and a restart on every save would drop the
+        # webhooks (and a replay) that arrive meanwhile.
         routes = settings.routes_dir
-        reloader.watch_files([str(settings.rules_file), str(routes), str(routes / "*.py")])
+        reloader.watch_files([str(routes), str(routes / "*.py")])
     # Imported here so that an edit to a route is picked up by the fresh process hupper starts.
     from dialtone.app import close_app, create_app
 
@@ -51,10 +57,15 @@ def serve(reloader: Any = None) -> None:
     except DialtoneError as exc:
         if not reloading:
             raise
+        # A broken rules file must bring the app back once it is fixed: watched from now on.
+        reloader.watch_files([str(settings.rules_file)])
         console.print(f"\n{exc}\n", style="red", highlight=False)
         console.print("Fix it and save: the app starts again by itself.", style="yellow")
+        _wait_for_reload()  # alive, so that hupper hears of the watched file before a fix
         return
-    server = make_server(app, settings)
+    # The inspector page in the parent sees every request through this (make dev only).
+    served = capture.from_environment(app, dict(os.environ))
+    server = make_server(served, settings)
     # hupper stops a worker with SIGTERM between reloads; SIGHUP is a closed terminal (POSIX
     # only: Windows has no SIGHUP).
     signal.signal(signal.SIGTERM, _stop)
@@ -66,7 +77,19 @@ def serve(reloader: Any = None) -> None:
         pass
     finally:
         server.close()
+        if isinstance(served, capture.Capture):
+            served.close()
         close_app(app)
+
+
+def _wait_for_reload() -> None:
+    """Sleep until hupper stops this process (on an edit, Ctrl-C or SIGTERM)."""
+    signal.signal(signal.SIGTERM, _stop)
+    if hasattr(signal, "SIGHUP"):
+        signal.signal(signal.SIGHUP, _stop)
+    with contextlib.suppress(KeyboardInterrupt):
+        while True:
+            time.sleep(3600)
 
 
 def _stop(signum: int, frame: object) -> None:

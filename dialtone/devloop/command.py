@@ -32,6 +32,7 @@ class DevOptions:
     reload: bool = True
     sms_path: str | None = None  # the route the SMS webhook points at (default: SMS_PATH)
     voice_path: str | None = None  # the route the voice webhook points at (default: VOICE_PATH)
+    inspector: bool = True  # serve the inspector page (docs/inspector.md)
 
 
 def ensure_port_free(settings: Settings) -> None:
@@ -102,6 +103,10 @@ def run_dev(options: DevOptions) -> int:
             sms=options.sms,
             say=lambda text: console.print(text, style="yellow"),
         )
+        if options.inspector:
+            from dialtone.devloop.inspector.launch import start_inspector
+
+            start_inspector(session, cleanup)
         announce_when_ready(console, session.banner(), settings.host, settings.port, t0)
         serve_with_reload(session, reload=options.reload)
         console.print(session.undoing(), style="dim")
