@@ -5,7 +5,8 @@ python -m bench.run [--quick] [--route /sms_url] [--duration 5] [--connections 2
 Targets, measured one after the other in the same run with the same load generator:
   ceiling   a bare WSGI app on waitress returning a fixed TwiML string (bench/bare_server.py)
   flask     Flask + gunicorn, 2 sync workers, same RequestValidator check and MessagingResponse
-  dialtone  server.py with WORKERS=2 (and WORKERS=1 for comparison), recording on when the store
+  dialtone  server.py with WORKERS=2 (two instances, each with its own SO_REUSEPORT socket; and
+            WORKERS=1 for comparison), recording on when the store
             exists; the route is --route, or /sms_url when the app has it, else /status
   pg        two server.py instances recording into one PostgreSQL on this machine (bench/postgres.py)
 """
@@ -316,7 +317,7 @@ def pick_route(port: int) -> str:
         try:
             return "/sms_url" if probe(port, request) != 404 else "/status"
         except ConnectionError:
-            # The port listens as soon as the parent binds it; a worker may still be starting.
+            # The port listens as soon as the first instance does; another may still be starting.
             if time.monotonic() > deadline:
                 raise
             time.sleep(0.1)

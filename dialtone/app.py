@@ -25,13 +25,12 @@ from dialtone.record.recorder import Recorder
 from dialtone.record.store import open_store
 from dialtone.settings import Settings
 from dialtone.twilio_api import TwilioHandle
-from dialtone.web import health, prefork
+from dialtone.web import health, serving
 from dialtone.web.api_auth import ApiGuard
 from dialtone.web.handlers import mount
 from dialtone.web.jsonapi import error_body, query_strings
 from dialtone.web.ratelimit import Limiter, in_memory
 from dialtone.web.routing import Injector, RouteSpec, load_routes
-from dialtone.web.serving import make_server
 from dialtone.web.signature import SignatureChecker
 
 log = logging.getLogger("dialtone.server")
@@ -181,32 +180,21 @@ def startup_warnings(settings: Settings) -> list[str]:
 
 
 def main() -> int:
-    """Serve the app on waitress (WORKERS processes) until SIGTERM or Ctrl-C."""
+    """Serve the app on waitress (one instance, or WORKERS sharing the port) until SIGTERM."""
     settings = cli.load_settings()
     logs.configure(settings.log_level)
-    if settings.workers > 1:
-        prefork.check_supported(settings)  # a one-line error on Windows and macOS
+
+    def make_app() -> Bottle:
+        app = create_app(settings)
         for warning in startup_warnings(settings):
             log.warning(warning)
-        # Create or migrate the record once, here, before the fork: workers racing to create
-        # the schema of a new database lock each other out. No connection crosses the fork.
-        open_store(settings).close()
-        # Each worker process builds its own app after the fork (see dialtone.web.prefork).
-        return prefork.serve(settings, lambda: create_app(settings), close_app=close_app)
-    app = create_app(settings)
-    for warning in startup_warnings(settings):
-        log.warning(warning)
-    server = make_server(app, settings)
-    log.info("Dialtone listening on http://%s:%s", settings.host, settings.port)
-    # SIGTERM (systemd stop) and Ctrl-C: finish the requests in flight, then exit 0.
-    try:
-        prefork.serve_until_signalled(server)
-    finally:
-        # Every request has been answered and its write committed; closing checkpoints the
-        # WAL into the database file.
-        close_app(app)
-    log.info("Stopped; the record is closed.")
-    return 0
+        return app
+
+    # Each instance builds its own app (and opens its own record) in its own process.
+    code = serving.serve(settings, make_app, close_app=close_app)
+    if code == 0:
+        log.info("Stopped; the record is closed.")
+    return code
 
 
 if __name__ == "__main__":

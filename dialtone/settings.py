@@ -48,9 +48,14 @@ class Settings:
     port: int = 5000  # PORT
     trusted_proxy: str | None = None  # TRUSTED_PROXY: proxy address(es) or "*"
     trusted_proxy_count: int = 1  # TRUSTED_PROXY_COUNT
-    threads: int = 8  # THREADS, waitress worker threads (per worker process)
-    workers: int = 1  # WORKERS, server processes sharing the port (one per core)
+    threads: int = 8  # THREADS, waitress worker threads (per instance)
+    workers: int = 1  # WORKERS, instances `make serve` starts, sharing the port (one per core)
     max_body_bytes: int = 64 * 1024  # MAX_BODY_BYTES, larger requests get 413
+    reuse_port: bool = False  # REUSE_PORT: share HOST:PORT with other instances (SO_REUSEPORT)
+    connection_limit: int = 2000  # CONNECTION_LIMIT, open connections per instance
+    channel_timeout: int = 120  # CHANNEL_TIMEOUT, seconds before an idle connection is closed
+    request_timeout: float = 30.0  # REQUEST_TIMEOUT, seconds to send one whole request
+    max_header_bytes: int = 16 * 1024  # MAX_HEADER_BYTES, larger request headers get 431
     log_level: str = "INFO"  # LOG_LEVEL
 
     # Security.
@@ -133,6 +138,11 @@ class Settings:
             threads=reader.get("THREADS", _thread_count, 8),
             workers=reader.get("WORKERS", _positive_int, 1),
             max_body_bytes=reader.get("MAX_BODY_BYTES", _positive_int, 64 * 1024),
+            reuse_port=reader.get("REUSE_PORT", _bool, False),
+            connection_limit=reader.get("CONNECTION_LIMIT", _positive_int, 2000),
+            channel_timeout=reader.get("CHANNEL_TIMEOUT", _positive_int, 120),
+            request_timeout=reader.get("REQUEST_TIMEOUT", _positive_float, 30.0),
+            max_header_bytes=reader.get("MAX_HEADER_BYTES", _positive_int, 16 * 1024),
             log_level=reader.get("LOG_LEVEL", _log_level, "INFO"),
             validate_signatures=reader.get("VALIDATE_SIGNATURES", _bool, True),
             api_token=reader.get("API_TOKEN"),

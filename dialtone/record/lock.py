@@ -7,10 +7,10 @@ workers, that sleeping made throughput barely better than one worker and pushed 
 60 ms. An flock() on a file next to the database is handed on within microseconds of release.
 
 The lock belongs to the open file, so a Store (and with it this lock) must be made after a fork,
-never inherited through one: dialtone.web.prefork builds the app in each worker for this reason.
+never inherited through one: each instance builds its own app in its own process (dialtone.web.serving).
 
-flock() is POSIX. On Windows, where several worker processes do not exist either, there is no
-writer lock: `WriterLock.beside()` answers None and SQLite's busy timeout keeps writers apart.
+flock() is POSIX. On Windows, where several instances on one port do not exist either, there is
+no writer lock: `WriterLock.beside()` answers None and SQLite's busy timeout keeps writers apart.
 """
 
 from __future__ import annotations
