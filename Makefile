@@ -21,8 +21,12 @@ $(PY):
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --disable-pip-version-check --upgrade pip
 
-$(RUNTIME_STAMP): requirements.txt | $(PY)
+# The pinned requirements first (the lock file), then Dialtone itself, editable and without
+# dependencies: .venv/bin/dialtone runs this checkout's code. (-qq: setuptools warns about every
+# editable install; errors still show.)
+$(RUNTIME_STAMP): requirements.txt pyproject.toml | $(PY)
 	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements.txt
+	$(PY) -m pip install -qq --disable-pip-version-check --no-deps -e .
 	@touch $@
 
 $(DEV_STAMP): $(RUNTIME_STAMP) requirements-dev.txt
@@ -33,31 +37,31 @@ $(BENCH_STAMP): $(RUNTIME_STAMP) requirements-bench.txt
 	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-bench.txt
 	@touch $@
 
-install: $(RUNTIME_STAMP) ## create .venv and install the runtime requirements
+install: $(RUNTIME_STAMP) ## create .venv, install the runtime requirements and the dialtone command
 
 install-dev: $(DEV_STAMP) ## also install the test and lint requirements
 
 serve: $(RUNTIME_STAMP) ## serve the app on waitress (HOST, PORT from .env or the environment)
-	$(PY) server.py
+	$(BIN)/dialtone serve $(ARGS)
 
 dev: $(RUNTIME_STAMP) ## the dev loop: serve with reload, tunnel, point the number, restore on exit
-	$(PY) scripts/dev.py $(ARGS)
+	$(BIN)/dialtone dev $(ARGS)
 
 sandbox: $(RUNTIME_STAMP) ## run the local sandbox alone (ARGS="--app http://127.0.0.1:5000" points its number)
-	$(PY) scripts/sandbox.py $(ARGS)
+	$(BIN)/dialtone sandbox $(ARGS)
 
 phone: $(RUNTIME_STAMP) ## the terminal phone: text and call the sandbox number (ARGS="--sandbox URL")
-	$(PY) scripts/phone.py $(ARGS)
+	$(BIN)/dialtone phone $(ARGS)
 
 restore: $(RUNTIME_STAMP) ## put the number back from make dev's backup (or FILE=backup.json)
-	$(PY) scripts/restore_webhooks.py $(if $(FILE),--file "$(FILE)") $(ARGS)
+	$(BIN)/dialtone restore $(if $(FILE),--file "$(FILE)") $(ARGS)
 
 webhooks: $(RUNTIME_STAMP) ## point the number at a deployed Dialtone: make webhooks URL=https://... [ARGS=--dry-run]
 	@test -n "$(URL)" || { echo "Usage: make webhooks URL=https://bot.example.com [ARGS=--dry-run]"; exit 2; }
-	$(PY) scripts/set_webhooks.py "$(URL)" $(ARGS)
+	$(BIN)/dialtone webhooks "$(URL)" $(ARGS)
 
 history: $(RUNTIME_STAMP) ## recent conversations from the record (ARGS="--number +1555... --limit 5")
-	$(PY) scripts/history.py $(ARGS)
+	$(BIN)/dialtone history $(ARGS)
 
 test: $(DEV_STAMP) ## run the test suite (no network, no account needed)
 	$(PY) -m pytest $(PYTEST_ARGS)
@@ -65,10 +69,11 @@ test: $(DEV_STAMP) ## run the test suite (no network, no account needed)
 fuzz: $(DEV_STAMP) ## fuzz the webhook and API routes longer than make test does (FUZZ_EXAMPLES=2000)
 	FUZZ_EXAMPLES=$${FUZZ_EXAMPLES:-2000} $(PY) -m pytest tests/app/test_fuzz.py --timeout=900 $(PYTEST_ARGS)
 
-lint: $(DEV_STAMP) ## ruff (lint and format check) and mypy
+lint: $(DEV_STAMP) ## ruff (lint and format check), mypy and the import contracts
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
+	$(BIN)/lint-imports --no-cache --no-logo
 
 format: $(DEV_STAMP) ## apply ruff's formatting and safe fixes
 	$(BIN)/ruff check --fix .
@@ -78,4 +83,4 @@ bench: $(BENCH_STAMP) ## throughput, latency, memory vs Flask/gunicorn, on loopb
 	$(PY) -m bench.run $(ARGS)
 
 clean: ## remove the virtual environment and caches
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .import_linter_cache *.egg-info build

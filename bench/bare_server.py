@@ -1,5 +1,6 @@
 """The ceiling: a bare WSGI app on waitress answering one fixed TwiML string, on WORKERS
-processes sharing one socket like Dialtone's, with no signature check, routing or access log.
+processes each with its own SO_REUSEPORT socket like Dialtone's instances, with no signature
+check, routing or access log.
 
 python -m bench.bare_server PORT WORKERS THREADS
 """
@@ -30,13 +31,13 @@ def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable
 def main() -> None:
     """Serve until SIGTERM."""
     port, workers, threads = (int(arg) for arg in sys.argv[1:4])
-    sock = socket.create_server(("127.0.0.1", port), backlog=1024)
     signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM, signal.SIGINT})
     children = []
     for _ in range(workers):
         pid = os.fork()
         if pid == 0:
             signal.pthread_sigmask(signal.SIG_SETMASK, set())
+            sock = socket.create_server(("127.0.0.1", port), backlog=1024, reuse_port=True)
             create_server(app, sockets=[sock], threads=threads).run()
             os._exit(0)
         children.append(pid)

@@ -1,10 +1,11 @@
 """Issue 4's section of `make bench`: time from start to ready of `make dev` (goal: under 2 s).
 
-`scripts/dev.py` runs as a real subprocess, as `make dev` runs it, in two set-ups: with an
-account (the sandbox playing Twilio in this process, the fake ngrok agent driven by the real
+`python -m dialtone dev` runs as a real subprocess, as `make dev` runs it, in two set-ups: with
+an account (the sandbox playing Twilio in this process, the fake ngrok agent driven by the real
 pyngrok), and without one (its own sandbox). "Ready" is the moment the banner says so, which
-dev.py prints once the app accepts connections. The baseline, measured in the same session, is
-a bare interpreter start and `import server`: what any Python tool pays before doing anything.
+`dialtone dev` prints once the app accepts connections. The baseline, measured in the same
+session, is a bare interpreter start and `import server`: what any Python tool pays before
+doing anything.
 """
 
 from __future__ import annotations

@@ -204,3 +204,44 @@ def run(
 def doubled(requests: Iterable[bytes]) -> list[bytes]:
     """Each request twice in a row, so two connections send the same one at about once."""
     return [request for request in requests for _ in range(2)]
+
+
+async def run_spread_async(
+    host: str,
+    ports: Sequence[int],
+    requests: Sequence[bytes],
+    *,
+    connections: int,
+    duration: float,
+) -> LoadResult:
+    """`run_async` with the connections spread evenly over several ports (instances behind a
+    load balancer), all taking the next request from one queue."""
+    result = LoadResult()
+    work = iter(enumerate(requests))
+    started = time.perf_counter()
+    deadline = started + duration
+    tasks = [
+        asyncio.ensure_future(_connection(host, ports[n % len(ports)], work, result, deadline))
+        for n in range(connections)
+    ]
+    _, waiting = await asyncio.wait(tasks, timeout=duration + STALL_SECONDS)
+    for task in waiting:
+        task.cancel()
+        result.errors["timeout"] += 1
+    await asyncio.gather(*waiting, return_exceptions=True)
+    result.elapsed = time.perf_counter() - started
+    return result
+
+
+def run_spread(
+    host: str,
+    ports: Sequence[int],
+    requests: Sequence[bytes],
+    *,
+    connections: int = 20,
+    duration: float = 5.0,
+) -> LoadResult:
+    """`run_spread_async` on a fresh event loop."""
+    return asyncio.run(
+        run_spread_async(host, ports, requests, connections=connections, duration=duration)
+    )

@@ -5,8 +5,10 @@ python -m bench.run [--quick] [--route /sms_url] [--duration 5] [--connections 2
 Targets, measured one after the other in the same run with the same load generator:
   ceiling   a bare WSGI app on waitress returning a fixed TwiML string (bench/bare_server.py)
   flask     Flask + gunicorn, 2 sync workers, same RequestValidator check and MessagingResponse
-  dialtone  server.py with WORKERS=2 (and WORKERS=1 for comparison), recording on when the store
+  dialtone  server.py with WORKERS=2 (two instances, each with its own SO_REUSEPORT socket; and
+            WORKERS=1 for comparison), recording on when the store
             exists; the route is --route, or /sms_url when the app has it, else /status
+  pg        two server.py instances recording into one PostgreSQL on this machine (bench/postgres.py)
 """
 
 from __future__ import annotations
@@ -268,7 +270,7 @@ def start_dialtone(
         "PUBLIC_URL": PUBLIC_URL,
         "VALIDATE_SIGNATURES": "true",
         "RULES_FILE": str(root / "rules.toml"),
-        "ROUTES_DIR": str(root / "routes"),
+        "ROUTES_DIR": str(root / "routes"),  # the server runs in a temporary directory
         "LOG_LEVEL": "INFO",
         "DATABASE_PATH": str(dialtone_database(work, workers, label)),
     }
@@ -315,7 +317,7 @@ def pick_route(port: int) -> str:
         try:
             return "/sms_url" if probe(port, request) != 404 else "/status"
         except ConnectionError:
-            # The port listens as soon as the parent binds it; a worker may still be starting.
+            # The port listens as soon as the first instance does; another may still be starting.
             if time.monotonic() > deadline:
                 raise
             time.sleep(0.1)
@@ -426,8 +428,11 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--route", help="Dialtone's webhook route (default: /sms_url or /status)")
     parser.add_argument(
         "--targets",
-        default="ceiling,flask,dialtone1",
+        default="ceiling,flask,dialtone1,pg",
         help="which targets besides Dialtone WORKERS=2, comma-separated (default: all)",
+    )
+    parser.add_argument(
+        "--pg-threads", type=int, default=4, help="THREADS of each PostgreSQL instance (4)"
     )
     parser.add_argument(
         "--baseline",
@@ -453,6 +458,24 @@ def main(argv: Sequence[str] | None = None) -> int:
             targets += [flask] if flask else []
             if "dialtone1" in args.targets and not args.quick:
                 targets.append(start_dialtone(args, work, stack, 1))
+            pg_targets: list[tuple[str, Target, str]] = []  # (goal name, target, its URL)
+            if "pg" in args.targets:
+                from bench import postgres
+
+                pg = stack.enter_context(postgres.postgresql())
+                if pg is not None:
+                    fast = postgres.without_commit_wait(pg, pg.fresh_database())
+                    label = ", synchronous_commit=off"
+                    pg_targets.append(
+                        ("PostgreSQL synchronous_commit=off",
+                         postgres.start_instances(args, work, stack, fast, label), fast)
+                    )  # fmt: skip
+                    durable = pg.fresh_database()
+                    pg_targets.append(
+                        ("PostgreSQL (durable commits)",
+                         postgres.start_instances(args, work, stack, durable), durable)
+                    )  # fmt: skip
+                    targets += [target for _, target, _ in pg_targets]
             if args.baseline:
                 old = stack.enter_context(checkout(args.baseline, work))
                 label = f"@{args.baseline[:12]}"
@@ -470,11 +493,19 @@ def main(argv: Sequence[str] | None = None) -> int:
                 route = main_target.name.split("POST ", 1)[1].split(",")[0]
                 sent_twice, line = send_twice(main_target, route, args)
                 record_lines.append(line)
+            for _, target, url in pg_targets:
+                record_lines += postgres.check_record(url, target.answered)
         # The servers have stopped (and closed the record) before it is read.
         record_lines += check_database(dialtone_database(work, 2), main_target.answered, sent_twice)
         rows = [Row(target.name, target.result) for target in targets if target is not main_target]
         rows.append(Row(main_target.name, main_target.result, rss_idle=idle, rss_loaded=loaded))
         met = report(rows, record_lines, args)
+        for name, target, _ in pg_targets:
+            lines, pg_met = postgres.goal_lines(
+                name, target.result, flask.result if flask else None
+            )
+            print("\n".join(lines))
+            met &= pg_met
     finally:
         shutil.rmtree(work, ignore_errors=True)
     print()

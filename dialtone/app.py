@@ -20,17 +20,18 @@ from dialtone.bot.outbound import Outbox
 from dialtone.bot.rules import RulesFile
 from dialtone.bot.voice_menu import AGENT_PIN_FAILURES_PER_HOUR
 from dialtone.errors import SettingsError
+from dialtone.record.base import RecordStore
+from dialtone.record.limits import limiter_factory
 from dialtone.record.recorder import Recorder
-from dialtone.record.store import Store, open_store
+from dialtone.record.store import open_store
 from dialtone.settings import Settings
 from dialtone.twilio_api import TwilioHandle
-from dialtone.web import health, prefork
+from dialtone.web import health, serving
 from dialtone.web.api_auth import ApiGuard
 from dialtone.web.handlers import mount
 from dialtone.web.jsonapi import error_body, query_strings
-from dialtone.web.ratelimit import RateLimiter
+from dialtone.web.ratelimit import Limiter, in_memory
 from dialtone.web.routing import Injector, RouteSpec, load_routes
-from dialtone.web.serving import make_server
 from dialtone.web.signature import SignatureChecker
 
 log = logging.getLogger("dialtone.server")
@@ -42,13 +43,13 @@ class Services:
 
     settings: Settings
     record: Recorder  # the record: every write attempted, none can stop an answer
-    store: Store  # the record's storage itself (listings)
+    store: RecordStore  # the record's storage itself (listings)
     twilio: TwilioHandle  # Twilio's REST API, made on first use
     rules_file: RulesFile
     outbox: Outbox  # calls and texts through Twilio, checked and recorded
-    link_limiter: RateLimiter  # voice option 3's texts per caller
-    link_total_limiter: RateLimiter  # voice option 3's texts to all callers together
-    agent_pin_failures: RateLimiter  # wrong agent PINs, all callers together
+    link_limiter: Limiter  # voice option 3's texts per caller (across instances with PostgreSQL)
+    link_total_limiter: Limiter  # voice option 3's texts to all callers together
+    agent_pin_failures: Limiter  # wrong agent PINs, all callers together
 
     def providers(self) -> dict[str, Callable[[], Any]]:
         """Parameter name -> how to get its value for the current request."""
@@ -70,7 +71,7 @@ def create_app(
     settings: Settings,
     *,
     twilio: Client | None = None,
-    store: Store | None = None,
+    store: RecordStore | None = None,
     routes: list[RouteSpec] | None = None,
 ) -> Bottle:
     """The whole app, configured by `settings`; `twilio` replaces the client made from them.
@@ -93,6 +94,8 @@ def create_app(
         store = open_store(settings)
         app.install(_CloseOnShutdown(store))
     recorder = Recorder(store)
+    # With PostgreSQL the limits count in the record, across instances; else in this process.
+    limiters = limiter_factory(store, in_memory)
     handle = TwilioHandle(settings, twilio)
     services = Services(
         settings=settings,
@@ -101,17 +104,19 @@ def create_app(
         twilio=handle,
         rules_file=rules,
         outbox=Outbox(settings, handle, recorder),
-        link_limiter=RateLimiter(settings.link_texts_per_hour, window=3600),
-        link_total_limiter=RateLimiter(settings.link_texts_total_per_hour, window=3600),
-        agent_pin_failures=RateLimiter(AGENT_PIN_FAILURES_PER_HOUR, window=3600),
+        link_limiter=limiters("voice-link-texts", settings.link_texts_per_hour, 3600.0),
+        link_total_limiter=limiters(
+            "voice-link-texts-total", settings.link_texts_total_per_hour, 3600.0
+        ),
+        agent_pin_failures=limiters("agent-pin-failures", AGENT_PIN_FAILURES_PER_HOUR, 3600.0),
     )
     checker = SignatureChecker(
         settings.auth_token, public_url=settings.public_url, validate=settings.validate_signatures
     )
     app.add_hook("before_request", _body_limit(settings.max_body_bytes))
     app.default_error_handler = _plain_error_for({s.path for s in specs if s.kind == "api"})
-    health.install(app, settings)
-    mount(app, specs, Injector(services.providers()), checker, ApiGuard(settings))
+    health.install(app, settings, recorder)
+    mount(app, specs, Injector(services.providers()), checker, ApiGuard(settings, limiters))
     return app
 
 
@@ -126,7 +131,7 @@ class _CloseOnShutdown:
     name = "dialtone_record"
     api = 2
 
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: RecordStore) -> None:
         self.store = store
 
     def apply(self, callback: Callable[..., object], route: object) -> Callable[..., object]:
@@ -190,31 +195,21 @@ def startup_warnings(settings: Settings) -> list[str]:
 
 
 def main() -> int:
-    """Serve the app on waitress (WORKERS processes) until SIGTERM or Ctrl-C."""
+    """Serve the app on waitress (one instance, or WORKERS sharing the port) until SIGTERM."""
     settings = cli.load_settings()
     logs.configure(settings.log_level)
-    if settings.workers > 1:
+
+    def make_app() -> Bottle:
+        app = create_app(settings)
         for warning in startup_warnings(settings):
             log.warning(warning)
-        # Create or migrate the record once, here, before the fork: workers racing to create
-        # the schema of a new database lock each other out. No connection crosses the fork.
-        open_store(settings).close()
-        # Each worker process builds its own app after the fork (see dialtone.web.prefork).
-        return prefork.serve(settings, lambda: create_app(settings), close_app=close_app)
-    app = create_app(settings)
-    for warning in startup_warnings(settings):
-        log.warning(warning)
-    server = make_server(app, settings)
-    log.info("Dialtone listening on http://%s:%s", settings.host, settings.port)
-    # SIGTERM (systemd stop) and Ctrl-C: finish the requests in flight, then exit 0.
-    try:
-        prefork.serve_until_signalled(server)
-    finally:
-        # Every request has been answered and its write committed; closing checkpoints the
-        # WAL into the database file.
-        close_app(app)
-    log.info("Stopped; the record is closed.")
-    return 0
+        return app
+
+    # Each instance builds its own app (and opens its own record) in its own process.
+    code = serving.serve(settings, make_app, close_app=close_app)
+    if code == 0:
+        log.info("Stopped; the record is closed.")
+    return code
 
 
 if __name__ == "__main__":

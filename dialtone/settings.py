@@ -53,9 +53,14 @@ class Settings:
     port: int = 5000  # PORT
     trusted_proxy: str | None = None  # TRUSTED_PROXY: proxy address(es) or "*"
     trusted_proxy_count: int = 1  # TRUSTED_PROXY_COUNT
-    threads: int = 8  # THREADS, waitress worker threads (per worker process)
-    workers: int = 1  # WORKERS, server processes sharing the port (one per core)
+    threads: int = 8  # THREADS, waitress worker threads (per instance)
+    workers: int = 1  # WORKERS, instances `make serve` starts, sharing the port (one per core)
     max_body_bytes: int = 64 * 1024  # MAX_BODY_BYTES, larger requests get 413
+    reuse_port: bool = False  # REUSE_PORT: share HOST:PORT with other instances (SO_REUSEPORT)
+    connection_limit: int = 2000  # CONNECTION_LIMIT, open connections per instance
+    channel_timeout: int = 120  # CHANNEL_TIMEOUT, seconds before an idle connection is closed
+    request_timeout: float = 30.0  # REQUEST_TIMEOUT, seconds to send one whole request
+    max_header_bytes: int = 16 * 1024  # MAX_HEADER_BYTES, larger request headers get 431
     log_level: str = "INFO"  # LOG_LEVEL
 
     # Security.
@@ -95,10 +100,15 @@ class Settings:
 
     # The record (SQLite); the file and its directory are created on first start.
     database_path: Path = Path("var/dialtone.db")  # DATABASE_PATH
+    # DATABASE_URL: postgresql://user:password@host:5432/dbname keeps the record in PostgreSQL
+    # instead (shared by every instance, with the rate limits); DATABASE_PATH is then unused.
+    database_url: str | None = field(default=None, repr=False)
 
     # Local sandbox (make dev without credentials, make sandbox, make phone).
     sandbox_port: int = 5055  # SANDBOX_PORT, where the sandbox listens on 127.0.0.1
     sandbox_url: str | None = None  # SANDBOX_URL, where `make phone` finds it (default: the port)
+    # The inspector page make dev serves on 127.0.0.1 (another free port if this one is taken).
+    inspector_port: int = 5057  # INSPECTOR_PORT
 
     # Tunnel (make dev).
     ngrok_authtoken: str | None = field(default=None, repr=False)  # NGROK_AUTHTOKEN
@@ -138,6 +148,11 @@ class Settings:
             threads=reader.get("THREADS", _thread_count, 8),
             workers=reader.get("WORKERS", _positive_int, 1),
             max_body_bytes=reader.get("MAX_BODY_BYTES", _positive_int, 64 * 1024),
+            reuse_port=reader.get("REUSE_PORT", _bool, False),
+            connection_limit=reader.get("CONNECTION_LIMIT", _positive_int, 2000),
+            channel_timeout=reader.get("CHANNEL_TIMEOUT", _positive_int, 120),
+            request_timeout=reader.get("REQUEST_TIMEOUT", _positive_float, 30.0),
+            max_header_bytes=reader.get("MAX_HEADER_BYTES", _positive_int, 16 * 1024),
             log_level=reader.get("LOG_LEVEL", _log_level, "INFO"),
             validate_signatures=reader.get("VALIDATE_SIGNATURES", _bool, True),
             api_token=reader.get("API_TOKEN", _api_token),
@@ -162,8 +177,10 @@ class Settings:
             rules_file=reader.get("RULES_FILE", Path, Path("rules.toml")),
             send_opt_out_confirmations=reader.get("SEND_OPT_OUT_CONFIRMATIONS", _bool, False),
             database_path=reader.get("DATABASE_PATH", Path, Path("var/dialtone.db")),
+            database_url=reader.get("DATABASE_URL", _postgres_url),
             sandbox_port=reader.get("SANDBOX_PORT", _port, 5055),
             sandbox_url=reader.get("SANDBOX_URL", absolute_url),
+            inspector_port=reader.get("INSPECTOR_PORT", _port, 5057),
             ngrok_authtoken=reader.get("NGROK_AUTHTOKEN"),
             ngrok_domain=reader.get("NGROK_DOMAIN"),
             ngrok_path=reader.get("NGROK_PATH", _existing_file),
@@ -193,9 +210,22 @@ class _Reader:
 
 def _shown(name: str, raw: str) -> str:
     """The value as it may appear in an error: secrets are never echoed."""
-    if any(word in name for word in ("TOKEN", "SECRET", "PASSWORD", "PIN")):
+    if (
+        any(word in name for word in ("TOKEN", "SECRET", "PASSWORD", "PIN"))
+        or name == "DATABASE_URL"
+    ):
         return "(hidden)"
     return repr(raw) if len(raw) <= 80 else repr(raw[:77] + "...")
+
+
+def _postgres_url(raw: str) -> str:
+    scheme = urlsplit(raw).scheme
+    if scheme not in ("postgresql", "postgres"):
+        raise ValueError(
+            "DATABASE_URL must be a postgresql://user:password@host:5432/dbname URL; leave it "
+            "empty to keep the record in SQLite at DATABASE_PATH"
+        )
+    return raw
 
 
 def _account_sid(raw: str) -> str:

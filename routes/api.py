@@ -9,8 +9,8 @@ from typing import Any
 
 from dialtone import api
 from dialtone.bot.outbound import Outbox, parse_call, parse_sms
+from dialtone.record.base import RecordStore
 from dialtone.record.schema import CALL_STATUS_RANK, MESSAGE_STATUS_RANK
-from dialtone.record.store import Store
 from dialtone.settings import Settings
 from dialtone.web.listing import listing
 
@@ -28,12 +28,12 @@ def make_call(payload: dict[str, Any], settings: Settings, outbox: Outbox) -> di
 
 
 @api("/messages")
-def messages(query: dict[str, str], store: Store) -> dict[str, Any]:
+def messages(query: dict[str, str], store: RecordStore) -> dict[str, Any]:
     """The messages in the record (filters: number, since, status, direction; limit, before)."""
     return listing("/messages", query, MESSAGE_STATUS_RANK, store.messages)
 
 
 @api("/calls")
-def calls(query: dict[str, str], store: Store) -> dict[str, Any]:
+def calls(query: dict[str, str], store: RecordStore) -> dict[str, Any]:
     """The calls in the record, filtered and paged as /messages."""
     return listing("/calls", query, CALL_STATUS_RANK, store.calls)

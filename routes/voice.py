@@ -17,7 +17,7 @@ from dialtone.bot import voice_menu as menu
 from dialtone.record.recorder import Recorder, delivery_key
 from dialtone.settings import Settings
 from dialtone.twilio_api import TwilioHandle
-from dialtone.web.ratelimit import RateLimiter
+from dialtone.web.ratelimit import Limiter
 
 
 @webhook(menu.VOICE_PATH, on_error=menu.apology)
@@ -37,8 +37,8 @@ def choice(
     settings: Settings,
     record: Recorder,
     twilio: TwilioHandle,
-    link_limiter: RateLimiter,
-    link_total_limiter: RateLimiter,
+    link_limiter: Limiter,
+    link_total_limiter: Limiter,
 ) -> VoiceResponse:
     """The caller pressed a key (or none) at the menu."""
     record.digits(form, delivery_key())
@@ -82,7 +82,7 @@ def agent(form: FormsDict, settings: Settings, record: Recorder) -> VoiceRespons
 
 @webhook(menu.AGENT_PIN_PATH, on_error=menu.apology)
 def agent_pin(
-    form: FormsDict, settings: Settings, record: Recorder, agent_pin_failures: RateLimiter
+    form: FormsDict, settings: Settings, record: Recorder, agent_pin_failures: Limiter
 ) -> VoiceResponse:
     """The agent keyed in a PIN (after option 9 or a call to /voice_url/agent)."""
     record.call(form, delivery_key())

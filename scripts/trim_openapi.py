@@ -27,6 +27,8 @@ OPERATIONS = {
     f"{ACCOUNT}/Messages/{{Sid}}.json": ["get"],
     f"{ACCOUNT}/Calls.json": ["get", "post"],
     f"{ACCOUNT}/Calls/{{Sid}}.json": ["get", "post"],
+    f"{ACCOUNT}/Applications.json": ["get", "post"],  # the sandbox's ApplicationSid calls
+    f"{ACCOUNT}/Applications/{{Sid}}.json": ["get", "post", "delete"],
 }
 HTTP_METHODS = {"get", "post", "put", "patch", "delete", "head", "options"}
 

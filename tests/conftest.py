@@ -15,11 +15,23 @@ from dialtone.devloop import tunnel
 from dialtone.record.store import Store
 from dialtone.settings import Settings
 from tests.support import fake_ngrok as fake_ngrok_agent
+from tests.support.postgres import (
+    INSTALL_HINT,
+    deselect_without_postgres,
+    postgres_server,
+    postgres_url,
+)
 from tests.support.sandbox_fixtures import sandbox, sandbox_settings
 from tests.support.sandbox_world import world
 from tests.support.twilio_signing import sign
 
-__all__ = ["sandbox", "sandbox_settings", "world"]  # fixtures re-exported for every test module
+__all__ = [
+    "postgres_server",
+    "postgres_url",
+    "sandbox",
+    "sandbox_settings",
+    "world",
+]  # fixtures re-exported for every test module
 
 ACCOUNT_SID = "AC" + "0123456789abcdef" * 2
 AUTH_TOKEN = "test-auth-token-0123456789abcdef"
@@ -148,3 +160,19 @@ def repo_var_untouched() -> Iterator[None]:
     )
     if changed:
         pytest.fail(f"tests wrote to the repository's var/: {', '.join(changed)}")
+
+
+_WITHOUT_POSTGRES = {"tests": 0}
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Without PostgreSQL installed, its tests leave the run (one summary line says so)."""
+    _WITHOUT_POSTGRES["tests"] = deselect_without_postgres(config, items)
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    """The one line saying how to run the PostgreSQL tests, when they did not run."""
+    if _WITHOUT_POSTGRES["tests"]:
+        terminalreporter.write_line(
+            f"SKIPPED {_WITHOUT_POSTGRES['tests']} PostgreSQL tests: {INSTALL_HINT}", yellow=True
+        )

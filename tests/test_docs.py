@@ -22,7 +22,6 @@ PAGES_WRITTEN_ELSEWHERE = frozenset(
         "docs/deployment.md",
         "docs/security.md",
         "docs/sandbox-fidelity.md",
-        "docs/inspector.md",
     }
 )
 

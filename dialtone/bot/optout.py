@@ -10,45 +10,35 @@ Advanced Opt-Out guide.) These functions are pure: the route records the result 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from enum import StrEnum
 
-
-class Keyword(StrEnum):
-    """The three kinds of carrier keyword."""
-
-    OPT_OUT = "opt-out"
-    OPT_IN = "opt-in"
-    HELP = "help"
-
-    @property
-    def opted_out(self) -> bool | None:
-        """The opt-out state this keyword sets: True, False, or None (HELP changes nothing)."""
-        return {Keyword.OPT_OUT: True, Keyword.OPT_IN: False}.get(self)
-
-
-# Twilio's default English keywords for long codes. REVOKE and OPTOUT are in Twilio's current
-# list next to the six classic ones.
-OPT_OUT_WORDS = frozenset(
-    {"STOP", "STOPALL", "UNSUBSCRIBE", "CANCEL", "END", "QUIT", "REVOKE", "OPTOUT"}
+from dialtone.facts import (
+    DEFAULT_HELP_REPLY,
+    DEFAULT_OPT_IN_REPLY,
+    DEFAULT_OPT_OUT_REPLY,
+    HELP_KEYWORDS,
+    OPT_IN_KEYWORDS,
+    OPT_OUT_KEYWORDS,
+    Keyword,
+    carrier_keyword,
 )
-OPT_IN_WORDS = frozenset({"START", "YES", "UNSTOP"})
-HELP_WORDS = frozenset({"HELP", "INFO"})
 
-# Twilio's default replies, so a number behaves the same under Dialtone as without it.
-DEFAULT_OPT_OUT_REPLY = (
-    "You have successfully been unsubscribed. You will not receive any more messages from "
-    "this number. Reply START to resubscribe."
-)
-DEFAULT_OPT_IN_REPLY = (
-    "You have successfully been re-subscribed to messages from this number. Reply HELP for "
-    "help. Reply STOP to unsubscribe. Msg&Data Rates May Apply."
-)
-DEFAULT_HELP_REPLY = "Reply STOP to unsubscribe. Msg&Data Rates May Apply."
-
-_KINDS = dict.fromkeys(OPT_OUT_WORDS, Keyword.OPT_OUT)
-_KINDS |= dict.fromkeys(OPT_IN_WORDS, Keyword.OPT_IN)
-_KINDS |= dict.fromkeys(HELP_WORDS, Keyword.HELP)
-_LONGEST = max(len(word) for word in _KINDS)
+# The words and Twilio's replies are defined once, in dialtone.facts (the sandbox reads them too).
+OPT_OUT_WORDS = OPT_OUT_KEYWORDS
+OPT_IN_WORDS = OPT_IN_KEYWORDS
+HELP_WORDS = HELP_KEYWORDS
+__all__ = [
+    "DEFAULT_HELP_REPLY",
+    "DEFAULT_OPT_IN_REPLY",
+    "DEFAULT_OPT_OUT_REPLY",
+    "HELP_WORDS",
+    "OPT_IN_WORDS",
+    "OPT_OUT_WORDS",
+    "Keyword",
+    "KeywordAnswer",
+    "answer",
+    "classify",
+    "normalise",
+]
 
 
 @dataclass(frozen=True)
@@ -72,12 +62,7 @@ def normalise(body: str | None) -> str:
 
 def classify(body: str | None) -> Keyword | None:
     """Which carrier keyword the whole message is, or None for an ordinary message."""
-    word = (body or "").strip()
-    # Cheap exit for ordinary messages. ASCII only: Twilio's keywords are plain ASCII words,
-    # and Python upper-cases a few other letters to ASCII ones (U+017F, the long s, to "S").
-    if not word or len(word) > _LONGEST or not word.isascii():
-        return None
-    return _KINDS.get(word.upper())
+    return carrier_keyword(body)
 
 
 def answer(

@@ -22,6 +22,7 @@ from twilio.twiml.voice_response import VoiceResponse
 from dialtone.bot.destinations import check_destination
 from dialtone.bot.texting import UNREACHABLE, send_text
 from dialtone.facts import MAX_BODY_CHARS, MAX_MEDIA, MAX_TWIML_CHARS, clean, twilio_length
+from dialtone.record.errors import StoreError
 from dialtone.record.recorder import Recorder
 from dialtone.settings import Settings, absolute_url
 from dialtone.twilio_api import MissingCredentials, TwilioError, TwilioHandle, twilio_error
@@ -121,9 +122,22 @@ class Outbox:
         self.twilio = twilio
         self.recorder = recorder
 
+    def _opted_out(self, number: str) -> bool:
+        """Whether `number` opted out; 503 when the record cannot be written or read (fail
+        closed: an opt-out can be neither checked nor kept, and the send costs money)."""
+        try:
+            return self.recorder.opted_out_before_sending(number)
+        except StoreError as exc:
+            reason = getattr(exc, "reason", "unavailable")
+            fail(
+                503,
+                f"The record {reason}, so opt-outs can be neither checked nor kept: nothing "
+                "was sent. Try again once GET /healthz answers 200.",
+            )
+
     def send_sms(self, sms: SmsRequest) -> dict[str, Any]:
         """Send the message through Twilio and record it; the new SID and status."""
-        if self.recorder.is_opted_out(sms.to):
+        if self._opted_out(sms.to):
             fail(
                 409,
                 f"{sms.to} has opted out (texted STOP); they must text START before you can "
@@ -141,6 +155,7 @@ class Outbox:
         settings = self.settings
         if not settings.phone_number:
             fail(503, "Calls need TWILIO_PHONE_NUMBER on the server.")
+        self._opted_out(call.to)  # a call needs no SMS opt-in, but the record must take it
         how: dict[str, str] = {}
         if call.message:
             spoken = VoiceResponse()

@@ -28,7 +28,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from dialtone.errors import DialtoneError
-from dialtone.facts import MAX_BODY_CHARS, clean, twilio_length
+from dialtone.facts import (
+    HELP_KEYWORDS,
+    MAX_BODY_CHARS,
+    OPT_IN_KEYWORDS,
+    OPT_OUT_KEYWORDS,
+    clean,
+    twilio_length,
+)
 
 log = logging.getLogger("dialtone.bot.rules")
 
@@ -37,11 +44,12 @@ log = logging.getLogger("dialtone.bot.rules")
 MAX_REPLY_CHARS = MAX_BODY_CHARS
 ELLIPSIS = "…"
 
-# Words carriers and Twilio treat specially. HELP words get the `help` reply; opt-out and opt-in
-# words are never auto-answered from the rules (Twilio, and later the opt-out record, answer them).
-HELP_WORDS = frozenset({"help", "info"})
-OPT_OUT_WORDS = frozenset({"stop", "stopall", "unsubscribe", "cancel", "end", "quit"})
-OPT_IN_WORDS = frozenset({"start", "yes", "unstop"})
+# Words carriers and Twilio treat specially (dialtone.facts), as normalize_keyword() leaves them.
+# HELP words get the `help` reply; opt-out and opt-in words are never auto-answered from the
+# rules (Twilio, and the opt-out record, answer them); none of them can be a rules keyword.
+HELP_WORDS = frozenset(word.casefold() for word in HELP_KEYWORDS)
+OPT_OUT_WORDS = frozenset(word.casefold() for word in OPT_OUT_KEYWORDS)
+OPT_IN_WORDS = frozenset(word.casefold() for word in OPT_IN_KEYWORDS)
 RESERVED_WORDS = HELP_WORDS | OPT_OUT_WORDS | OPT_IN_WORDS
 
 # Placeholders each kind of reply may use.

@@ -11,10 +11,11 @@ from requests.exceptions import RequestException
 from twilio.base.exceptions import TwilioException
 from twilio.rest.api.v2010.account.message import MessageInstance
 
+from dialtone.facts import UNSUBSCRIBED_RECIPIENT
 from dialtone.record.recorder import Recorder
 from dialtone.twilio_api import TwilioError, TwilioHandle, twilio_error
 
-OPTED_OUT_CODE = 21610  # Twilio: the recipient replied STOP
+OPTED_OUT_CODE = UNSUBSCRIBED_RECIPIENT  # Twilio: the recipient replied STOP
 UNREACHABLE = "could not reach Twilio"
 
 

@@ -22,7 +22,7 @@ from dialtone.facts import clean
 from dialtone.record.recorder import Recorder
 from dialtone.settings import Settings
 from dialtone.twilio_api import MissingCredentials, TwilioHandle
-from dialtone.web.ratelimit import RateLimiter
+from dialtone.web.ratelimit import Limiter
 
 log = logging.getLogger("dialtone.voice")
 
@@ -213,8 +213,8 @@ def send_link(
     settings: Settings,
     recorder: Recorder,
     caller: str,
-    limiter: RateLimiter | None = None,
-    total: RateLimiter | None = None,
+    limiter: Limiter | None = None,
+    total: Limiter | None = None,
 ) -> LinkText:
     """Text SMS_LINK to the caller through the REST API and record it, as /send_sms does.
 
@@ -333,7 +333,7 @@ def ask_for_pin(settings: Settings) -> VoiceResponse:
 
 
 def agent_pin(
-    settings: Settings, caller: str, digits: str, failures: RateLimiter | None = None
+    settings: Settings, caller: str, digits: str, failures: Limiter | None = None
 ) -> VoiceResponse:
     """POST /voice_url/agent/pin: the right PIN from an agent's number connects to the queue.
 

@@ -1,18 +1,22 @@
 """The app process of `make dev`: started, and restarted on every edit, by hupper.
 
-The parent (scripts/dev.py) keeps the tunnel, the sandbox and the number; this child only
+The parent (dialtone.devloop.command) keeps the tunnel, the sandbox and the number; this child only
 serves the app, with settings the parent put in its environment (PUBLIC_URL among them).
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
 import signal
+import time
+from typing import Any
 
-import hupper
 from rich.console import Console
 
 from dialtone import logs
+from dialtone.devloop import capture
 from dialtone.devloop.console import RequestLogHandler
 from dialtone.errors import DialtoneError
 from dialtone.settings import Settings
@@ -20,7 +24,14 @@ from dialtone.web.serving import make_server
 
 
 def main() -> None:
-    """Serve the app until the reloader stops this process."""
+    """Serve the app until the reloader stops this process (hupper's worker calls this)."""
+    import hupper
+
+    serve(reloader=hupper.get_reloader() if hupper.is_active() else None)
+
+
+def serve(reloader: Any = None) -> None:
+    """Serve the app until Ctrl-C or SIGTERM; `reloader` is hupper's proxy when reloading."""
     settings = Settings.from_env()
     logs.configure(settings.log_level)
     console = Console(stderr=True)
@@ -30,14 +41,14 @@ def main() -> None:
     logging.getLogger("dialtone.web.signature").setLevel(logging.ERROR)
     logging.getLogger("dialtone.status").setLevel(logging.WARNING)
     logging.getLogger("waitress").setLevel(logging.WARNING)
-    reloading = hupper.is_active()
-    if reloading:
-        # A broken rules file or route must be able to bring the app back once it is fixed, and
-        # a new file in the routes directory (its mtime changes) is a new route.
+    reloading = reloader is not None
+    if reloader is not None:
+        # A broken route must be able to bring the app back once it is fixed, and a new file in
+        # the routes directory (its mtime changes) is a new route. rules.toml is not watched
+        # here: the running app re-reads it itself, and a restart on every save would drop the
+        # webhooks (and a replay) that arrive meanwhile.
         routes = settings.routes_dir
-        hupper.get_reloader().watch_files(
-            [str(settings.rules_file), str(routes), str(routes / "*.py")]
-        )
+        reloader.watch_files([str(routes), str(routes / "*.py")])
     # Imported here so that an edit to a route is picked up by the fresh process hupper starts.
     from dialtone.app import close_app, create_app
 
@@ -46,20 +57,39 @@ def main() -> None:
     except DialtoneError as exc:
         if not reloading:
             raise
+        # A broken rules file must bring the app back once it is fixed: watched from now on.
+        reloader.watch_files([str(settings.rules_file)])
         console.print(f"\n{exc}\n", style="red", highlight=False)
         console.print("Fix it and save: the app starts again by itself.", style="yellow")
+        _wait_for_reload()  # alive, so that hupper hears of the watched file before a fix
         return
-    server = make_server(app, settings)
-    # hupper stops a worker with SIGTERM between reloads; SIGHUP is a closed terminal.
+    # The inspector page in the parent sees every request through this (make dev only).
+    served = capture.from_environment(app, dict(os.environ))
+    server = make_server(served, settings)
+    # hupper stops a worker with SIGTERM between reloads; SIGHUP is a closed terminal (POSIX
+    # only: Windows has no SIGHUP).
     signal.signal(signal.SIGTERM, _stop)
-    signal.signal(signal.SIGHUP, _stop)
+    if hasattr(signal, "SIGHUP"):
+        signal.signal(signal.SIGHUP, _stop)
     try:
         server.run()
     except KeyboardInterrupt:
         pass
     finally:
         server.close()
+        if isinstance(served, capture.Capture):
+            served.close()
         close_app(app)
+
+
+def _wait_for_reload() -> None:
+    """Sleep until hupper stops this process (on an edit, Ctrl-C or SIGTERM)."""
+    signal.signal(signal.SIGTERM, _stop)
+    if hasattr(signal, "SIGHUP"):
+        signal.signal(signal.SIGHUP, _stop)
+    with contextlib.suppress(KeyboardInterrupt):
+        while True:
+            time.sleep(3600)
 
 
 def _stop(signum: int, frame: object) -> None:

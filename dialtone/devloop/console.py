@@ -26,7 +26,8 @@ class Banner:
     phone_number: str | None
     local_url: str
     changes: list[tuple[str, str, str]] = field(default_factory=list)
-    inspector_url: str | None = None
+    inspector_url: str | None = None  # ngrok's own inspector
+    page_url: str | None = None  # Dialtone's inspector page, with its token
     ready_seconds: float | None = None
     hints: list[str] = field(default_factory=list)
 
@@ -48,8 +49,10 @@ def render_banner(banner: Banner) -> Panel:
         table.add_row("Number", Text(banner.phone_number, style="bold green"))
     table.add_row("Public URL", banner.public_url)
     table.add_row("App", banner.local_url)
+    if banner.page_url:
+        table.add_row("Inspector", Text(banner.page_url, style="bold"))
     if banner.inspector_url:
-        table.add_row("Inspector", banner.inspector_url)
+        table.add_row("ngrok inspector", banner.inspector_url)
     for name, old, new in banner.changes:
         table.add_row(name, Text.assemble((old or "(empty)", "dim"), "  ->  ", (new, "green")))
     if banner.ready_seconds is not None:

@@ -21,6 +21,7 @@ from twilio.base.exceptions import TwilioException
 from twilio.rest import Client
 
 from dialtone.errors import DialtoneError
+from dialtone.facts import AUTHENTICATION_FAILED
 from dialtone.twilio_api import twilio_error
 
 # Every field of an IncomingPhoneNumber that decides where Twilio sends requests. They are all
@@ -39,7 +40,7 @@ WEBHOOK_FIELDS = (
 )
 
 BACKUP_DIR = Path(".dialtone")
-INVALID_CREDENTIALS = 20003
+INVALID_CREDENTIALS = AUTHENTICATION_FAILED
 
 
 class NumberError(DialtoneError):

@@ -11,7 +11,7 @@ import shutil
 import tempfile
 from collections.abc import Callable
 from contextlib import ExitStack
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +34,8 @@ class DevSession:
     inspector_url: str | None = None
     hints: tuple[str, ...] = ()
     tunnel: bool = False
+    page_url: str | None = None  # the inspector page (with its token), once it is serving
+    child_env: dict[str, str] = field(default_factory=dict)  # for the app child (the inspector)
 
     def undoing(self) -> str:
         """What stopping will do, for the line printed on Ctrl-C."""
@@ -54,6 +56,7 @@ class DevSession:
         ):
             if value:
                 env[name] = value
+        env.update(self.child_env)
         return env
 
     def banner(self) -> Banner:
@@ -65,6 +68,7 @@ class DevSession:
             local_url=f"http://{self.settings.host}:{self.settings.port}",
             changes=self.pointed.changes if self.pointed else [],
             inspector_url=self.inspector_url,
+            page_url=self.page_url,
             hints=list(self.hints),
         )
 

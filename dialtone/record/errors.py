@@ -30,10 +30,15 @@ class StoreUnavailable(StoreError):
     The webhook layer catches this, logs it loudly, and still answers Twilio.
     """
 
-    def __init__(self, message: str, *, path: Path | str, code: str | None = None) -> None:
+    def __init__(
+        self, message: str, *, path: Path | str, code: str | None = None, reason: str = ""
+    ) -> None:
         super().__init__(message)
         self.path = path
-        self.code = code  # SQLite's error name, e.g. "SQLITE_READONLY", when SQLite raised it
+        # SQLite's error name (e.g. "SQLITE_READONLY") or PostgreSQL's SQLSTATE, when known.
+        self.code = code
+        # The cause without the file or host, for GET /healthz: "SQLITE_FULL (the disk is full)".
+        self.reason = reason or (code or "unavailable")
 
 
 class SchemaMismatch(StoreUnavailable):
@@ -59,4 +64,7 @@ def unavailable(exc: sqlite3.DatabaseError, path: Path | str, action: str) -> St
     family = (code or "").split("_", 2)
     hint = _HINTS.get(code or "") or _HINTS.get("_".join(family[:2]))
     message = f"The record at {path} cannot be {action}: {exc}"
-    return StoreUnavailable(message + (f" ({hint})." if hint else "."), path=path, code=code)
+    reason = f"cannot be {action}: {code or exc}" + (f" ({hint})" if hint else "")
+    return StoreUnavailable(
+        message + (f" ({hint})." if hint else "."), path=path, code=code, reason=reason
+    )

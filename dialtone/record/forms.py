@@ -5,9 +5,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from dialtone.facts import MAX_MEDIA
 from dialtone.record.errors import BadRecord
-
-MAX_MEDIA = 10  # Twilio attaches at most 10 media to a message
 
 
 @dataclass(frozen=True)
@@ -48,24 +47,28 @@ class NewCall:
 
 
 def clean_form(form: Mapping[str, str]) -> dict[str, str]:
-    """A webhook form as a plain dict of text SQLite can store (lone surrogates replaced)."""
+    """A webhook form as a plain dict of text every backend can store (lone surrogates and NUL
+    replaced: PostgreSQL's text holds neither)."""
     values = dict(form.items())
     try:
         # One encode of everything instead of one per field: the usual case, all valid text.
-        "".join([*values, *values.values()]).encode("utf-8")
+        joined = "".join([*values, *values.values()])
+        joined.encode("utf-8")
     except (UnicodeEncodeError, TypeError):  # a lone surrogate, or a value that is not a str
+        return {text(key): text(value) for key, value in values.items()}
+    if "\x00" in joined:
         return {text(key): text(value) for key, value in values.items()}
     return values
 
 
 def text(value: object) -> str:
-    """`value` as a str that encodes as UTF-8."""
+    """`value` as a str that encodes as UTF-8 and holds no NUL (replaced by U+FFFD)."""
     result = value if isinstance(value, str) else str(value)
     try:
         result.encode("utf-8")
     except UnicodeEncodeError:
         result = result.encode("utf-8", "replace").decode("utf-8")
-    return result
+    return result.replace("\x00", "\ufffd")
 
 
 def required(values: Mapping[str, str], *names: str) -> str:

@@ -1,13 +1,13 @@
-"""`make history`: recent conversations from the record, grouped by number, as terminal tables.
+"""`dialtone history` (make history): recent conversations from the record, grouped by number, as terminal tables.
 
-Read-only: the database is opened with SQLite's mode=ro, never created or migrated. Everything
-shown came from a phone or a webhook, so each string goes through `printable` (an ESC in a body
-would otherwise rewrite the reader's terminal).
+Read-only: the SQLite file is opened with mode=ro, never created or migrated. With DATABASE_URL
+set (and no --db), the record is read from PostgreSQL, never migrated either. Everything shown
+came from a phone or a webhook, so each string goes through `printable` (an ESC in a body would
+otherwise rewrite the reader's terminal).
 """
 
 from __future__ import annotations
 
-import argparse
 from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
@@ -16,8 +16,8 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from dialtone import cli
 from dialtone.errors import DialtoneError
+from dialtone.record.base import RecordStore
 from dialtone.record.store import Call, Conversation, Message, Store
 from dialtone.untrusted import printable
 
@@ -38,7 +38,9 @@ class NoRecordYet(DialtoneError):
         )
 
 
-def render_history(conversations: Sequence[Conversation], console: Console, path: Path) -> None:
+def render_history(
+    conversations: Sequence[Conversation], console: Console, path: Path | str
+) -> None:
     """Print one table per conversation, most recently active first."""
     if not conversations:
         console.print(f"The record at {path} has no messages or calls yet.")
@@ -117,20 +119,27 @@ def _plural(n: int, word: str) -> str:
     return f"{n} {word}{'' if n == 1 else 's'}"
 
 
-def main(argv: Sequence[str] | None = None, console: Console | None = None) -> int:
-    """Print the history; the database path comes from --db or DATABASE_PATH."""
-    parser = argparse.ArgumentParser(prog="make history", description=__doc__)
-    parser.add_argument("--db", type=Path, help="the database file (default: DATABASE_PATH)")
-    parser.add_argument("--limit", type=int, default=10, help="conversations to show (10)")
-    parser.add_argument("--messages", type=int, default=10, help="latest entries per number")
-    parser.add_argument("--number", help="only the conversation with this number")
-    args = parser.parse_args(argv)
-    path: Path = args.db or cli.load_settings().database_path
-    if not path.is_file():
-        raise NoRecordYet(path)
-    with Store(path, readonly=True) as store:
-        conversations = store.conversations(
-            args.limit, per_number=args.messages, number=args.number
-        )
-    render_history(conversations, console or Console(), path)
+def show_history(
+    path: Path,
+    *,
+    database_url: str | None = None,
+    limit: int = 10,
+    per_number: int = 10,
+    number: str | None = None,
+    console: Console | None = None,
+) -> int:
+    """Print the latest `limit` conversations in the record: PostgreSQL at `database_url` when
+    given (checked, never migrated), else the SQLite file at `path` (NoRecordYet if none)."""
+    store: RecordStore
+    if database_url:
+        from dialtone.record.postgres import PostgresStore  # psycopg only when it is used
+
+        store = PostgresStore(database_url, pool_size=1, readonly=True)
+    else:
+        if not path.is_file():
+            raise NoRecordYet(path)
+        store = Store(path, readonly=True)
+    with store:
+        conversations = store.conversations(limit, per_number=per_number, number=number)
+    render_history(conversations, console or Console(), store.where)
     return 0

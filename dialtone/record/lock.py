@@ -7,16 +7,23 @@ workers, that sleeping made throughput barely better than one worker and pushed 
 60 ms. An flock() on a file next to the database is handed on within microseconds of release.
 
 The lock belongs to the open file, so a Store (and with it this lock) must be made after a fork,
-never inherited through one: dialtone.web.prefork builds the app in each worker for this reason.
+never inherited through one: each instance builds its own app in its own process (dialtone.web.serving).
+
+flock() is POSIX. On Windows, where several instances on one port do not exist either, there is
+no writer lock: `WriterLock.beside()` answers None and SQLite's busy timeout keeps writers apart.
 """
 
 from __future__ import annotations
 
-import fcntl
 import logging
 import os
 import time
 from pathlib import Path
+
+try:
+    import fcntl
+except ImportError:  # Windows
+    fcntl = None  # type: ignore[assignment]
 
 log = logging.getLogger("dialtone.record.store")
 
@@ -35,7 +42,7 @@ class WriterLock:
     def beside(cls, database: Path | str) -> WriterLock | None:
         """The lock for a database file; None for ":memory:" or when the file cannot be made
         (SQLite's busy timeout still keeps writers apart then, only more slowly)."""
-        if str(database) == ":memory:":
+        if str(database) == ":memory:" or fcntl is None:
             return None
         try:
             return cls(Path(database))

@@ -1,14 +1,17 @@
-"""The record's SQL, one method per statement. The caller (Store) holds the lock and the
-transaction; the SQL strings are constants, so sqlite3's statement cache prepares each once.
+"""The record's SQL, one method per statement. The caller (a RecordStore) holds the lock and the
+transaction; the SQL strings are constants, so the driver's statement cache prepares each once.
+
+The statements are written for SQLite (`?` and `:name` parameters); `PgQueries` in
+dialtone.record.pg_queries runs the same ones in PostgreSQL's dialect. Both DB-API connections
+answer `execute(sql, params)` with a cursor, so the methods are shared.
 """
 
 from __future__ import annotations
 
 import json
-import sqlite3
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, ClassVar
 
 from dialtone.record.forms import NewCall, NewMessage
 from dialtone.record.rows import (
@@ -51,44 +54,53 @@ class Filters:
     before: int | None = None
     after: int | None = None
 
-    def where(self) -> tuple[str, list[Any]]:
-        """A WHERE clause built only from fixed fragments, and its parameters."""
+    def where(self, mark: str = "?") -> tuple[str, list[Any]]:
+        """A WHERE clause built only from fixed fragments, and its parameters (`mark` is the
+        driver's placeholder)."""
         clauses, params = ["1 = 1"], list[Any]()
         if self.number:
-            clauses.append("(from_number = ? OR to_number = ?)")
+            clauses.append(f"(from_number = {mark} OR to_number = {mark})")
             params += [self.number, self.number]
         if self.since:
-            clauses.append("created_at >= ?")
+            clauses.append(f"created_at >= {mark}")
             params.append(format_timestamp(self.since))
         if self.status:
-            clauses.append("status = ?")
+            clauses.append(f"status = {mark}")
             params.append(self.status)
         if self.direction:
-            clauses.append("direction = ?")
+            clauses.append(f"direction = {mark}")
             params.append(self.direction)
         if self.before is not None:
-            clauses.append("id < ?")
+            clauses.append(f"id < {mark}")
             params.append(self.before)
         if self.after is not None:
-            clauses.append("id > ?")
+            clauses.append(f"id > {mark}")
             params.append(self.after)
         params.append(max(1, min(self.limit, MAX_PAGE)))
         return " AND ".join(clauses), params
 
 
-# The duplicate check, the message's status and the sender's opt-out in one statement.
+# The message's status and the sender's opt-out in one statement.
 INBOUND_STATE = """
-SELECT EXISTS (SELECT 1 FROM events WHERE idempotency_key = ?),
-       (SELECT status FROM messages WHERE sid = ?),
-       coalesce((SELECT opted_out FROM opt_outs WHERE number = ?), 0)
+SELECT (SELECT status FROM messages WHERE sid = ?),
+       (SELECT opted_out FROM opt_outs WHERE number = ?)
 """
 STATE_MESSAGE = "SELECT id, status FROM messages WHERE sid = ?"
 STATE_CALL = "SELECT id, status FROM calls WHERE sid = ?"
+# A delivery claims its idempotency key first: the unique key makes a second delivery of the
+# same one (a retry, or the same webhook at another instance at the same moment) write nothing.
+CLAIM_EVENT = """
+INSERT INTO events (idempotency_key, kind, sid, status, applied, payload, received_at)
+VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (idempotency_key) DO NOTHING
+"""
+# Events are claimed as applied; a delivery that changed nothing says so once it knows.
+SETTLE_EVENT = "UPDATE events SET applied = ? WHERE idempotency_key = ?"
 INSERT_MESSAGE = """
 INSERT INTO messages (sid, direction, from_number, to_number, peer, body, media, status,
                       error_code, error_message, created_at, updated_at)
 VALUES (:sid, :direction, :from_number, :to_number, :peer, :body, :media, :status,
         :error_code, :error_message, :now, :now)
+ON CONFLICT (sid) DO NOTHING
 """
 # Blanks are filled from whichever delivery knows them (a status callback can arrive before the
 # API call that sent the message is recorded); the status only moves when told to.
@@ -110,6 +122,7 @@ INSERT_CALL = """
 INSERT INTO calls (sid, direction, from_number, to_number, peer, status, duration, digits,
                    created_at, updated_at)
 VALUES (:sid, :direction, :from_number, :to_number, :peer, :status, :duration, '[]', :now, :now)
+ON CONFLICT (sid) DO NOTHING
 """
 UPDATE_CALL = """
 UPDATE calls SET
@@ -124,126 +137,148 @@ WHERE sid = :sid
 ADD_DIGITS = """
 UPDATE calls SET digits = json_insert(digits, '$[#]', ?), updated_at = ? WHERE sid = ?
 """
-INSERT_EVENT = """
-INSERT INTO events (idempotency_key, kind, sid, status, applied, payload, received_at)
-VALUES (?, ?, ?, ?, ?, ?, ?)
-"""
 SET_OPT_OUT = """
 INSERT INTO opt_outs (number, opted_out, keyword, created_at, updated_at) VALUES (?, ?, ?, ?, ?)
 ON CONFLICT (number) DO UPDATE SET
     opted_out = excluded.opted_out, keyword = excluded.keyword, updated_at = excluded.updated_at
 """
 CONVERSATION_PEERS = """
-SELECT peer, max(created_at), sum(kind = 'm'), sum(kind = 'c') FROM (
+SELECT peer, max(created_at), count(*) FILTER (WHERE kind = 'm'),
+       count(*) FILTER (WHERE kind = 'c') FROM (
     SELECT peer, created_at, 'm' AS kind FROM messages WHERE :number IS NULL OR peer = :number
     UNION ALL
     SELECT peer, created_at, 'c' AS kind FROM calls WHERE :number IS NULL OR peer = :number
-) GROUP BY peer ORDER BY 2 DESC, peer LIMIT :limit
+) AS activity GROUP BY peer ORDER BY 2 DESC, peer LIMIT :limit
 """
 
 
 class Queries:
     """Statements over one connection; no locking or transactions of its own."""
 
-    def __init__(self, conn: sqlite3.Connection) -> None:
+    # The SQL each method runs; PgQueries replaces these with PostgreSQL's spelling.
+    sql: ClassVar[dict[str, str]] = {
+        "inbound_state": INBOUND_STATE,
+        "state_message": STATE_MESSAGE,
+        "state_call": STATE_CALL,
+        "claim": CLAIM_EVENT,
+        "settle": SETTLE_EVENT,
+        "insert_message": INSERT_MESSAGE,
+        "update_message": UPDATE_MESSAGE,
+        "insert_call": INSERT_CALL,
+        "update_call": UPDATE_CALL,
+        "add_digits": ADD_DIGITS,
+        "set_opt_out": SET_OPT_OUT,
+        "is_opted_out": "SELECT opted_out FROM opt_outs WHERE number = ?",
+        "conversation_peers": CONVERSATION_PEERS,
+        "message": f"SELECT {MESSAGE_COLUMNS} FROM messages WHERE sid = ?",  # noqa: S608
+        "call": f"SELECT {CALL_COLUMNS} FROM calls WHERE sid = ?",  # noqa: S608
+        "events": f"SELECT {EVENT_COLUMNS} FROM events WHERE sid = ? ORDER BY id",  # noqa: S608
+        "opt_outs": f"SELECT {OPT_OUT_COLUMNS} FROM opt_outs ORDER BY updated_at DESC, number",  # noqa: S608
+        "messages": f"SELECT {MESSAGE_COLUMNS} FROM messages WHERE {{where}} ORDER BY id DESC LIMIT ?",  # noqa: S608
+        "calls": f"SELECT {CALL_COLUMNS} FROM calls WHERE {{where}} ORDER BY id DESC LIMIT ?",  # noqa: S608
+        "latest_messages": f"SELECT {MESSAGE_COLUMNS} FROM messages WHERE peer = ? ORDER BY id DESC LIMIT ?",  # noqa: S608
+        "latest_calls": f"SELECT {CALL_COLUMNS} FROM calls WHERE peer = ? ORDER BY id DESC LIMIT ?",  # noqa: S608
+    }
+    placeholder = "?"
+
+    def __init__(self, conn: Any) -> None:
         self.conn = conn
 
     # --- writes --------------------------------------------------------------------------
 
-    def seen(self, key: str) -> bool:
-        """True when a delivery with this idempotency key is already recorded."""
-        row = self.conn.execute("SELECT 1 FROM events WHERE idempotency_key = ?", (key,))
-        return row.fetchone() is not None
-
-    def inbound_state(self, key: str, sid: str, sender: str) -> tuple[bool, str | None, bool]:
-        """(delivery seen before, the message's status or None, the sender opted out)."""
-        seen, status, opted_out = self.conn.execute(INBOUND_STATE, (key, sid, sender)).fetchone()
-        return bool(seen), status, bool(opted_out)
-
-    def add_event(
+    def claim(
         self,
         key: str,
         kind: str,
         sid: str,
         status: str | None,
-        outcome: Outcome,
         payload: dict[str, Any],
         now: str,
-    ) -> None:
-        applied = outcome in (Outcome.NEW, Outcome.UPDATED)
+    ) -> bool:
+        """Record this delivery's event; False (nothing written) when its key is already there."""
         text = json.dumps(payload, ensure_ascii=False, separators=(",", ":"))
-        self.conn.execute(INSERT_EVENT, (key, kind, sid, status, applied, text, now))
+        cursor = self.conn.execute(self.sql["claim"], (key, kind, sid, status, True, text, now))
+        return cursor.rowcount == 1
+
+    def settle(self, key: str, outcome: Outcome) -> None:
+        """Mark the claimed event as history only when the delivery changed nothing."""
+        if outcome not in (Outcome.NEW, Outcome.UPDATED):
+            self.conn.execute(self.sql["settle"], (False, key))
+
+    def inbound_state(self, sid: str, sender: str) -> tuple[str | None, bool]:
+        """(the message's status or None, the sender opted out)."""
+        status, opted_out = self.conn.execute(self.sql["inbound_state"], (sid, sender)).fetchone()
+        return status, bool(opted_out)
 
     def state(self, new: NewMessage | NewCall) -> State | None:
         """The id and status of the row `new` is for, or None when there is none yet."""
-        sql = STATE_MESSAGE if isinstance(new, NewMessage) else STATE_CALL
+        sql = self.sql["state_message" if isinstance(new, NewMessage) else "state_call"]
         row = self.conn.execute(sql, (new.sid,)).fetchone()
         return State(*row) if row else None
 
-    def insert(self, new: NewMessage | NewCall, now: str) -> None:
+    def insert(self, new: NewMessage | NewCall, now: str) -> bool:
+        """Insert the row; False when one with its SID is already there (nothing written)."""
         if isinstance(new, NewMessage):
-            self.conn.execute(INSERT_MESSAGE, _message_params(new, now))
+            cursor = self.conn.execute(self.sql["insert_message"], message_params(new, now))
         else:
-            self.conn.execute(INSERT_CALL, _call_params(new, now))
+            cursor = self.conn.execute(self.sql["insert_call"], call_params(new, now))
+        return cursor.rowcount == 1
 
     def update(self, new: NewMessage | NewCall, now: str, *, apply_status: bool) -> None:
         """Fill the row's blanks from `new`; move its status too when `apply_status`."""
         if isinstance(new, NewMessage):
-            self.conn.execute(UPDATE_MESSAGE, _message_params(new, now) | {"apply": apply_status})
+            params = message_params(new, now) | {"apply": apply_status}
+            self.conn.execute(self.sql["update_message"], params)
         else:
-            self.conn.execute(UPDATE_CALL, _call_params(new, now) | {"apply": apply_status})
+            self.conn.execute(
+                self.sql["update_call"], call_params(new, now) | {"apply": apply_status}
+            )
 
     def add_digits(self, sid: str, digits: str, now: str) -> None:
-        self.conn.execute(ADD_DIGITS, (digits, now, sid))
+        self.conn.execute(self.sql["add_digits"], (digits, now, sid))
 
     def set_opt_out(self, number: str, opted_out: bool, keyword: str | None, now: str) -> None:
-        self.conn.execute(SET_OPT_OUT, (number, opted_out, keyword, now, now))
+        self.conn.execute(self.sql["set_opt_out"], (number, opted_out, keyword, now, now))
 
     # --- reads ---------------------------------------------------------------------------
 
     def is_opted_out(self, number: str) -> bool:
-        row = self.conn.execute(
-            "SELECT opted_out FROM opt_outs WHERE number = ?", (number,)
-        ).fetchone()
+        row = self.conn.execute(self.sql["is_opted_out"], (number,)).fetchone()
         return bool(row and row[0])
 
     def message(self, sid: str) -> Message | None:
-        sql = f"SELECT {MESSAGE_COLUMNS} FROM messages WHERE sid = ?"  # noqa: S608 (constants)
-        row = self.conn.execute(sql, (sid,)).fetchone()
+        row = self.conn.execute(self.sql["message"], (sid,)).fetchone()
         return from_row(Message, row) if row else None
 
     def call(self, sid: str) -> Call | None:
-        sql = f"SELECT {CALL_COLUMNS} FROM calls WHERE sid = ?"  # noqa: S608 (constants)
-        row = self.conn.execute(sql, (sid,)).fetchone()
+        row = self.conn.execute(self.sql["call"], (sid,)).fetchone()
         return from_row(Call, row) if row else None
 
     def messages(self, filters: Filters) -> list[Message]:
-        where, params = filters.where()
-        sql = f"SELECT {MESSAGE_COLUMNS} FROM messages WHERE {where} ORDER BY id DESC LIMIT ?"  # noqa: S608 (fixed fragments)
+        where, params = filters.where(self.placeholder)
+        sql = self.sql["messages"].format(where=where)
         return [from_row(Message, row) for row in self.conn.execute(sql, params)]
 
     def calls(self, filters: Filters) -> list[Call]:
-        where, params = filters.where()
-        sql = f"SELECT {CALL_COLUMNS} FROM calls WHERE {where} ORDER BY id DESC LIMIT ?"  # noqa: S608 (fixed fragments)
+        where, params = filters.where(self.placeholder)
+        sql = self.sql["calls"].format(where=where)
         return [from_row(Call, row) for row in self.conn.execute(sql, params)]
 
     def events(self, sid: str) -> list[Event]:
-        sql = f"SELECT {EVENT_COLUMNS} FROM events WHERE sid = ? ORDER BY id"  # noqa: S608 (constants)
-        return [from_row(Event, row) for row in self.conn.execute(sql, (sid,))]
+        return [from_row(Event, row) for row in self.conn.execute(self.sql["events"], (sid,))]
 
     def opt_outs(self) -> list[OptOut]:
-        sql = f"SELECT {OPT_OUT_COLUMNS} FROM opt_outs ORDER BY updated_at DESC, number"  # noqa: S608 (constants)
-        return [from_row(OptOut, row) for row in self.conn.execute(sql)]
+        return [from_row(OptOut, row) for row in self.conn.execute(self.sql["opt_outs"])]
 
     def conversations(self, limit: int, per_number: int, number: str | None) -> list[Conversation]:
         params = {"number": number, "limit": max(1, min(limit, MAX_PAGE))}
         per = max(1, min(per_number, MAX_PAGE))
         result = []
         for peer, last_at, message_count, call_count in self.conn.execute(
-            CONVERSATION_PEERS, params
+            self.sql["conversation_peers"], params
         ).fetchall():
-            messages = self._latest(f"SELECT {MESSAGE_COLUMNS} FROM messages", peer, per)  # noqa: S608
-            calls = self._latest(f"SELECT {CALL_COLUMNS} FROM calls", peer, per)  # noqa: S608
+            messages = self._latest("latest_messages", peer, per)
+            calls = self._latest("latest_calls", peer, per)
             result.append(
                 Conversation(
                     number=peer,
@@ -257,14 +292,13 @@ class Queries:
             )
         return result
 
-    def _latest(self, select: str, peer: str, limit: int) -> list[Any]:
-        rows = self.conn.execute(
-            f"{select} WHERE peer = ? ORDER BY id DESC LIMIT ?", (peer, limit)
-        ).fetchall()
+    def _latest(self, name: str, peer: str, limit: int) -> list[Any]:
+        rows = self.conn.execute(self.sql[name], (peer, limit)).fetchall()
         return rows[::-1]
 
 
-def _message_params(new: NewMessage, now: str) -> dict[str, Any]:
+def message_params(new: NewMessage, now: str) -> dict[str, Any]:
+    """The named parameters of INSERT_MESSAGE and UPDATE_MESSAGE."""
     return {
         "sid": new.sid,
         "direction": new.direction,
@@ -280,7 +314,8 @@ def _message_params(new: NewMessage, now: str) -> dict[str, Any]:
     }
 
 
-def _call_params(new: NewCall, now: str) -> dict[str, Any]:
+def call_params(new: NewCall, now: str) -> dict[str, Any]:
+    """The named parameters of INSERT_CALL and UPDATE_CALL."""
     return {
         "sid": new.sid,
         "direction": new.direction,

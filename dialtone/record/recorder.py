@@ -18,14 +18,9 @@ from typing import TypeVar
 
 from bottle import request
 
-from dialtone.record.store import (
-    IDEMPOTENCY_HEADER,
-    BadRecord,
-    Outcome,
-    Received,
-    Store,
-    StoreError,
-)
+from dialtone.record.base import IDEMPOTENCY_HEADER, Received, RecordStore
+from dialtone.record.errors import BadRecord, StoreError, StoreUnavailable
+from dialtone.record.rows import Outcome
 
 log = logging.getLogger("dialtone.record")
 
@@ -33,10 +28,11 @@ T = TypeVar("T")
 
 
 class Recorder:
-    """Never-raising writes and reads over a Store (see the module docstring)."""
+    """Never-raising writes and reads over a RecordStore (see the module docstring)."""
 
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: RecordStore) -> None:
         self.store = store
+        self._failing = False  # the last health check failed: log changes, not every check
 
     def _attempt(self, what: str, sid: str, write: Callable[[], T]) -> T | None:
         try:
@@ -169,6 +165,35 @@ class Recorder:
             return False
         opted_out = self._attempt("opt-out check", number, lambda: self.store.is_opted_out(number))
         return bool(opted_out)
+
+    def health(self) -> StoreUnavailable | None:
+        """None when the record takes writes now; else the failure (for GET /healthz)."""
+        failure = self.store.health()
+        if failure is not None and not self._failing:
+            log.error("The record cannot be written: %s", failure)
+        elif failure is None and self._failing:
+            log.warning("The record takes writes again.")
+        self._failing = failure is not None
+        return failure
+
+    def opted_out_before_sending(self, number: str) -> bool:
+        """Whether `number` opted out, for a send that costs money: raises StoreUnavailable
+        when the record cannot be written or read, so the API fails closed (503) instead of
+        texting a number whose STOP may have been lost."""
+        failure = self.store.health()
+        if failure is not None:
+            log.error("Refusing to send to %s: %s", number, failure)
+            raise failure
+        return self.store.is_opted_out(number)
+
+
+def health_answer(recorder: Recorder, version: str) -> tuple[int, dict[str, object]]:
+    """GET /healthz's status and body: 200 while the record takes writes, else 503 naming
+    the cause (without the file or host)."""
+    failure = recorder.health()
+    if failure is None:
+        return 200, {"status": "ok", "version": version, "record": "ok"}
+    return 503, {"status": "unavailable", "version": version, "record": failure.reason}
 
 
 def delivery_key() -> str | None:

@@ -6,6 +6,7 @@ applied. A migration is appended, never edited, once it has shipped.
 
 from __future__ import annotations
 
+import os
 import sqlite3
 from collections.abc import Sequence
 from pathlib import Path
@@ -79,7 +80,20 @@ CREATE TABLE opt_outs (
 );
 """
 
-MIGRATIONS: tuple[str, ...] = (SCHEMA_V1,)
+# Version 2: one row that GET /healthz and start-up write to prove the record takes writes (a
+# full disk or a read-only file shows only when something is written).
+SCHEMA_V2 = """
+CREATE TABLE health (
+    id         INTEGER PRIMARY KEY CHECK (id = 1),
+    checked_at TEXT NOT NULL
+);
+"""
+
+MIGRATIONS: tuple[str, ...] = (SCHEMA_V1, SCHEMA_V2)
+
+# The record's files hold phone numbers and message bodies: owner only.
+FILE_MODE = 0o600
+DIRECTORY_MODE = 0o700
 
 
 def open_connection(path: Path | str, migrations: Sequence[str] = MIGRATIONS) -> sqlite3.Connection:
@@ -90,7 +104,7 @@ def open_connection(path: Path | str, migrations: Sequence[str] = MIGRATIONS) ->
     """
     try:
         if isinstance(path, Path):
-            path.parent.mkdir(parents=True, exist_ok=True)
+            make_private(path)
         conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
     except OSError as exc:
         raise StoreUnavailable(
@@ -112,6 +126,21 @@ def open_connection(path: Path | str, migrations: Sequence[str] = MIGRATIONS) ->
             raise unavailable(exc, path, "opened") from exc
         raise
     return conn
+
+
+def make_private(path: Path) -> None:
+    """Create the directory (0700) and the database file (0600) if missing, and make the
+    file, its WAL and SHM 0600 (SQLite gives the WAL and SHM the database file's mode)."""
+    if not path.parent.is_dir():
+        path.parent.mkdir(mode=DIRECTORY_MODE, parents=True, exist_ok=True)
+        path.parent.chmod(DIRECTORY_MODE)  # mkdir's mode is masked by the umask
+    if not path.exists():
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, FILE_MODE))
+    for name in (path.name, path.name + "-wal", path.name + "-shm"):
+        try:
+            path.with_name(name).chmod(FILE_MODE)
+        except OSError:  # missing, not ours, or a read-only disk: SQLite says what it can do next
+            continue
 
 
 def open_readonly(path: Path, migrations: Sequence[str] = MIGRATIONS) -> sqlite3.Connection:

@@ -1,18 +1,18 @@
-"""The record: every message, call, status transition and opt-out, in SQLite.
+"""The record in SQLite (the default): one file at DATABASE_PATH, nothing to install.
 
 One connection, guarded by a lock, serves waitress's whole thread pool. SQLite allows one writer
 at a time anyway, and every write here is a few indexed statements that commit in microseconds,
-so the lock costs little and rules out SQLITE_BUSY between our own threads. Worker processes
-sharing the file (WORKERS > 1) also take a writer lock (store_lock) around each write, which
-hands over far faster than SQLite's sleeping busy handler; the busy timeout covers the rest.
+so the lock costs little and rules out SQLITE_BUSY between our own threads. Processes sharing
+the file also take a writer lock (dialtone.record.lock) around each write, which hands over far
+faster than SQLite's sleeping busy handler; the busy timeout covers the rest.
 
 WAL with synchronous=NORMAL: a commit appends to the WAL without an fsync; the WAL is synced at
 checkpoints. The file cannot be corrupted this way, and a crash of the process loses nothing
 committed (the data is already in the OS's cache); only a power cut or kernel crash can lose the
 last few commits. FULL would add an fsync to every webhook, by far the slowest step of one.
 
-Every public write is one transaction (BEGIN IMMEDIATE ... COMMIT): a delivery is recorded whole
-or not at all, and one whose idempotency key was seen before writes nothing.
+The file, its WAL and SHM are made 0600 (and a directory Dialtone creates for them 0700): they
+hold phone numbers and message bodies.
 """
 
 from __future__ import annotations
@@ -20,14 +20,18 @@ from __future__ import annotations
 import logging
 import sqlite3
 import threading
-import uuid
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
-from typing import Any, NamedTuple, TypeVar
+from typing import TypeVar
 
-from dialtone.record import forms as forms
+from dialtone.record.base import (
+    IDEMPOTENCY_HEADER,
+    Discard,
+    Received,
+    RecordStore,
+)
 from dialtone.record.checkpoint import FALLBACK_PAGES, Checkpointer
 from dialtone.record.errors import (
     BadRecord,
@@ -38,21 +42,10 @@ from dialtone.record.errors import (
     unavailable,
 )
 from dialtone.record.lock import WriterLock
-from dialtone.record.queries import DEFAULT_PAGE, Filters, Queries
-from dialtone.record.rows import (
-    Call,
-    Conversation,
-    Event,
-    Media,
-    Message,
-    OptOut,
-    Outcome,
-    format_timestamp,
-)
+from dialtone.record.queries import Queries
+from dialtone.record.rows import Call, Conversation, Event, Media, Message, OptOut, Outcome
 from dialtone.record.schema import (
     MIGRATIONS,
-    call_status_rank,
-    message_status_rank,
     open_connection,
     open_readonly,
     schema_version,
@@ -70,6 +63,7 @@ __all__ = [
     "OptOut",
     "Outcome",
     "Received",
+    "RecordStore",
     "SchemaMismatch",
     "Store",
     "StoreError",
@@ -79,8 +73,6 @@ __all__ = [
 
 log = logging.getLogger("dialtone.record.store")
 
-# Twilio sends this header with every webhook; retries of one webhook carry the same token.
-IDEMPOTENCY_HEADER = "I-Twilio-Idempotency-Token"
 
 T = TypeVar("T")
 
@@ -89,24 +81,26 @@ T = TypeVar("T")
 LOCK_TIMEOUT = 5.0
 
 
-class Received(NamedTuple):
-    """What recording an inbound message did, and the sender's opt-out state before it."""
+def open_store(settings: Settings) -> RecordStore:
+    """Open the record: PostgreSQL at DATABASE_URL when it is set, else SQLite at
+    DATABASE_PATH; created and migrated as needed, and refused (StoreUnavailable) when it
+    cannot be written."""
+    if settings.database_url:
+        from dialtone.record.postgres import PostgresStore  # psycopg only when it is used
 
-    outcome: Outcome
-    sender_opted_out: bool
+        # One connection per waitress thread, and two for the limits and the health check.
+        store: RecordStore = PostgresStore(settings.database_url, pool_size=settings.threads + 2)
+    else:
+        store = Store(settings.database_path)
+    failure = store.health()
+    if failure is not None:
+        store.close()
+        raise failure
+    return store
 
 
-def open_store(settings: Settings) -> Store:
-    """Open the record at settings.database_path, creating and migrating it as needed."""
-    return Store(settings.database_path)
-
-
-class Store:
-    """The record. Share one between threads; `close()` it on shutdown.
-
-    Writes return an Outcome; a database that cannot be written raises StoreUnavailable, and a
-    webhook without a SID or status raises BadRecord.
-    """
+class Store(RecordStore):
+    """The record in one SQLite file (see the module docstring)."""
 
     def __init__(
         self,
@@ -118,10 +112,11 @@ class Store:
         lock_timeout: float = LOCK_TIMEOUT,
     ) -> None:
         """Open `path` (":memory:" for a throwaway record); `readonly` neither creates nor migrates."""
+        super().__init__(clock)
         self.path: Path | str = ":memory:" if str(path) == ":memory:" else Path(path)
+        self.where = str(self.path)
         self.readonly = readonly
         self.lock_timeout = lock_timeout
-        self._clock = clock or (lambda: datetime.now(UTC))
         self._lock = threading.Lock()
         if readonly:
             conn = open_readonly(Path(self.path), migrations)
@@ -129,7 +124,7 @@ class Store:
             conn = open_connection(self.path, migrations)
         self._conn: sqlite3.Connection | None = conn
         self._queries = Queries(conn)
-        # Other Dialtone processes writing the same file (WORKERS > 1): see store_lock.
+        # Other Dialtone processes writing the same file: see dialtone.record.lock.
         self._writer = None if readonly else WriterLock.beside(self.path)
         # The WAL is checkpointed on a thread of its own, not by the commit of a webhook.
         self._checkpointer: Checkpointer | None = None
@@ -141,7 +136,7 @@ class Store:
     @property
     def schema_version(self) -> int:
         """The schema version of the open database."""
-        return self._read(schema_version)
+        return self._read(lambda q: schema_version(q.conn))
 
     def close(self) -> None:
         """Checkpoint the WAL into the database file and close. Safe to call twice."""
@@ -162,11 +157,19 @@ class Store:
                 if self._writer is not None:
                     self._writer.close()
 
-    def __enter__(self) -> Store:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()
+    def health(self) -> StoreUnavailable | None:
+        """None when a write commits now; else why not (the file, SQLite's words, what to do)."""
+        try:
+            self._write(
+                lambda q: q.conn.execute(
+                    "INSERT INTO health (id, checked_at) VALUES (1, ?) "
+                    "ON CONFLICT (id) DO UPDATE SET checked_at = excluded.checked_at",
+                    (self._now(),),
+                )
+            )
+        except StoreUnavailable as exc:
+            return exc
+        return None
 
     # --- transactions --------------------------------------------------------------------
 
@@ -210,308 +213,40 @@ class Store:
         finally:
             writer.release()
 
-    @contextmanager
-    def _write(self) -> Iterator[None]:
-        """One transaction, committed whole or rolled back whole."""
+    def _write(self, work: Callable[[Queries], T]) -> T:
+        """Run `work` in one transaction, committed whole or rolled back whole."""
         if self.readonly:
             raise StoreUnavailable(f"The record at {self.path} is read-only.", path=self.path)
         with self._locked(), self._other_processes_out():
             conn = self._connection()
             try:
                 conn.execute("BEGIN IMMEDIATE")
-                yield
+                result = work(self._queries)
                 conn.execute("COMMIT")
+                return result
             except BaseException as exc:
                 if conn.in_transaction:
                     try:
                         conn.execute("ROLLBACK")
                     except sqlite3.DatabaseError as again:
                         log.error("Rolling back in %s failed: %s", self.path, again)
+                if isinstance(exc, Discard):
+                    return exc.result
                 if isinstance(exc, sqlite3.DatabaseError) and is_environmental(exc):
                     raise unavailable(exc, self.path, "written") from exc
                 raise
 
-    def _read(self, query: Callable[[sqlite3.Connection], T]) -> T:
+    def _read(self, query: Callable[[Queries], T]) -> T:
         """Run `query` on one consistent snapshot."""
         with self._locked():
             conn = self._connection()
             try:
                 conn.execute("BEGIN")
                 try:
-                    return query(conn)
+                    return query(self._queries)
                 finally:
                     conn.execute("COMMIT")
             except sqlite3.DatabaseError as exc:
                 if is_environmental(exc):
                     raise unavailable(exc, self.path, "read") from exc
                 raise
-
-    def _now(self) -> str:
-        return format_timestamp(self._clock())
-
-    # --- messages ------------------------------------------------------------------------
-
-    def record_inbound_message(
-        self,
-        form: Mapping[str, str],
-        idempotency_key: str | None = None,
-        *,
-        opted_out: bool | None = None,
-        keyword: str | None = None,
-    ) -> Outcome:
-        """Record an inbound SMS/MMS webhook; with `opted_out`, set the sender's opt-out too.
-
-        The opt-out is set in the same transaction, and not at all for a duplicate delivery (so
-        a late retry of STOP cannot undo a later START).
-        """
-        return self.receive_message(form, idempotency_key, opted_out=opted_out, keyword=keyword)[0]
-
-    def receive_message(
-        self,
-        form: Mapping[str, str],
-        idempotency_key: str | None = None,
-        *,
-        opted_out: bool | None = None,
-        keyword: str | None = None,
-    ) -> Received:
-        """`record_inbound_message`, also telling whether the sender had opted out before it.
-
-        The webhook's hot path: the opt-out read, the duplicate check and the message's current
-        status are one SELECT inside the write transaction, so a webhook costs five statements
-        (BEGIN, SELECT, two INSERTs, COMMIT) instead of a read transaction and a write one.
-        """
-        values = forms.clean_form(form)
-        new = forms.inbound_message(values)
-        key = _key(idempotency_key, "message", new.sid, new.status)
-        sender = new.from_number
-        with self._write():
-            seen, status, was_opted_out = self._queries.inbound_state(key, new.sid, sender)
-            was_opted_out = was_opted_out and bool(sender)
-            if seen:
-                return Received(Outcome.DUPLICATE, was_opted_out)
-            now = self._now()
-            if status is None:
-                self._queries.insert(new, now)
-                outcome = Outcome.NEW
-            else:
-                outcome = self._apply(new, status, now)
-            if opted_out is not None and sender:
-                self._queries.set_opt_out(sender, opted_out, keyword, now)
-            self._queries.add_event(key, "message", new.sid, new.status, outcome, values, now)
-        return Received(outcome, was_opted_out)
-
-    def record_outbound_message(
-        self,
-        sid: str | None,
-        to: str,
-        from_: str | None,
-        body: str,
-        media_urls: Iterable[str] = (),
-        status: str = "queued",
-        *,
-        error_code: int | None = None,
-        error_message: str | None = None,
-    ) -> Outcome:
-        """Record a message sent through the REST API (`sid` None: Twilio refused it)."""
-        sid = forms.text(sid) if sid else f"local-{uuid.uuid4().hex}"
-        urls = [forms.text(url) for url in media_urls][: forms.MAX_MEDIA]
-        new = forms.NewMessage(
-            sid=sid,
-            direction="outbound",
-            from_number=forms.text(from_ or ""),
-            to_number=forms.text(to),
-            body=forms.text(body),
-            media=tuple((url, "") for url in urls),
-            status=forms.text(status),
-            error_code=error_code,
-            error_message=forms.text(error_message) if error_message else None,
-        )
-        payload: dict[str, Any] = {"to": new.to_number, "from": new.from_number}
-        payload |= {"body": new.body, "media_urls": urls, "error_code": error_code}
-        key = f"outbound-message:{sid}:{new.status}"
-        with self._write():
-            if self._queries.seen(key):
-                return Outcome.DUPLICATE
-            outcome = self._upsert(new)
-            self._record_event(key, "outbound-message", new, outcome, payload)
-        return outcome
-
-    def record_message_status(
-        self, form: Mapping[str, str], idempotency_key: str | None = None
-    ) -> Outcome:
-        """Record a message status callback; a status never moves backwards."""
-        values = forms.clean_form(form)
-        new = forms.message_status(values)
-        key = _key(idempotency_key, "message-status", new.sid, new.status)
-        with self._write():
-            if self._queries.seen(key):
-                return Outcome.DUPLICATE
-            outcome = self._upsert(new)
-            self._record_event(key, "message-status", new, outcome, values)
-        return outcome
-
-    def _upsert(self, new: forms.NewMessage | forms.NewCall) -> Outcome:
-        """Insert the row, or fill its blanks; its status only ever moves forward."""
-        current = self._queries.state(new)
-        if current is None:
-            self._queries.insert(new, self._now())
-            return Outcome.NEW
-        return self._apply(new, current.status, self._now())
-
-    def _apply(self, new: forms.NewMessage | forms.NewCall, status: str, now: str) -> Outcome:
-        """Update an existing row (current `status`) from `new`, moving the status only forward."""
-        rank = message_status_rank if isinstance(new, forms.NewMessage) else call_status_rank
-        forward = rank(new.status) > rank(status)
-        self._queries.update(new, now, apply_status=forward)
-        return Outcome.UPDATED if forward else Outcome.STALE
-
-    def _record_event(
-        self,
-        key: str,
-        kind: str,
-        new: forms.NewMessage | forms.NewCall,
-        outcome: Outcome,
-        payload: dict[str, Any],
-    ) -> None:
-        self._queries.add_event(key, kind, new.sid, new.status, outcome, payload, self._now())
-
-    # --- calls ---------------------------------------------------------------------------
-
-    def record_call(self, form: Mapping[str, str], idempotency_key: str | None = None) -> Outcome:
-        """Record the voice webhook that answers a call (Direction defaults to inbound)."""
-        return self._record_call(forms.clean_form(form), idempotency_key, "call", "inbound")
-
-    def record_call_status(
-        self, form: Mapping[str, str], idempotency_key: str | None = None
-    ) -> Outcome:
-        """Record a call status callback; a status never moves backwards."""
-        values = forms.clean_form(form)
-        return self._record_call(values, idempotency_key, "call-status", "outbound")
-
-    def record_outbound_call(
-        self,
-        sid: str | None,
-        to: str,
-        from_: str | None,
-        status: str = "queued",
-        *,
-        error_code: int | None = None,
-        error_message: str | None = None,
-    ) -> Outcome:
-        """Record a call placed through the REST API (`sid` None: Twilio refused it, and the
-        row gets a local SID and status "failed"; the error is kept in its event)."""
-        sid = forms.text(sid) if sid else f"local-{uuid.uuid4().hex}"
-        values = forms.clean_form({"CallSid": sid, "To": to, "From": from_ or ""})
-        values["CallStatus"] = status
-        if error_code is not None:
-            values["ErrorCode"] = str(error_code)
-        if error_message:
-            values["ErrorMessage"] = forms.text(error_message)
-        return self._record_call(values, None, "outbound-call", "outbound")
-
-    def _record_call(
-        self, values: dict[str, str], idempotency_key: str | None, kind: str, direction: str
-    ) -> Outcome:
-        new = forms.call(values, direction)
-        key = _key(idempotency_key, kind, new.sid, new.status)
-        with self._write():
-            if self._queries.seen(key):
-                return Outcome.DUPLICATE
-            outcome = self._upsert(new)
-            self._record_event(key, kind, new, outcome, values)
-        return outcome
-
-    def record_digits(
-        self, call_sid: str, digits: str, idempotency_key: str | None = None
-    ) -> Outcome:
-        """Record the keys pressed for a <Gather>. Without a key, every delivery is recorded."""
-        if not call_sid:
-            raise BadRecord("The webhook has no CallSid, so it cannot be recorded.")
-        call_sid, digits = forms.text(call_sid), forms.text(digits)
-        key = _key(idempotency_key, "digits", call_sid, uuid.uuid4().hex)
-        with self._write():
-            if self._queries.seen(key):
-                return Outcome.DUPLICATE
-            outcome = Outcome.UPDATED
-            stub = forms.NewCall(call_sid, "inbound", "", "", "in-progress")
-            if self._queries.state(stub) is None:
-                self._queries.insert(stub, self._now())
-                outcome = Outcome.NEW
-            if digits:
-                self._queries.add_digits(call_sid, digits, self._now())
-            payload = {"CallSid": call_sid, "Digits": digits}
-            self._queries.add_event(key, "digits", call_sid, None, outcome, payload, self._now())
-        return outcome
-
-    # --- opt-outs ------------------------------------------------------------------------
-
-    def set_opt_out(self, number: str, opted_out: bool, *, keyword: str | None = None) -> None:
-        """Mark `number` as opted out (STOP) or back in (START)."""
-        with self._write():
-            self._queries.set_opt_out(forms.text(number), opted_out, keyword, self._now())
-
-    def is_opted_out(self, number: str) -> bool:
-        """True when `number` has opted out and not back in."""
-        return self._read(lambda conn: self._queries.is_opted_out(number))
-
-    # --- reading -------------------------------------------------------------------------
-
-    def message(self, sid: str) -> Message | None:
-        """The message with this SID, or None."""
-        return self._read(lambda conn: self._queries.message(sid))
-
-    def call(self, sid: str) -> Call | None:
-        """The call with this SID, or None."""
-        return self._read(lambda conn: self._queries.call(sid))
-
-    def messages(
-        self,
-        *,
-        number: str | None = None,
-        since: datetime | None = None,
-        status: str | None = None,
-        direction: str | None = None,
-        limit: int = DEFAULT_PAGE,
-        before: int | None = None,
-        after: int | None = None,
-    ) -> list[Message]:
-        """Messages newest first. `number` matches From or To; `since` keeps those created at
-        or after it; `before`/`after` are Message.id cursors; `limit` is capped at 500."""
-        filters = Filters(number, since, status, direction, limit, before, after)
-        return self._read(lambda conn: self._queries.messages(filters))
-
-    def calls(
-        self,
-        *,
-        number: str | None = None,
-        since: datetime | None = None,
-        status: str | None = None,
-        direction: str | None = None,
-        limit: int = DEFAULT_PAGE,
-        before: int | None = None,
-        after: int | None = None,
-    ) -> list[Call]:
-        """Calls newest first, filtered and paged like `messages()`."""
-        filters = Filters(number, since, status, direction, limit, before, after)
-        return self._read(lambda conn: self._queries.calls(filters))
-
-    def events(self, sid: str) -> list[Event]:
-        """Every delivery and transition recorded for a message or call SID, oldest first."""
-        return self._read(lambda conn: self._queries.events(sid))
-
-    def opt_outs(self) -> list[OptOut]:
-        """Every number that sent an opt-out or opt-in keyword, latest change first."""
-        return self._read(lambda conn: self._queries.opt_outs())
-
-    def conversations(
-        self, limit: int = 20, *, per_number: int = 10, number: str | None = None
-    ) -> list[Conversation]:
-        """The most recently active numbers, each with its latest messages and calls."""
-        return self._read(lambda conn: self._queries.conversations(limit, per_number, number))
-
-
-def _key(idempotency_key: str | None, kind: str, sid: str, status: str) -> str:
-    # Twilio's token names one delivery; without it, the SID and status stand in for it.
-    if idempotency_key:
-        return f"token:{forms.text(idempotency_key)}"
-    return f"{kind}:{sid}:{status}"

@@ -176,10 +176,11 @@ class Message:
             "direction": self.direction,
             "error_code": self.error_code,
             "error_message": self.error_message,
-            "from": self.from_,
+            "from": self.from_ or None,  # a Messaging Service assigns it after `accepted`
             "messaging_service_sid": self.messaging_service_sid,
             "num_media": str(len(self.media_urls)),
-            "num_segments": str(num_segments(self.body)),
+            # "initially 0, since a sender hasn't yet been assigned" (Twilio's API description)
+            "num_segments": "0" if self.status == "accepted" else str(num_segments(self.body)),
             "price": None,
             "price_unit": "USD",
             "sid": self.sid,

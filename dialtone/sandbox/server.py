@@ -24,11 +24,15 @@ from dialtone.sandbox.api.faults import Faults
 from dialtone.sandbox.api.openapi import Violation, ViolationLog
 from dialtone.sandbox.api.rest import create_rest_app
 from dialtone.sandbox.carrier.network import Carrier
-from dialtone.sandbox.phone.api import PREFIX, create_phone_app
+from dialtone.sandbox.guard import LoopbackGuard
+from dialtone.sandbox.phone.api import MAX_LONG_POLLS, PREFIX, create_phone_app
 from dialtone.sandbox.state import SandboxState
 from dialtone.settings import Settings
 
 log = logging.getLogger("dialtone.sandbox")
+
+# Worker threads: the phone's long polls may hold MAX_LONG_POLLS of them, the rest serve the API.
+THREADS = MAX_LONG_POLLS + 4
 
 
 class SandboxServer:
@@ -74,10 +78,10 @@ class SandboxServer:
         if self.carrier is not None:
             app = _Dispatch(app, PREFIX + "/", create_phone_app(self.carrier))
         self._server = create_server(
-            app,
+            LoopbackGuard(app),  # loopback Host, own Origin, loopback clients: else 403
             host=self.host,
             port=self.port,
-            threads=4,
+            threads=THREADS,
             ident="dialtone-sandbox",
             clear_untrusted_proxy_headers=True,
         )

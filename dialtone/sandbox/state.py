@@ -21,10 +21,20 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from datetime import datetime
 from typing import Any, TypeVar
 
+from dialtone.sandbox.applications import ApplicationBook
+from dialtone.sandbox.events import (
+    CallCreated,
+    CallUpdated,
+    Event,
+    MessageCreated,
+    MessageUpdated,
+    NumberUpdated,
+)
+from dialtone.sandbox.optouts import OptOutList
 from dialtone.sandbox.resources import (
     CALL_ENDED,
     CALL_STATUSES,
@@ -50,62 +60,12 @@ PHONE_USER_NUMBER = "+15555550100"
 
 # Webhook fields of a number that `update_number` accepts.
 NUMBER_FIELDS = frozenset(
-    {
-        "friendly_name",
-        "voice_url",
-        "voice_method",
-        "voice_fallback_url",
-        "voice_fallback_method",
-        "voice_caller_id_lookup",
-        "status_callback",
-        "status_callback_method",
-        "sms_url",
-        "sms_method",
-        "sms_fallback_url",
-        "sms_fallback_method",
-    }
+    {"friendly_name", "voice_url", "voice_method", "voice_fallback_url", "voice_fallback_method"}
+    | {"voice_caller_id_lookup", "status_callback", "status_callback_method", "sms_url"}
+    | {"sms_method", "sms_fallback_url", "sms_fallback_method"}
 )
 
 
-@dataclass(frozen=True)
-class NumberUpdated:
-    """A number's settings changed (`changed` names the fields whose value changed)."""
-
-    number: PhoneNumber
-    changed: frozenset[str]
-
-
-@dataclass(frozen=True)
-class MessageCreated:
-    """A message was created: outbound (status queued) or inbound (status received)."""
-
-    message: Message
-
-
-@dataclass(frozen=True)
-class MessageUpdated:
-    """A message's status (and maybe error) changed."""
-
-    message: Message
-    changed: frozenset[str]
-
-
-@dataclass(frozen=True)
-class CallCreated:
-    """A call was created: outbound-api (status queued) or inbound (status ringing)."""
-
-    call: Call
-
-
-@dataclass(frozen=True)
-class CallUpdated:
-    """A call changed: `changed` holds 'status' for a status change, 'url'/'twiml' for a redirect."""
-
-    call: Call
-    changed: frozenset[str]
-
-
-Event = NumberUpdated | MessageCreated | MessageUpdated | CallCreated | CallUpdated
 Listener = Callable[[Event], None]
 R = TypeVar("R", PhoneNumber, Message, Call)
 
@@ -133,7 +93,8 @@ class SandboxState:
         self._numbers: dict[str, PhoneNumber] = {}
         self._messages: dict[str, Message] = {}
         self._calls: dict[str, Call] = {}
-        self._opted_out: set[tuple[str, str]] = set()  # (our number, their number)
+        self.optouts = OptOutList()  # Twilio's STOP filtering on long codes
+        self.applications = ApplicationBook(account_sid, clock)
         if phone_number:
             self.add_number(phone_number)
 
@@ -283,6 +244,19 @@ class SandboxState:
         self._emit(MessageUpdated(message, changed))
         return message
 
+    def queue_service_message(self, sid: str) -> Message:
+        """A Messaging Service message leaves `accepted`: a sender from the pool (the sandbox
+        number, on the To's channel) is assigned, and it moves to queued; emits MessageUpdated."""
+        with self._lock:
+            current = self._get(self._messages, sid)
+            channel = "whatsapp:" if current.to.startswith("whatsapp:") else ""
+            sender = current.from_ or channel + (self.phone_number or "")
+            message, changed = self._update(
+                self._messages, sid, {"status": "queued", "from_": sender}
+            )
+        self._emit(MessageUpdated(message, changed))
+        return message
+
     def messages(self) -> list[Message]:
         """All messages, newest first (as Twilio lists them)."""
         with self._lock:
@@ -292,22 +266,19 @@ class SandboxState:
         """The message with this SID; UnknownSid otherwise."""
         return self._get(self._messages, sid)
 
-    # --- opt-outs (Twilio's STOP filtering on long codes) ---------------------------------------
+    # --- opt-outs (kept in `optouts`; these are its short names) ------------------------------
 
     def opt_out(self, number: str, sender: str) -> None:
-        """`sender` texted STOP (or a synonym) to our `number`: Twilio refuses texts to it."""
-        with self._lock:
-            self._opted_out.add((number, sender))
+        """`sender` texted STOP to our `number` (see OptOutList.opt_out)."""
+        self.optouts.opt_out(number, sender)
 
     def opt_in(self, number: str, sender: str) -> None:
-        """`sender` texted START (or a synonym) to our `number`: texts to it are allowed again."""
-        with self._lock:
-            self._opted_out.discard((number, sender))
+        """`sender` texted START to our `number` (see OptOutList.opt_in)."""
+        self.optouts.opt_in(number, sender)
 
     def is_opted_out(self, number: str, recipient: str) -> bool:
         """True if `recipient` has opted out of texts from our `number`."""
-        with self._lock:
-            return (number, recipient) in self._opted_out
+        return self.optouts.is_opted_out(number, recipient)
 
     # --- calls ------------------------------------------------------------------------------
 
@@ -425,15 +396,8 @@ class SandboxState:
 
 # Call fields `create_call` takes as keyword options.
 _CALL_OPTIONS = frozenset(
-    {
-        "fallback_url",
-        "fallback_method",
-        "status_callback",
-        "status_callback_method",
-        "status_callback_events",
-        "parent_call_sid",
-        "extra",
-    }
+    {"fallback_url", "fallback_method", "status_callback", "status_callback_method"}
+    | {"status_callback_events", "parent_call_sid", "extra"}
 )
 
 

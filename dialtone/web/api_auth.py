@@ -18,7 +18,7 @@ from bottle import request
 
 from dialtone.settings import Settings
 from dialtone.web.jsonapi import fail, json_error
-from dialtone.web.ratelimit import RateLimiter
+from dialtone.web.ratelimit import Limiter, LimiterFactory, in_memory
 
 AUTH_FAILURES_PER_MINUTE = 10
 
@@ -26,11 +26,13 @@ AUTH_FAILURES_PER_MINUTE = 10
 class ApiGuard:
     """Bearer-token authentication and the per-token rate limit of the JSON API."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, limiters: LimiterFactory = in_memory) -> None:
+        """`limiters` makes the limiters: shared by every instance when the app passes the
+        record's (PostgreSQL), else each process counts alone."""
         self.settings = settings
-        self.limiter = RateLimiter(settings.rate_limit_per_minute)
+        self.limiter = limiters("api", settings.rate_limit_per_minute, 60.0)
         # Wrong or missing tokens, per client address: guessing API_TOKEN stays slow.
-        self.failures = RateLimiter(AUTH_FAILURES_PER_MINUTE)
+        self.failures = limiters("api-auth-failures", AUTH_FAILURES_PER_MINUTE, 60.0)
 
     def authorize(self) -> None:
         """401 without a bearer token, 403 with a wrong one, 429 over the rate limit."""
@@ -58,14 +60,14 @@ class ApiGuard:
         fail(403, "The bearer token is not this server's API_TOKEN.")
 
     @staticmethod
-    def throttle(limiter: RateLimiter, key: str, what: str) -> None:
+    def throttle(limiter: Limiter, key: str, what: str) -> None:
         """Count a hit; 429 with Retry-After when `key` is over the limit."""
         wait = limiter.hit(key)
         if wait is not None:
             ApiGuard.refuse(limiter, wait, what)
 
     @staticmethod
-    def refuse(limiter: RateLimiter, wait: float, what: str) -> NoReturn:
+    def refuse(limiter: Limiter, wait: float, what: str) -> NoReturn:
         """429 with Retry-After (`wait` seconds, rounded up)."""
         error = json_error(
             429, f"Rate limit of {limiter.limit} {what} a minute reached; retry later."

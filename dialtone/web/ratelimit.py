@@ -1,7 +1,6 @@
-"""A small in-process sliding-window rate limiter, with memory bounded whatever the clients.
+"""Rate limiters: the interface every one shares, and the in-process sliding-window one.
 
-The interface every limiter implements (this one, and one kept in the record for several
-processes), so callers never depend on where the counts live:
+The interface (`Limiter`), so callers never depend on where the counts live:
 
 - `hit(key) -> float | None`: count a hit for `key`; None when it is allowed, else the seconds
   to wait before the next one would be (a refused hit is not counted).
@@ -9,6 +8,9 @@ processes), so callers never depend on where the counts live:
   The API asks it before checking a token, so an address that guessed too often is refused even
   with the right token until its lock expires.
 - `limit`: the number of hits allowed per window (for messages).
+
+With PostgreSQL the app's limiters count in the database instead, across instances
+(dialtone.record.limits); with SQLite they are these, counting in each process's memory.
 
 Memory: keys idle for a whole window are dropped as new ones arrive, and at most `max_keys` are
 kept; past that the least recently seen key is forgotten (it loses its count, which errs toward
@@ -22,6 +24,31 @@ import threading
 import time
 from collections import OrderedDict, deque
 from collections.abc import Callable
+from typing import Protocol
+
+
+class Limiter(Protocol):
+    """What ApiGuard and the voice menu ask of a rate limiter."""
+
+    limit: int
+
+    def hit(self, key: str) -> float | None:
+        """Count a hit; None if allowed, else the seconds to wait before the next one is."""
+        ...
+
+    def locked(self, key: str) -> float | None:
+        """Without counting: None if a hit for `key` would be allowed now, else the seconds left."""
+        ...
+
+
+# (scope, limit, window in seconds) -> a limiter. The app picks the implementation.
+LimiterFactory = Callable[[str, int, float], Limiter]
+
+
+def in_memory(scope: str, limit: int, window: float = 60.0) -> Limiter:
+    """A limiter counting in this process's memory (`scope` only names it)."""
+    return RateLimiter(limit, window)
+
 
 MAX_KEYS = 10_000  # ~2 MB at most: a key and a deque of at most `limit` floats each
 

@@ -1,11 +1,21 @@
-"""Serving the app on waitress, with the proxy settings that keep signatures valid."""
+"""Serving the app on waitress: `serve(settings, make_app)` is what every entry point calls.
+
+One process is one instance: it binds HOST:PORT, serves until SIGTERM or Ctrl-C and stops
+gracefully (dialtone.web.graceful). Several instances share a port on one machine with
+REUSE_PORT=true (SO_REUSEPORT: one listening socket each, the kernel spreads the connections),
+started by systemd (deploy/dialtone@.service) or by `WORKERS=N` (dialtone.web.instances, POSIX
+only, imported only then). Several machines sit behind a load balancer.
+"""
 
 from __future__ import annotations
 
 import errno
 import logging
+import os
+import signal
 import socket
 import warnings
+from collections.abc import Callable
 from typing import Any
 
 from waitress.adjustments import Adjustments
@@ -13,19 +23,25 @@ from waitress.server import create_server
 
 from dialtone.errors import DialtoneError
 from dialtone.settings import Settings
+from dialtone.web import graceful
 from dialtone.web.accesslog import AccessLog, WSGIApp
+from dialtone.web.connections import RequestDeadline, ensure_file_limit, waitress_limits
 
 log = logging.getLogger("dialtone.web.serving")
 
-# The headers a tunnel or TLS-terminating proxy adds; trusted only from TRUSTED_PROXY.
 # Output buffered before the serving loop sends it: more than a webhook's whole answer.
 SEND_BYTES = 18000
-
+# The headers a tunnel or TLS-terminating proxy adds; trusted only from TRUSTED_PROXY.
 PROXY_HEADERS = {"x-forwarded-proto", "x-forwarded-host", "x-forwarded-for", "x-forwarded-port"}
+BACKLOG = 1024  # waitress's own default
 
 
 class PortInUse(DialtoneError):
     """HOST:PORT is already taken by another process."""
+
+
+class NoReusePort(DialtoneError):
+    """Sharing a port between instances needs what this system lacks (SO_REUSEPORT, fork)."""
 
 
 def port_in_use(settings: Settings) -> PortInUse:
@@ -43,6 +59,7 @@ def waitress_options(settings: Settings) -> dict[str, Any]:
         "max_request_body_size": settings.max_body_bytes,
         "ident": "dialtone",
         "clear_untrusted_proxy_headers": True,
+        **waitress_limits(settings),
     }
     if hasattr(Adjustments, "send_bytes"):
         # waitress's default (1) has the task thread send the headers and the body of every
@@ -65,6 +82,8 @@ def make_server(
 ) -> Any:
     """A waitress server for `app` (wrapped in the access log), bound and ready to `run()`."""
     options = waitress_options(settings)
+    if not sockets and settings.reuse_port:
+        sockets = [bind_socket(settings, reuse_port=True)]
     if sockets:
         options["sockets"] = sockets
     else:
@@ -77,3 +96,110 @@ def make_server(
         if exc.errno == errno.EADDRINUSE:
             raise port_in_use(settings) from None
         raise
+
+
+def reuse_port_supported() -> bool:
+    """True where several sockets can listen on one port (SO_REUSEPORT; not Windows)."""
+    return os.name == "posix" and hasattr(socket, "SO_REUSEPORT")
+
+
+def require_reuse_port() -> None:
+    """NoReusePort for REUSE_PORT=true where the system cannot share a port."""
+    if not reuse_port_supported():
+        raise NoReusePort(
+            "REUSE_PORT=true needs several processes listening on one port (SO_REUSEPORT), "
+            "which this system does not have. Set REUSE_PORT=false, and run more instances on "
+            "other ports or machines behind a load balancer."
+        )
+
+
+def require_instances(settings: Settings) -> None:
+    """NoReusePort, in one line, where WORKERS > 1 cannot run (dialtone.web.instances needs
+    fork(), sigtimedwait() and SO_REUSEPORT)."""
+    missing = [
+        name
+        for name, present in (
+            ("fork()", hasattr(os, "fork")),
+            ("sigtimedwait()", hasattr(signal, "sigtimedwait")),
+            ("SO_REUSEPORT", reuse_port_supported()),
+        )
+        if not present
+    ]
+    if missing:
+        raise NoReusePort(
+            f"WORKERS={settings.workers} needs {', '.join(missing)}, which this system does not "
+            "have: serve with WORKERS=1 here, and run more instances on other ports or machines "
+            "behind a load balancer."
+        )
+
+
+def bind_socket(settings: Settings, *, reuse_port: bool) -> socket.socket:
+    """A listening TCP socket on HOST:PORT; with `reuse_port`, shareable with other instances."""
+    family, kind, proto, _, address = socket.getaddrinfo(
+        settings.host, settings.port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+    )[0]
+    sock = socket.socket(family, kind, proto)
+    try:
+        if os.name == "posix":  # on Windows SO_REUSEADDR would let another program steal it
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if reuse_port:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        sock.bind(address)
+        sock.listen(BACKLOG)
+    except OSError as exc:
+        sock.close()
+        if exc.errno == errno.EADDRINUSE:
+            raise port_in_use(settings) from None
+        raise
+    return sock
+
+
+def serve(
+    settings: Settings,
+    make_app: Callable[[], WSGIApp],
+    *,
+    close_app: Callable[[WSGIApp], None] | None = None,
+) -> int:
+    """Serve `make_app()` until SIGTERM or Ctrl-C, on one instance or WORKERS; the exit code."""
+    if settings.workers > 1:
+        require_instances(settings)
+        from dialtone.web import instances  # POSIX only: imported only here
+
+        return instances.run(settings, make_app, close_app)
+    return serve_one(settings, make_app, close_app=close_app)
+
+
+def serve_one(
+    settings: Settings,
+    make_app: Callable[[], WSGIApp],
+    *,
+    close_app: Callable[[WSGIApp], None] | None = None,
+    ready: Callable[[], None] | None = None,
+) -> int:
+    """This process as one instance: build the app, serve it, stop gracefully; 0."""
+    if settings.reuse_port:
+        require_reuse_port()
+    ensure_file_limit(settings)
+    app = make_app()
+    try:
+        server = make_server(app, settings)
+        host = getattr(server, "effective_host", settings.host)
+        port = getattr(server, "effective_port", settings.port)
+        shared = ", sharing the port" if settings.reuse_port else ""
+
+        def started() -> None:
+            log.info(
+                "Dialtone listening on http://%s:%s (pid %d%s)", host, port, os.getpid(), shared
+            )
+            if ready is not None:
+                ready()
+
+        # SIGTERM (systemd stop) and Ctrl-C: finish the requests in flight, then return.
+        deadline = RequestDeadline(server, settings.request_timeout)
+        graceful.serve_until_signalled(server, tick=deadline, started=started)
+    finally:
+        if close_app is not None:
+            # Every request has been answered and its write committed.
+            close_app(app)
+    log.info("Stopped (pid %d).", os.getpid())
+    return 0

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
+from dialtone import facts
 from dialtone.bot.rules import (
     MAX_REPLY_CHARS,
     Rules,
@@ -90,7 +92,9 @@ def test_help_and_info_get_the_help_reply(text: str) -> None:
     assert rules().reply(text) == "Help text. Reply STOP to opt out."
 
 
-@pytest.mark.parametrize("text", ["STOP", "stop", "Unsubscribe", "quit", "START", "yes", "unstop"])
+@pytest.mark.parametrize(
+    "text", ["STOP", "stop", "Unsubscribe", "quit", "revoke", "OptOut", "START", "yes", "unstop"]
+)
 def test_opt_out_and_opt_in_words_are_never_auto_answered(text: str) -> None:
     assert rules().reply(text) is None
     assert rules().reply(text, media_types=["image/jpeg"]) is None
@@ -231,6 +235,28 @@ def test_the_media_reply_can_be_changed() -> None:
 )  # fmt: skip
 def test_invalid_rules_are_a_clear_error(text: str, expected: str) -> None:
     assert expected in problems_of(text)
+
+
+# Twilio's carrier keywords, spelled out here rather than read from dialtone.facts, so a word
+# missing from facts fails this test instead of vanishing from it.
+CARRIER_KEYWORDS = [
+    *("STOP", "STOPALL", "UNSUBSCRIBE", "CANCEL", "END", "QUIT", "REVOKE", "OPTOUT"),
+    *("START", "YES", "UNSTOP"),
+    *("HELP", "INFO"),
+]
+
+
+def test_facts_has_every_carrier_keyword() -> None:
+    assert set(CARRIER_KEYWORDS) == facts.CARRIER_KEYWORDS
+
+
+@pytest.mark.parametrize("word", CARRIER_KEYWORDS)
+@pytest.mark.parametrize("spelling", [str.lower, str.upper, str.title])
+def test_a_carrier_keyword_is_refused_as_a_rules_keyword(
+    word: str, spelling: Callable[[str], str]
+) -> None:
+    problems = problems_of(f'help = "h"\ndefault = "d"\n[keywords]\n{spelling(word)} = "x"')
+    assert f"{word} is" in problems  # named, upper case, whatever the spelling in the file
 
 
 def test_every_problem_is_reported_at_once() -> None:

@@ -329,7 +329,7 @@ def test_a_silent_agent_api_is_explained() -> None:
 def test_a_subprocess_uses_the_fake_agent_through_its_environment(
     fake_ngrok: FakeNgrok, tmp_path: Path
 ) -> None:
-    # What scripts/dev.py does, as a real process: settings from the environment, then the tunnel.
+    # What `dialtone dev` does, as a real process: settings from the environment, then the tunnel.
     script = (
         "from dialtone.cli import load_settings\n"
         "from dialtone.devloop.tunnel import open_tunnel\n"

@@ -11,13 +11,14 @@ import pytest
 
 from dialtone.sandbox.server import SandboxServer
 from dialtone.settings import Settings
-from tests.conftest import REPO
 from tests.support.sandbox_fixtures import configure_number, number_webhooks
 
 PROD = "https://bot.example.com"
 
 
-def run(script: str, *args: str, settings: Settings, cwd: Path) -> subprocess.CompletedProcess[str]:
+def run(
+    command: str, *args: str, settings: Settings, cwd: Path
+) -> subprocess.CompletedProcess[str]:
     env = {
         "PATH": os.environ.get("PATH", ""),
         "TWILIO_ACCOUNT_SID": str(settings.account_sid),
@@ -27,7 +28,7 @@ def run(script: str, *args: str, settings: Settings, cwd: Path) -> subprocess.Co
         "COLUMNS": "120",
     }
     return subprocess.run(
-        [sys.executable, str(REPO / "scripts" / script), *args],
+        [sys.executable, "-m", "dialtone", command, *args],
         cwd=cwd,
         env=env,
         capture_output=True,
@@ -45,7 +46,7 @@ def configured(sandbox: SandboxServer) -> dict[str, str]:
 def test_dry_run_shows_the_diff_and_changes_nothing(
     sandbox: SandboxServer, sandbox_settings: Settings, configured: dict[str, str], tmp_path: Path
 ) -> None:
-    done = run("set_webhooks.py", PROD, "--dry-run", settings=sandbox_settings, cwd=tmp_path)
+    done = run("webhooks", PROD, "--dry-run", settings=sandbox_settings, cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     assert "https://old.example.com/v" in done.stdout
     assert f"{PROD}/voice_url" in done.stdout
@@ -57,15 +58,13 @@ def test_dry_run_shows_the_diff_and_changes_nothing(
 def test_points_keeps_a_backup_and_restore_puts_it_back(
     sandbox: SandboxServer, sandbox_settings: Settings, configured: dict[str, str], tmp_path: Path
 ) -> None:
-    done = run("set_webhooks.py", PROD, settings=sandbox_settings, cwd=tmp_path)
+    done = run("webhooks", PROD, settings=sandbox_settings, cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     assert number_webhooks(sandbox)["sms_url"] == f"{PROD}/sms_url"
     (backup,) = (tmp_path / ".dialtone" / "history").iterdir()
     assert f"make restore FILE={backup.relative_to(tmp_path)}" in done.stdout
 
-    back = run(
-        "restore_webhooks.py", "--file", str(backup), settings=sandbox_settings, cwd=tmp_path
-    )
+    back = run("restore", "--file", str(backup), settings=sandbox_settings, cwd=tmp_path)
     assert back.returncode == 0, back.stderr
     assert number_webhooks(sandbox) == configured
 
@@ -73,7 +72,7 @@ def test_points_keeps_a_backup_and_restore_puts_it_back(
 def test_http_url_is_refused_in_one_paragraph(
     sandbox: SandboxServer, sandbox_settings: Settings, tmp_path: Path
 ) -> None:
-    done = run("set_webhooks.py", "http://bot.example.com", settings=sandbox_settings, cwd=tmp_path)
+    done = run("webhooks", "http://bot.example.com", settings=sandbox_settings, cwd=tmp_path)
     assert done.returncode == 2
     assert "https" in done.stderr
     assert "Traceback" not in done.stderr
@@ -82,7 +81,7 @@ def test_http_url_is_refused_in_one_paragraph(
 def test_restore_without_a_backup_says_so(
     sandbox: SandboxServer, sandbox_settings: Settings, tmp_path: Path
 ) -> None:
-    done = run("restore_webhooks.py", settings=sandbox_settings, cwd=tmp_path)
+    done = run("restore", settings=sandbox_settings, cwd=tmp_path)
     assert done.returncode == 0
     assert "Nothing to restore" in done.stdout
 
@@ -91,7 +90,7 @@ def test_bad_credentials_are_one_paragraph(
     sandbox: SandboxServer, sandbox_settings: Settings, configured: dict[str, str], tmp_path: Path
 ) -> None:
     wrong = sandbox_settings.with_overrides(auth_token="nope")
-    done = run("set_webhooks.py", PROD, settings=wrong, cwd=tmp_path)
+    done = run("webhooks", PROD, settings=wrong, cwd=tmp_path)
     assert done.returncode == 2
     assert "20003" in done.stderr
     assert "Traceback" not in done.stderr

@@ -13,11 +13,13 @@ from pathlib import Path
 import pytest
 from rich.console import Console
 
-from dialtone.record.history import NoRecordYet, main
+from dialtone.commands import build_parser
+from dialtone.commands.history import run
+from dialtone.record.base import RecordStore
+from dialtone.record.history import NoRecordYet
 from dialtone.record.store import Store
 from tests.conftest import CALLER, PHONE_NUMBER
 
-REPO = Path(__file__).resolve().parents[2]
 OTHER = "+15559990000"
 
 
@@ -35,28 +37,38 @@ def record(tmp_path: Path) -> Path:
     """A small record: a texting conversation, and a caller who also opted out."""
     path = tmp_path / "dialtone.db"
     with Store(path, clock=Clock()) as store:
-        sms = {"MessageSid": "SM1", "From": CALLER, "To": PHONE_NUMBER}
-        store.record_inbound_message(sms | {"Body": "Hello [bold]there[/bold] 👋"}, "t-1")
-        store.record_outbound_message("SM2", CALLER, PHONE_NUMBER, "Thanks! We got it.")
-        store.record_message_status({"MessageSid": "SM2", "MessageStatus": "delivered"})
-        mms = {"MessageSid": "SM3", "From": CALLER, "To": PHONE_NUMBER, "Body": ""}
-        store.record_inbound_message(
-            mms | {"MediaUrl0": "https://m/1", "MediaContentType0": "image/jpeg"}
-        )
-        call = {"CallSid": "CA1", "From": OTHER, "To": PHONE_NUMBER, "Direction": "inbound"}
-        store.record_call(call | {"CallStatus": "ringing"})
-        store.record_digits("CA1", "1")
-        store.record_call_status(call | {"CallStatus": "completed", "CallDuration": "42"})
-        store.record_outbound_message(
-            None, OTHER, PHONE_NUMBER, "Reminder", status="failed", error_code=21610
-        )
-        store.set_opt_out(OTHER, True, keyword="STOP")
+        fill(store)
     return path
+
+
+def fill(store: RecordStore) -> None:
+    """The conversations the tests read back."""
+    sms = {"MessageSid": "SM1", "From": CALLER, "To": PHONE_NUMBER}
+    store.record_inbound_message(sms | {"Body": "Hello [bold]there[/bold] 👋"}, "t-1")
+    store.record_outbound_message("SM2", CALLER, PHONE_NUMBER, "Thanks! We got it.")
+    store.record_message_status({"MessageSid": "SM2", "MessageStatus": "delivered"})
+    mms = {"MessageSid": "SM3", "From": CALLER, "To": PHONE_NUMBER, "Body": ""}
+    store.record_inbound_message(
+        mms | {"MediaUrl0": "https://m/1", "MediaContentType0": "image/jpeg"}
+    )
+    call = {"CallSid": "CA1", "From": OTHER, "To": PHONE_NUMBER, "Direction": "inbound"}
+    store.record_call(call | {"CallStatus": "ringing"})
+    store.record_digits("CA1", "1")
+    store.record_call_status(call | {"CallStatus": "completed", "CallDuration": "42"})
+    store.record_outbound_message(
+        None, OTHER, PHONE_NUMBER, "Reminder", status="failed", error_code=21610
+    )
+    store.set_opt_out(OTHER, True, keyword="STOP")
+
+
+def history(*args: str, console: Console | None = None) -> int:
+    """`dialtone history ARGS`, printing to `console`."""
+    return run(build_parser().parse_args(["history", *args]), console=console)
 
 
 def render(*args: str) -> str:
     console = Console(record=True, width=100, color_system=None)
-    assert main(list(args), console=console) == 0
+    assert history(*args, console=console) == 0
     return console.export_text()
 
 
@@ -114,11 +126,11 @@ def test_an_empty_record_says_so(tmp_path: Path) -> None:
 def test_no_database_yet_is_one_clear_paragraph(tmp_path: Path) -> None:
     missing = tmp_path / "var" / "dialtone.db"
     with pytest.raises(NoRecordYet, match="DATABASE_PATH"):
-        main(["--db", str(missing)])
+        history("--db", str(missing))
     assert not missing.parent.exists()  # nothing was created
 
     result = subprocess.run(
-        [sys.executable, str(REPO / "scripts" / "history.py"), "--db", str(missing)],
+        [sys.executable, "-m", "dialtone", "history", "--db", str(missing)],
         capture_output=True,
         text=True,
         cwd=tmp_path,
@@ -131,3 +143,18 @@ def test_no_database_yet_is_one_clear_paragraph(tmp_path: Path) -> None:
     assert paragraph.startswith(f"There is no record at {missing} yet.")
     assert "\n" not in paragraph
     assert "Traceback" not in result.stderr
+
+
+def test_history_reads_postgresql_when_database_url_is_set(
+    postgres_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from dialtone.record.postgres import PostgresStore
+
+    with PostgresStore(postgres_url, clock=Clock()) as store:
+        fill(store)
+    monkeypatch.chdir(tmp_path)  # no .env here
+    monkeypatch.setenv("DATABASE_URL", postgres_url)
+    output = render()
+    assert "PostgreSQL database" in output
+    assert re.search(rf"{re.escape(OTHER)}\s+1 message, 1 call\s+opted out", output)
+    assert len(rows(output)) == 5

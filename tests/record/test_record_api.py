@@ -8,9 +8,10 @@ from datetime import UTC, datetime, timedelta
 import pytest
 import webtest
 
-from dialtone.record.store import Store
+from dialtone.record.base import RecordStore
 from dialtone.settings import Settings
 from tests.conftest import API_TOKEN, CALLER, PHONE_NUMBER
+from tests.support.postgres import BACKENDS, open_backend
 
 AUTH = {"Authorization": f"Bearer {API_TOKEN}"}
 OTHER = "+15559990000"
@@ -32,13 +33,15 @@ def clock() -> Clock:
     return Clock()
 
 
-@pytest.fixture
-def store(settings: Settings, clock: Clock) -> Iterator[Store]:
-    with Store(settings.database_path, clock=clock) as store:
+@pytest.fixture(params=BACKENDS)
+def store(
+    request: pytest.FixtureRequest, settings: Settings, clock: Clock
+) -> Iterator[RecordStore]:
+    with open_backend(request, request.param, settings.database_path, clock=clock) as store:
         yield store
 
 
-def inbound(store: Store, clock: Clock, n: int, sender: str = CALLER) -> None:
+def inbound(store: RecordStore, clock: Clock, n: int, sender: str = CALLER) -> None:
     """Record `n` inbound texts from `sender`, one a minute."""
     for _ in range(n):
         clock.now += timedelta(minutes=1)
@@ -55,7 +58,7 @@ def test_messages_needs_the_api_token(app: webtest.TestApp) -> None:
 
 
 def test_messages_newest_first_with_filters(
-    app: webtest.TestApp, store: Store, clock: Clock
+    app: webtest.TestApp, store: RecordStore, clock: Clock
 ) -> None:
     inbound(store, clock, 3)
     inbound(store, clock, 2, sender=OTHER)
@@ -81,7 +84,7 @@ def test_messages_newest_first_with_filters(
 
 
 def test_paging_with_the_before_cursor_and_next_link(
-    app: webtest.TestApp, store: Store, clock: Clock
+    app: webtest.TestApp, store: RecordStore, clock: Clock
 ) -> None:
     inbound(store, clock, 7)
     seen: list[str] = []
@@ -100,7 +103,7 @@ def test_paging_with_the_before_cursor_and_next_link(
 
 
 def test_since_accepts_a_z_suffix_and_a_date(
-    app: webtest.TestApp, store: Store, clock: Clock
+    app: webtest.TestApp, store: RecordStore, clock: Clock
 ) -> None:
     inbound(store, clock, 2)
     assert (
@@ -137,7 +140,7 @@ def test_bad_filters_are_a_plain_400(
     assert "Traceback" not in answer.text
 
 
-def test_calls_with_filters(app: webtest.TestApp, store: Store, clock: Clock) -> None:
+def test_calls_with_filters(app: webtest.TestApp, store: RecordStore, clock: Clock) -> None:
     for i, status in enumerate(["completed", "busy", "completed"]):
         clock.now += timedelta(minutes=1)
         store.record_call(
@@ -152,14 +155,14 @@ def test_calls_with_filters(app: webtest.TestApp, store: Store, clock: Clock) ->
     app.get("/calls", {"status": "delivered"}, headers=AUTH, status=400)
 
 
-def test_a_record_that_cannot_be_read_is_503(app: webtest.TestApp, store: Store) -> None:
+def test_a_record_that_cannot_be_read_is_503(app: webtest.TestApp, store: RecordStore) -> None:
     store.close()
     answer = app.get("/messages", headers=AUTH, status=503)
     assert "record" in answer.json["error"]["message"]
 
 
 def test_the_api_shares_the_outbound_rate_limit(
-    settings: Settings, store: Store, make_app: Callable[..., webtest.TestApp]
+    settings: Settings, store: RecordStore, make_app: Callable[..., webtest.TestApp]
 ) -> None:
     app = make_app(settings.with_overrides(rate_limit_per_minute=2), store=store)
     app.get("/messages", headers=AUTH)

@@ -9,7 +9,8 @@ import pytest
 import webtest
 
 from dialtone.bot import optout
-from dialtone.record.store import IDEMPOTENCY_HEADER, Store
+from dialtone.record.base import IDEMPOTENCY_HEADER
+from dialtone.record.base import RecordStore as Store
 from dialtone.sandbox.server import SandboxServer
 from dialtone.settings import Settings
 from tests.conftest import API_TOKEN, AUTH_TOKEN, CALLER, PHONE_NUMBER, signed_post

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import sqlite3
+import stat
 import subprocess
 import sys
 import textwrap
@@ -17,6 +18,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from dialtone.errors import SettingsError
+from dialtone.record.base import RecordStore
 from dialtone.record.forms import clean_form
 from dialtone.record.schema import (
     MIGRATIONS,
@@ -35,6 +38,7 @@ from dialtone.record.store import (
 from dialtone.settings import Settings
 from tests.conftest import CALLER, PHONE_NUMBER
 from tests.support.forms import inbound_sms
+from tests.support.postgres import BACKENDS, count_rows, open_backend
 
 REPO = Path(__file__).resolve().parents[2]
 OTHER = "+15559990000"
@@ -56,9 +60,10 @@ def db_path(tmp_path: Path) -> Path:
     return tmp_path / "var" / "dialtone.db"
 
 
-@pytest.fixture
-def store(db_path: Path) -> Iterator[Store]:
-    with Store(db_path, clock=Clock()) as opened:
+@pytest.fixture(params=BACKENDS)
+def store(request: pytest.FixtureRequest, db_path: Path) -> Iterator[RecordStore]:
+    """A fresh record in SQLite, then in PostgreSQL: every test using it runs on both."""
+    with open_backend(request, request.param, db_path, clock=Clock()) as opened:
         yield opened
 
 
@@ -78,10 +83,9 @@ def call_form(sid: str, value: str, direction: str = "inbound", **extra: str) ->
     return form | {"From": CALLER, "To": PHONE_NUMBER} | extra
 
 
-def count(path: Path, table: str) -> int:
-    """Rows in `table`, read through a separate connection (what is really on disk)."""
-    with sqlite3.connect(path) as conn:
-        return int(conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0])  # noqa: S608
+def count(store: RecordStore, table: str) -> int:
+    """Rows in `table` of the record."""
+    return count_rows(store, table)
 
 
 def run_python(code: str) -> subprocess.CompletedProcess[str]:
@@ -115,8 +119,57 @@ def test_open_store_uses_the_database_path_setting(tmp_path: Path) -> None:
     settings = Settings.from_env({"DATABASE_PATH": str(tmp_path / "here.db")})
     assert Settings.from_env({}).database_path == Path("var/dialtone.db")
     with open_store(settings) as store:
+        assert isinstance(store, Store)
         store.set_opt_out(CALLER, True)
-    assert count(tmp_path / "here.db", "opt_outs") == 1
+    with Store(tmp_path / "here.db") as store:
+        assert count(store, "opt_outs") == 1
+
+
+def test_open_store_uses_postgresql_when_database_url_is_set(
+    tmp_path: Path, postgres_url: str
+) -> None:
+    from dialtone.record.postgres import PostgresStore
+
+    settings = Settings.from_env(
+        {"DATABASE_URL": postgres_url, "DATABASE_PATH": str(tmp_path / "unused.db")}
+    )
+    assert postgres_url not in repr(settings)
+    with open_store(settings) as store:
+        assert isinstance(store, PostgresStore)
+        assert store.schema_version == 3
+        store.set_opt_out(CALLER, True)
+    with open_store(settings) as store:  # a second start finds nothing to migrate
+        assert store.is_opted_out(CALLER)
+    assert not (tmp_path / "unused.db").exists()
+
+
+def test_a_database_url_that_is_not_postgresql_is_refused() -> None:
+    with pytest.raises(SettingsError, match="DATABASE_URL") as caught:
+        Settings.from_env({"DATABASE_URL": "mysql://root:hunter2@db/x"})
+    assert "hunter2" not in str(caught.value)
+
+
+def test_the_record_its_wal_and_shm_are_private(tmp_path: Path) -> None:
+    db_path = tmp_path / "var" / "dialtone.db"
+    with Store(db_path) as store:
+        store.set_opt_out(CALLER, True)
+        modes = {
+            path.name: stat.S_IMODE(path.stat().st_mode)
+            for path in db_path.parent.iterdir()
+            if not path.name.endswith(".lock")
+        }
+        assert set(modes) == {"dialtone.db", "dialtone.db-wal", "dialtone.db-shm"}
+        assert set(modes.values()) == {0o600}
+    assert stat.S_IMODE(db_path.parent.stat().st_mode) == 0o700
+
+
+def test_an_existing_world_readable_record_is_made_private(tmp_path: Path) -> None:
+    db_path = tmp_path / "dialtone.db"
+    Store(db_path).close()
+    db_path.chmod(0o644)
+    with Store(db_path):
+        assert stat.S_IMODE(db_path.stat().st_mode) == 0o600
+        assert stat.S_IMODE(db_path.with_name("dialtone.db-wal").stat().st_mode) == 0o600
 
 
 def test_a_migration_from_an_older_version_keeps_the_data(db_path: Path) -> None:
@@ -161,7 +214,7 @@ def test_a_database_from_a_newer_dialtone_is_refused(db_path: Path) -> None:
 # --- messages ------------------------------------------------------------------------------
 
 
-def test_inbound_message_is_recorded_with_media(store: Store) -> None:
+def test_inbound_message_is_recorded_with_media(store: RecordStore) -> None:
     form = inbound(
         "SM1",
         body="Grüße 👋 مرحبا",
@@ -190,24 +243,24 @@ def test_inbound_message_is_recorded_with_media(store: Store) -> None:
     assert message.as_dict()["created_at"].endswith("Z")
 
 
-def test_same_idempotency_token_is_stored_once(store: Store, db_path: Path) -> None:
+def test_same_idempotency_token_is_stored_once(store: RecordStore) -> None:
     assert store.record_inbound_message(inbound("SM1"), "token-1") is Outcome.NEW
     assert store.record_inbound_message(inbound("SM1"), "token-1") is Outcome.DUPLICATE
-    assert count(db_path, "messages") == 1
-    assert count(db_path, "events") == 1
+    assert count(store, "messages") == 1
+    assert count(store, "events") == 1
 
 
-def test_same_sid_and_status_without_a_token_is_stored_once(store: Store, db_path: Path) -> None:
+def test_same_sid_and_status_without_a_token_is_stored_once(store: RecordStore) -> None:
     store.record_outbound_message("SM2", CALLER, PHONE_NUMBER, "hi")
     assert store.record_message_status(status("SM2", "sent")) is Outcome.UPDATED
     assert store.record_message_status(status("SM2", "sent")) is Outcome.DUPLICATE
     assert store.record_inbound_message(inbound("SM1")) is Outcome.NEW
     assert store.record_inbound_message(inbound("SM1")) is Outcome.DUPLICATE
     assert [e.status for e in store.events("SM2")] == ["queued", "sent"]
-    assert count(db_path, "events") == 3
+    assert count(store, "events") == 3
 
 
-def test_late_sent_after_delivered_is_kept_as_an_event_only(store: Store) -> None:
+def test_late_sent_after_delivered_is_kept_as_an_event_only(store: RecordStore) -> None:
     store.record_outbound_message("SM2", CALLER, PHONE_NUMBER, "hi")
     assert store.record_message_status(status("SM2", "delivered"), "t-1") is Outcome.UPDATED
     assert store.record_message_status(status("SM2", "sent"), "t-2") is Outcome.STALE
@@ -223,7 +276,7 @@ def test_late_sent_after_delivered_is_kept_as_an_event_only(store: Store) -> Non
     assert events[2].payload["MessageStatus"] == "sent"
 
 
-def test_a_second_final_status_or_a_repeat_does_not_replace_the_first(store: Store) -> None:
+def test_a_second_final_status_or_a_repeat_does_not_replace_the_first(store: RecordStore) -> None:
     store.record_outbound_message("SM2", CALLER, PHONE_NUMBER, "hi")
     assert store.record_message_status(status("SM2", "delivered"), "t-1") is Outcome.UPDATED
     assert store.record_message_status(status("SM2", "delivered"), "t-2") is Outcome.STALE
@@ -234,7 +287,7 @@ def test_a_second_final_status_or_a_repeat_does_not_replace_the_first(store: Sto
     assert [e.applied for e in store.events("SM2")] == [True, True, False, False]
 
 
-def test_statuses_move_forward_in_twilio_order(store: Store) -> None:
+def test_statuses_move_forward_in_twilio_order(store: RecordStore) -> None:
     store.record_outbound_message("SM2", CALLER, PHONE_NUMBER, "hi", status="accepted")
     for value in ("queued", "sending", "sent", "delivered", "read"):
         assert store.record_message_status(status("SM2", value)) is Outcome.UPDATED
@@ -257,7 +310,7 @@ def test_status_ranks_follow_the_brief() -> None:
     assert crank("completed") > crank("in-progress")
 
 
-def test_a_failure_keeps_its_error_code(store: Store) -> None:
+def test_a_failure_keeps_its_error_code(store: RecordStore) -> None:
     store.record_outbound_message("SM2", CALLER, PHONE_NUMBER, "hi")
     form = status("SM2", "undelivered", ErrorCode="30003", ErrorMessage="Unreachable")
     store.record_message_status(form)
@@ -271,7 +324,7 @@ def test_a_failure_keeps_its_error_code(store: Store) -> None:
     )
 
 
-def test_a_status_callback_that_beats_the_api_response_is_merged(store: Store) -> None:
+def test_a_status_callback_that_beats_the_api_response_is_merged(store: RecordStore) -> None:
     assert store.record_message_status(status("SM3", "sent")) is Outcome.NEW
     outcome = store.record_outbound_message(
         "SM3", CALLER, PHONE_NUMBER, "the body", ["https://x/1"]
@@ -286,7 +339,7 @@ def test_a_status_callback_that_beats_the_api_response_is_merged(store: Store) -
     assert message.peer == CALLER
 
 
-def test_a_send_twilio_refused_is_recorded_with_its_code(store: Store) -> None:
+def test_a_send_twilio_refused_is_recorded_with_its_code(store: RecordStore) -> None:
     outcome = store.record_outbound_message(
         None, CALLER, PHONE_NUMBER, "hi", status="failed", error_code=21610, error_message="STOP"
     )
@@ -297,7 +350,7 @@ def test_a_send_twilio_refused_is_recorded_with_its_code(store: Store) -> None:
 
 
 def test_a_webhook_without_a_sid_or_status_is_refused_and_writes_nothing(
-    store: Store, db_path: Path
+    store: RecordStore,
 ) -> None:
     with pytest.raises(BadRecord, match="MessageSid"):
         store.record_inbound_message({"From": CALLER, "Body": "hi"})
@@ -307,14 +360,15 @@ def test_a_webhook_without_a_sid_or_status_is_refused_and_writes_nothing(
         store.record_call({"CallStatus": "ringing"})
     with pytest.raises(BadRecord, match="CallSid"):
         store.record_digits("", "1")
-    assert count(db_path, "messages") == count(db_path, "events") == count(db_path, "calls") == 0
+    assert count(store, "messages") == count(store, "events") == count(store, "calls") == 0
 
 
-def test_odd_text_is_stored_without_error(store: Store) -> None:
+def test_odd_text_is_stored_without_error(store: RecordStore) -> None:
     store.record_inbound_message(inbound("SM1", body="a\x00b"))
     store.record_inbound_message(inbound("SM2", body="lone \ud800 surrogate"))
     store.record_inbound_message(inbound("SM3", body="x" * 100_000))
-    assert [m.body for m in store.messages()] == ["x" * 100_000, "lone ? surrogate", "a\x00b"]
+    # NUL becomes U+FFFD in both backends (PostgreSQL's text cannot hold it).
+    assert [m.body for m in store.messages()] == ["x" * 100_000, "lone ? surrogate", "a\ufffdb"]
 
 
 @settings(max_examples=60, deadline=None)
@@ -345,7 +399,7 @@ def test_any_form_is_recorded_whole_or_refused(form: dict[str, str]) -> None:
 # --- calls ---------------------------------------------------------------------------------
 
 
-def test_a_call_with_digits_and_a_late_status(store: Store) -> None:
+def test_a_call_with_digits_and_a_late_status(store: RecordStore) -> None:
     assert store.record_call(call_form("CA1", "ringing"), "t-1") is Outcome.NEW
     assert store.record_digits("CA1", "1", "t-2") is Outcome.UPDATED
     assert store.record_digits("CA1", "1", "t-2") is Outcome.DUPLICATE
@@ -366,7 +420,7 @@ def test_a_call_with_digits_and_a_late_status(store: Store) -> None:
     ]
 
 
-def test_an_outbound_call_and_its_callbacks(store: Store) -> None:
+def test_an_outbound_call_and_its_callbacks(store: RecordStore) -> None:
     assert store.record_outbound_call("CA2", OTHER, PHONE_NUMBER) is Outcome.NEW
     form = {"CallSid": "CA2", "CallStatus": "ringing", "Direction": "outbound-api"}
     assert store.record_call_status(form) is Outcome.UPDATED
@@ -379,7 +433,7 @@ def test_an_outbound_call_and_its_callbacks(store: Store) -> None:
 # --- opt-outs ------------------------------------------------------------------------------
 
 
-def test_opt_out_and_back_in(store: Store) -> None:
+def test_opt_out_and_back_in(store: RecordStore) -> None:
     assert not store.is_opted_out(CALLER)
     store.set_opt_out(CALLER, True, keyword="STOP")
     assert store.is_opted_out(CALLER)
@@ -390,7 +444,7 @@ def test_opt_out_and_back_in(store: Store) -> None:
     assert entry.updated_at > entry.created_at
 
 
-def test_a_retried_stop_does_not_undo_a_later_start(store: Store) -> None:
+def test_a_retried_stop_does_not_undo_a_later_start(store: RecordStore) -> None:
     stop = inbound("SM1", body="STOP")
     store.record_inbound_message(stop, "t-stop", opted_out=True, keyword="STOP")
     assert store.is_opted_out(CALLER)
@@ -400,10 +454,47 @@ def test_a_retried_stop_does_not_undo_a_later_start(store: Store) -> None:
     assert not store.is_opted_out(CALLER)
 
 
+def test_a_replayed_keyword_under_a_new_token_changes_nothing(store: RecordStore) -> None:
+    # Issue 9.5: a MessageSid already recorded changes nothing, whatever the token says.
+    start = inbound("SM1", body="START")
+    store.record_inbound_message(start, "t-start", opted_out=False, keyword="START")
+    store.record_inbound_message(inbound("SM2", body="STOP"), "t-stop", opted_out=True)
+    replay = store.record_inbound_message(start, "a-new-token", opted_out=False, keyword="START")
+    assert replay is Outcome.DUPLICATE
+    assert store.is_opted_out(CALLER)
+    assert [e.idempotency_key for e in store.events("SM1")] == ["token:t-start"]
+
+
+def test_a_token_already_recorded_for_another_sid_writes_nothing(store: RecordStore) -> None:
+    store.record_inbound_message(inbound("SM1"), "t-1")
+    assert store.record_inbound_message(inbound("SM9"), "t-1") is Outcome.DUPLICATE
+    assert store.message("SM9") is None
+    assert count(store, "events") == 1
+
+
+def test_the_same_message_under_two_tokens_at_once_is_recorded_once(
+    store: RecordStore,
+) -> None:
+    barrier = threading.Barrier(8)
+    outcomes: list[Outcome] = []
+
+    def deliver(n: int) -> None:
+        barrier.wait()
+        outcomes.append(store.record_inbound_message(inbound("SM1", body="STOP"), f"t-{n}"))
+
+    threads = [threading.Thread(target=deliver, args=(n,)) for n in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(outcomes) == sorted([Outcome.NEW] + [Outcome.DUPLICATE] * 7)
+    assert count(store, "messages") == count(store, "events") == 1
+
+
 # --- reading -------------------------------------------------------------------------------
 
 
-def test_messages_filters_and_pages(store: Store) -> None:
+def test_messages_filters_and_pages(store: RecordStore) -> None:
     for n in range(5):
         store.record_inbound_message(inbound(f"SM{n}", body=f"m{n}"))
     store.record_inbound_message(inbound("SMx", sender=OTHER))
@@ -421,7 +512,7 @@ def test_messages_filters_and_pages(store: Store) -> None:
     assert len(store.messages(limit=0)) == 1  # limits are clamped to 1..500
 
 
-def test_calls_filters(store: Store) -> None:
+def test_calls_filters(store: RecordStore) -> None:
     store.record_call(call_form("CA1", "ringing"))
     store.record_outbound_call("CA2", OTHER, PHONE_NUMBER)
     assert [c.sid for c in store.calls()] == ["CA2", "CA1"]
@@ -429,7 +520,7 @@ def test_calls_filters(store: Store) -> None:
     assert [c.sid for c in store.calls(direction="inbound", status="ringing")] == ["CA1"]
 
 
-def test_conversations_group_by_the_other_party(store: Store) -> None:
+def test_conversations_group_by_the_other_party(store: RecordStore) -> None:
     store.record_inbound_message(inbound("SM1", body="first"))
     store.record_outbound_message("SM2", CALLER, PHONE_NUMBER, "reply")
     store.record_call(call_form("CA1", "ringing", From=OTHER))
@@ -485,7 +576,7 @@ def test_a_killed_process_loses_nothing_it_committed(db_path: Path) -> None:
         assert len(store.messages(limit=500)) == 50
 
 
-def test_concurrent_writes_from_many_threads(store: Store, db_path: Path) -> None:
+def test_concurrent_writes_from_many_threads(store: RecordStore) -> None:
     errors: list[BaseException] = []
     barrier = threading.Barrier(8)
 
@@ -507,8 +598,8 @@ def test_concurrent_writes_from_many_threads(store: Store, db_path: Path) -> Non
     for thread in threads:
         thread.join()
     assert errors == []
-    assert count(db_path, "messages") == 8 * 40 + 1
-    assert count(db_path, "events") == 8 * 40 + 2
+    assert count(store, "messages") == 8 * 40 + 1
+    assert count(store, "events") == 8 * 40 + 2
     shared = store.message("SMshared")
     assert shared is not None
     assert shared.status == "delivered"
@@ -535,8 +626,9 @@ def test_several_processes_share_one_record(db_path: Path) -> None:
     for worker in workers:
         _, stderr = worker.communicate(timeout=60)
         assert worker.returncode == 0, stderr.decode()
-    assert count(db_path, "messages") == 3 * 100 + 100
-    assert count(db_path, "events") == 3 * 100 + 100
+    with Store(db_path) as store:
+        assert count(store, "messages") == 3 * 100 + 100
+        assert count(store, "events") == 3 * 100 + 100
 
 
 # --- a database that cannot be written ------------------------------------------------------

@@ -1,9 +1,8 @@
-"""scripts/phone.py as a user runs it: a real subprocess typing into stdin, against a running
+"""`dialtone phone` as a user runs it: a real subprocess typing into stdin, against a running
 sandbox and the real app."""
 
 from __future__ import annotations
 
-import importlib.util
 import io
 import os
 import queue
@@ -21,8 +20,9 @@ import requests
 from rich.console import Console
 
 from dialtone.sandbox.phone.client import PhoneClient
+from dialtone.sandbox.phone.terminal import Phone
 from dialtone.sandbox.state import PHONE_USER_NUMBER
-from tests.conftest import API_TOKEN, REPO
+from tests.conftest import API_TOKEN
 from tests.support.live_server import free_socket
 from tests.support.sandbox_world import World
 
@@ -40,7 +40,7 @@ class Terminal:
             **extra_env,
         }
         self.process = subprocess.Popen(
-            [sys.executable, str(REPO / "scripts" / "phone.py"), *args],
+            [sys.executable, "-m", "dialtone", "phone", *args],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
@@ -122,6 +122,32 @@ def test_the_phone_answers_a_call_from_make_call(world: World, terminal: Termina
     terminal.type("/answer")
     terminal.expect("Your table is ready.")
     terminal.expect("Call ended: completed")
+    terminal.type("/quit")
+    assert terminal.finish() == 0
+
+
+def test_twilios_help_reply_is_shown_as_twilios(world: World, terminal: Terminal) -> None:
+    terminal.expect("Dialtone phone")
+    terminal.type("HELP")
+    line = terminal.expect("Reply STOP to unsubscribe.")
+    assert "Twilio (automatic reply for +15005550006)" in line
+    terminal.type("/quit")
+    assert terminal.finish() == 0
+
+
+def test_fail_makes_the_next_text_undelivered(world: World, terminal: Terminal) -> None:
+    terminal.expect("Dialtone phone")
+    terminal.type("/fail text 30006")
+    terminal.expect("the next text to this phone will end undelivered with 30006")
+    terminal.type("/fail call nonsense")
+    terminal.expect("busy")  # the phone API's reason, in one line
+    requests.post(
+        world.app_url + "/send_sms",
+        json={"to": PHONE_USER_NUMBER, "body": "Never arrives"},
+        headers={"Authorization": f"Bearer {API_TOKEN}"},
+        timeout=5,
+    ).raise_for_status()
+    terminal.expect("is undelivered (error 30006)")
     terminal.type("/quit")
     assert terminal.finish() == 0
 
@@ -228,20 +254,10 @@ def test_the_apps_port_is_not_a_sandbox(world: World, tmp_path: Path) -> None:
     assert "\n" not in message
 
 
-def load_phone_script() -> Any:
-    spec = importlib.util.spec_from_file_location("phone_script", REPO / "scripts" / "phone.py")
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def test_a_call_ended_before_call_returned_is_not_taken_for_a_live_one(world: World) -> None:
     # The race the terminal test above cannot force: the event thread handles call_ended while
     # /call is still waiting for its answer. Here the "watcher" is this client's call() itself.
     world.point(voice_url="")
-    script = load_phone_script()
     observer = PhoneClient(world.sandbox.url)
     observer.last_event = observer.info()["last_event"]
 
@@ -256,7 +272,7 @@ def test_a_call_ended_before_call_returned_is_not_taken_for_a_live_one(world: Wo
             return sid
 
     client = LateAnswer(world.sandbox.url)
-    phone = script.Phone(client, Console(file=io.StringIO()))
+    phone = Phone(client, Console(file=io.StringIO()))
     client.phone = phone
     phone.handle("/call")
     assert not phone.on_call

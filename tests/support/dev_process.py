@@ -1,4 +1,4 @@
-"""Run `scripts/dev.py` as a real subprocess and watch what it prints."""
+"""Run `python -m dialtone dev` as a real subprocess and watch what it prints."""
 
 from __future__ import annotations
 
@@ -11,16 +11,19 @@ import threading
 import time
 from pathlib import Path
 
-from tests.conftest import REPO
-
 
 class DevProcess:
-    """scripts/dev.py in its own process group, its output collected as it comes."""
+    """`dialtone dev` (or `command`) in its own process group, its output collected as it comes.
 
-    def __init__(self, env: dict[str, str], cwd: Path, *args: str, repo: Path = REPO) -> None:
+    The dialtone package imported is the one in `cwd` if it has one (a copy of the project), else
+    this checkout (installed editable in .venv).
+    """
+
+    def __init__(self, env: dict[str, str], cwd: Path, *args: str, command: str = "dev") -> None:
+        self.command = command
         self.lines: list[str] = []
         self.process = subprocess.Popen(
-            [sys.executable, str(repo / "scripts" / "dev.py"), *args],
+            [sys.executable, "-m", "dialtone", command, *args],
             cwd=cwd,
             env={**env, "COLUMNS": "200", "NO_COLOR": "1", "PYTHONUNBUFFERED": "1"},
             stdin=subprocess.DEVNULL,
@@ -52,7 +55,9 @@ class DevProcess:
                 self._reader.join(timeout=2)
                 if text in self.output:
                     return
-                raise AssertionError(f"dev.py exited {self.process.returncode}:\n{self.output}")
+                raise AssertionError(
+                    f"dialtone {self.command} exited {self.process.returncode}:\n{self.output}"
+                )
             time.sleep(0.05)
         raise AssertionError(f"{text!r} never printed:\n{self.output}")
 

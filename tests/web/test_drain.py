@@ -1,4 +1,4 @@
-"""prefork.drain: a request whose bytes a busy kernel delivers after the stop is still answered."""
+"""graceful.drain: a request whose bytes a busy kernel delivers after the stop is still answered."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import waitress
 from waitress import wasyncore
 from waitress.channel import HTTPChannel
 
-from dialtone.web import prefork
+from dialtone.web import graceful
 
 WAIT = 15.0  # seconds; generous for a loaded machine, never slept
 REQUEST = b"GET /hello HTTP/1.1\r\nHost: test\r\n\r\n"
@@ -54,7 +54,7 @@ def test_bytes_arriving_after_the_idle_check_are_answered(
     while not channels(server) and time.monotonic() < deadline:
         wasyncore.loop(timeout=0.05, map=server._map, count=1)
     [channel] = channels(server)
-    real_busy = prefork._busy
+    real_busy = graceful._busy
     sent: list[bool] = []
 
     def busy_then_late_bytes(checked: HTTPChannel) -> bool:
@@ -66,9 +66,9 @@ def test_bytes_arriving_after_the_idle_check_are_answered(
             assert select.select([checked.socket], [], [], WAIT)[0]
         return busy
 
-    monkeypatch.setattr(prefork, "_busy", busy_then_late_bytes)
+    monkeypatch.setattr(graceful, "_busy", busy_then_late_bytes)
     with client:
-        prefork.drain(server, grace=WAIT)
+        graceful.drain(server, grace=WAIT)
         reply = answer(client)
     assert sent
     assert channel.socket is None
@@ -88,8 +88,8 @@ def test_a_connection_the_kernel_completes_just_after_the_stop_is_answered(
             clients[0].sendall(REQUEST)
         real_loop(*args, **kwargs)
 
-    monkeypatch.setattr(prefork.wasyncore, "loop", connect_then_loop)
-    prefork.drain(server, grace=WAIT)
+    monkeypatch.setattr(graceful.wasyncore, "loop", connect_then_loop)
+    graceful.drain(server, grace=WAIT)
     monkeypatch.undo()
     assert not server._map  # the listener and the connection are closed
     [client] = clients
@@ -97,3 +97,20 @@ def test_a_connection_the_kernel_completes_just_after_the_stop_is_answered(
         reply = answer(client)
     assert reply.startswith(b"HTTP/1.1 200 OK\r\n")
     assert reply.endswith(b"\r\n\r\nhello")
+
+
+def test_the_installed_waitress_has_what_the_graceful_stop_uses(server: Any) -> None:
+    # Fails loudly on a waitress upgrade that moves an internal drain relies on; the same check
+    # runs at every start, so a server never runs without its graceful stop.
+    graceful.check_waitress(server)
+
+
+def test_a_waitress_without_those_internals_is_refused_by_name(
+    server: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delattr(HTTPChannel, "total_outbufs_len")
+    monkeypatch.setattr(type(server.task_dispatcher), "shutdown", None)
+    with pytest.raises(graceful.WaitressChanged) as refused:
+        graceful.check_waitress(server)
+    assert "HTTPChannel.total_outbufs_len" in str(refused.value)
+    assert "server.task_dispatcher.shutdown" in str(refused.value)

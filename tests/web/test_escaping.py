@@ -18,7 +18,7 @@ from rich.console import Console
 from dialtone.app import close_app, create_app
 from dialtone.devloop.console import RequestLogHandler, render_request
 from dialtone.logs import EscapingFormatter
-from dialtone.record.history import main as history
+from dialtone.record.history import show_history
 from dialtone.record.store import Store
 from dialtone.settings import Settings
 from dialtone.untrusted import printable
@@ -181,7 +181,7 @@ def test_make_history_escapes_bodies_numbers_and_media_types(tmp_path: Path) -> 
         )
     out = io.StringIO()
     console = Console(file=out, force_terminal=True, color_system="standard", width=400)
-    assert history(["--db", str(path)], console=console) == 0
+    assert show_history(path, console=console) == 0
     text = out.getvalue()
     assert "\x1b[2J" not in text
     assert "\x1b]0;" not in text

@@ -110,3 +110,33 @@ def test_no_auth_token_refuses_to_start(settings: Settings) -> None:
 
 def test_get_on_a_webhook_is_405(app: webtest.TestApp) -> None:
     app.get("/status", status=405)
+
+
+@pytest.mark.parametrize(
+    ("signature", "verdict"),
+    [(None, "valid"), ("", "missing"), ("bm90IGEgc2lnbmF0dXJl", "mismatch")],
+)
+def test_the_verdict_and_url_are_left_in_the_environ_for_middleware(
+    settings: Settings, signature: str | None, verdict: str
+) -> None:
+    seen: dict[str, object] = {}
+    app = create_app(settings)
+
+    def spying(environ: dict[str, object], start_response: Callable[..., object]) -> object:
+        try:
+            return app(environ, start_response)
+        finally:
+            seen.update(environ)
+
+    header = sign(AUTH_TOKEN, PUBLIC_URL + "/status", STATUS) if signature is None else signature
+    try:
+        webtest.TestApp(spying).post(
+            "/status", STATUS, headers={"X-Twilio-Signature": header}, status="*"
+        )
+    finally:
+        app.close()
+    assert seen["dialtone.webhook"] == {
+        "route": "/status",
+        "verdict": verdict,
+        "url": PUBLIC_URL + "/status",
+    }

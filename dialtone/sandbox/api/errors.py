@@ -13,12 +13,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from dialtone import facts
+
 MORE_INFO = "https://www.twilio.com/docs/errors/{code}"
 
 # Generic "400: Bad Request": the request is invalid in a way no more specific code covers.
 BAD_REQUEST = 400
 # "Permission Denied": wrong Account SID / Auth Token pair, or another account's SID in the path.
-AUTHENTICATE = 20003
+AUTHENTICATE = facts.AUTHENTICATION_FAILED
 # "Not Found": the SID (or the path) names no resource on this account.
 NOT_FOUND = 20404
 # Calls: "No 'To' number specified" when creating a call.
@@ -50,7 +52,7 @@ FROM_NOT_OURS = 21606
 NO_INTERNATIONAL_PERMISSION = 21408
 # Messages: "Attempt to send to unsubscribed recipient": the recipient texted STOP to this From
 # (or it is the "blocked" magic test number).
-UNSUBSCRIBED = 21610
+UNSUBSCRIBED = facts.UNSUBSCRIBED_RECIPIENT
 # Messages: "The 'To' phone number is not currently reachable via SMS".
 UNREACHABLE_TO = 21612
 # Messages: "'To' number is not a valid mobile number" (a landline cannot receive SMS).
@@ -58,7 +60,7 @@ NOT_MOBILE = 21614
 # Messages: "Invalid 'StatusCallback'": not a valid URL.
 INVALID_STATUS_CALLBACK = 21609
 # Messages: "The concatenated message body exceeds the 1600 character limit".
-BODY_TOO_LONG = 21617
+BODY_TOO_LONG = facts.BODY_TOO_LONG
 
 
 @dataclass

@@ -14,22 +14,23 @@ import json
 import logging
 from collections.abc import Callable
 from typing import Any
-from urllib.parse import urlencode, urlsplit
 
 from bottle import Bottle, HTTPError, HTTPResponse, request
 
+from dialtone.facts import MAX_BODY_CHARS
 from dialtone.phone_numbers import WHATSAPP_PREFIX, is_destination, is_e164
 from dialtone.sandbox.api import errors as err
+from dialtone.sandbox.api.applications_api import ApplicationsApi
 from dialtone.sandbox.api.errors import TwilioError
 from dialtone.sandbox.api.openapi import Spec, ViolationLog, load_spec
+from dialtone.sandbox.api.paging import Answer, Params, check_method, is_url, list_page
 from dialtone.sandbox.resources import API_ROOT, CALL_ENDED
 from dialtone.sandbox.state import SandboxState, UnknownSid
 
 log = logging.getLogger("dialtone.sandbox.api.rest")
 
 ACCOUNT = API_ROOT + "/<account_sid>"
-MAX_BODY = 1600
-DEFAULT_PAGE_SIZE = 50
+MAX_BODY = MAX_BODY_CHARS
 # Form parameter -> PhoneNumber field that a number update may change.
 NUMBER_PARAMS = {
     "FriendlyName": "friendly_name",
@@ -45,22 +46,6 @@ NUMBER_PARAMS = {
     "SmsFallbackUrl": "sms_fallback_url",
     "SmsFallbackMethod": "sms_fallback_method",
 }
-Answer = tuple[int, dict[str, Any]]
-
-
-class Params:
-    """The query or form parameters of a request, in order, repeated names kept."""
-
-    def __init__(self, pairs: list[tuple[str, str]]) -> None:
-        self.pairs = pairs
-
-    def get(self, name: str) -> str | None:
-        """The first value of `name`, or None."""
-        return next((v for k, v in self.pairs if k == name), None)
-
-    def getall(self, name: str) -> list[str]:
-        """Every value of `name`."""
-        return [v for k, v in self.pairs if k == name]
 
 
 def create_rest_app(
@@ -80,6 +65,12 @@ def create_rest_app(
     app.route(f"{ACCOUNT}/Calls.json", "POST", route(api.create_call))
     app.route(f"{ACCOUNT}/Calls/<sid>.json", "GET", route(api.fetch_call))
     app.route(f"{ACCOUNT}/Calls/<sid>.json", "POST", route(api.update_call))
+    apps = ApplicationsApi(state)
+    app.route(f"{ACCOUNT}/Applications.json", "GET", route(apps.list))
+    app.route(f"{ACCOUNT}/Applications.json", "POST", route(apps.create))
+    app.route(f"{ACCOUNT}/Applications/<sid>.json", "GET", route(apps.fetch))
+    app.route(f"{ACCOUNT}/Applications/<sid>.json", "POST", route(apps.update))
+    app.route(f"{ACCOUNT}/Applications/<sid>.json", "DELETE", route(apps.delete))
     app.route("/<path:path>", ["GET", "POST", "PUT", "DELETE", "PATCH"], route(api.unknown))
     app.default_error_handler = _error_page
     app.config["dialtone.sandbox.violations"] = api.violations
@@ -153,10 +144,10 @@ class _Api:
             if value is None:
                 continue
             if name.endswith("Url") or name == "StatusCallback":
-                if value and not _is_url(value):
+                if value and not is_url(value):
                     raise err.bad_request(err.NUMBER_URL_INVALID, f"{name} is not valid: {value}")
             elif name.endswith("Method"):
-                value = _method(name, value)
+                value = check_method(name, value)
             elif name == "VoiceCallerIdLookup":
                 changes[field] = value.lower() == "true"
                 continue
@@ -184,17 +175,19 @@ class _Api:
             raise err.bad_request(
                 err.INVALID_TO, f"The 'To' number {to} is not a valid phone number."
             )
-        from_ = self._message_sender(to, params.get("From"), params.get("MessagingServiceSid"))
+        service = params.get("MessagingServiceSid") or None
+        from_ = self._message_sender(params.get("From"), service)
         body = params.get("Body") or ""
         media = [url for url in params.getall("MediaUrl") if url]
-        if not body and not media:
+        if not body and not media and not params.get("ContentSid"):
+            # A ContentSid alone is a whole message: its Content Template is the body.
             raise err.bad_request(err.BODY_REQUIRED, "Message body is required.")
         if len(body) > MAX_BODY:
             raise err.bad_request(
                 err.BODY_TOO_LONG, "The concatenated message body exceeds the 1600 character limit."
             )
         callback = params.get("StatusCallback") or None
-        if callback and not _is_url(callback):
+        if callback and not is_url(callback):
             raise err.bad_request(
                 err.INVALID_STATUS_CALLBACK,
                 f"The StatusCallback URL {callback} is not a valid URL.",
@@ -202,25 +195,32 @@ class _Api:
         refused = err.magic_to(to)
         if refused is not None:
             raise refused
-        if not to.startswith(WHATSAPP_PREFIX) and self.state.is_opted_out(from_, to):
-            # Twilio's STOP filtering: refused until the recipient texts START.
+        # Twilio's STOP filtering: refused until the recipient texts START. A Messaging Service's
+        # opt-outs cover every number in its pool (Twilio's opt-out keywords support article).
+        opted_out = (
+            self.state.optouts.is_opted_out_of_pool(to)
+            if service
+            else self.state.optouts.is_opted_out(from_, to)
+        )
+        if not to.startswith(WHATSAPP_PREFIX) and opted_out:
             raise err.bad_request(
                 err.UNSUBSCRIBED,
-                f"Attempt to send to unsubscribed recipient: {to} has replied STOP to {from_}.",
+                f"Attempt to send to unsubscribed recipient: {to} has replied STOP to "
+                f"{from_ or service}.",
             )
         message = self.state.create_message(
             to=to,
             from_=from_,
             body=body,
             media_urls=media,
+            status="accepted" if service else "queued",  # Twilio's initial statuses
             status_callback=callback,
-            messaging_service_sid=params.get("MessagingServiceSid"),
+            messaging_service_sid=service,
         )
         return 201, message.to_json()
 
-    def _message_sender(self, to: str, from_: str | None, service_sid: str | None) -> str:
-        """The From a message goes out with: the given one if it is ours, else the service's."""
-        channel = WHATSAPP_PREFIX if to.startswith(WHATSAPP_PREFIX) else ""
+    def _message_sender(self, from_: str | None, service_sid: str | None) -> str:
+        """The given From if it is ours; "" when a Messaging Service will assign one."""
         if from_:
             bare = from_.removeprefix(WHATSAPP_PREFIX)
             if self.state.number_by_phone(bare) is None:
@@ -232,8 +232,7 @@ class _Api:
             return from_
         if not service_sid or not self.state.phone_number:
             raise err.bad_request(err.FROM_REQUIRED, "A 'From' phone number is required.")
-        # A Messaging Service sends from a number in its pool: here, the sandbox number.
-        return channel + self.state.phone_number
+        return ""  # the service picks a sender from its pool (the sandbox number) at `queued`
 
     # --- Calls ------------------------------------------------------------------------------
 
@@ -267,11 +266,19 @@ class _Api:
                 f"The source phone number provided, {from_}, is not yet verified for your account.",
             )
         url, twiml = params.get("Url") or None, params.get("Twiml") or None
-        if params.get("ApplicationSid") and not (url or twiml):
-            raise err.bad_request(err.CALL_APPLICATION_INVALID, "ApplicationSid is invalid.")
-        self._check_call_instructions(url, twiml)
+        method = check_method("Method", params.get("Method") or "POST")
+        fallback = params.get("FallbackUrl") or None
         callback = params.get("StatusCallback") or None
-        if callback and not _is_url(callback):
+        application_sid = params.get("ApplicationSid")
+        if application_sid:  # the application's voice settings replace Url and friends
+            application = self.state.applications.get(application_sid)
+            if application is None or not application.voice_url:
+                raise err.bad_request(err.CALL_APPLICATION_INVALID, "ApplicationSid is invalid.")
+            url, twiml, method = application.voice_url, None, application.voice_method
+            fallback = application.voice_fallback_url
+            callback = callback or application.status_callback
+        self._check_call_instructions(url, twiml)
+        if callback and not is_url(callback):
             raise err.bad_request(
                 err.CALL_URL_INVALID, f"StatusCallback is not a valid URL: {callback}"
             )
@@ -281,11 +288,11 @@ class _Api:
             from_=from_,
             url=url,
             twiml=twiml,
-            method=_method("Method", params.get("Method") or "POST"),
-            fallback_url=params.get("FallbackUrl") or None,
-            fallback_method=_method("FallbackMethod", params.get("FallbackMethod") or "POST"),
+            method=method,
+            fallback_url=fallback,
+            fallback_method=check_method("FallbackMethod", params.get("FallbackMethod") or "POST"),
             status_callback=callback,
-            status_callback_method=_method(
+            status_callback_method=check_method(
                 "StatusCallbackMethod", params.get("StatusCallbackMethod") or "POST"
             ),
             status_callback_events=tuple(params.getall("StatusCallbackEvent")),
@@ -307,7 +314,7 @@ class _Api:
                     err.CALL_NOT_IN_PROGRESS, "Call is not in-progress. Cannot redirect."
                 )
             self._check_call_instructions(url, twiml)
-            method = _method("Method", params.get("Method") or "POST")
+            method = check_method("Method", params.get("Method") or "POST")
             return 200, self.state.redirect_call(sid, url=url, twiml=twiml, method=method).to_json()
         return 200, call.to_json()
 
@@ -327,7 +334,7 @@ class _Api:
                 err.CALL_URL_INVALID,
                 "Url parameter is required. For more information, see http://www.twilio.com/docs/api/twiml",
             )
-        if url and not _is_url(url):
+        if url and not is_url(url):
             raise err.bad_request(err.CALL_URL_INVALID, f"Url is not a valid URL: {url}")
 
     # --- anything else ----------------------------------------------------------------------
@@ -349,46 +356,9 @@ _CALL_CREATE_FIELDS = frozenset(
         "StatusCallback",
         "StatusCallbackMethod",
         "StatusCallbackEvent",
+        "ApplicationSid",
     ]
 )
-
-
-def list_page(items: list[dict[str, Any]], key: str, path: str, params: Params) -> dict[str, Any]:
-    """One page of a list, with the paging fields the twilio library follows."""
-    page_size = _int_param(params, "PageSize", DEFAULT_PAGE_SIZE, 1, 1000)
-    page = _int_param(params, "Page", 0, 0, None)
-    filters = [(k, v) for k, v in params.pairs if k not in ("Page", "PageSize", "PageToken")]
-
-    def uri(number: int) -> str:
-        return path + "?" + urlencode([*filters, ("PageSize", page_size), ("Page", number)])
-
-    start = page * page_size
-    chunk = items[start : start + page_size]
-    return {
-        key: chunk,
-        "end": start + max(len(chunk) - 1, 0),
-        "first_page_uri": uri(0),
-        "next_page_uri": uri(page + 1) if start + page_size < len(items) else None,
-        "page": page,
-        "page_size": page_size,
-        "previous_page_uri": uri(page - 1) if page > 0 else None,
-        "start": start,
-        "uri": uri(page),
-    }
-
-
-def _int_param(params: Params, name: str, default: int, low: int, high: int | None) -> int:
-    raw = params.get(name)
-    if raw is None or raw == "":
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise err.bad_request(err.BAD_REQUEST, f"{name} must be an integer.") from None
-    if value < low or (high is not None and value > high):
-        limit = f"from {low} to {high}" if high is not None else f"at least {low}"
-        raise err.bad_request(err.BAD_REQUEST, f"{name} must be {limit}.")
-    return value
 
 
 def _number_matches(pattern: str, number: str) -> bool:
@@ -402,19 +372,9 @@ def _number_matches(pattern: str, number: str) -> bool:
     return False
 
 
-def _is_url(value: str) -> bool:
-    parts = urlsplit(value)
-    return parts.scheme in ("http", "https") and bool(parts.netloc)
-
-
-def _method(name: str, value: str) -> str:
-    method = value.upper()
-    if method not in ("GET", "POST"):
-        raise err.bad_request(err.BAD_REQUEST, f"{name} must be GET or POST.")
-    return method
-
-
 def _json(status: int, body: dict[str, Any]) -> HTTPResponse:
+    if status == 204:
+        return HTTPResponse("", 204)
     headers = {"Content-Type": "application/json; charset=utf-8"}
     if status == 401:
         headers["WWW-Authenticate"] = 'Basic realm="Twilio API"'

@@ -172,7 +172,7 @@ ATTRIBUTE_CHECKS: dict[tuple[str, str], tuple[Check, int]] = {
     ("Gather", "numDigits"): (POSITIVE, 13314),
     ("Gather", "input"): (lambda v: set(v.lower().split()) <= {"dtmf", "speech"}, 13326),
     ("Gather", "action"): (is_url, 11100),
-    ("Gather", "actionOnEmptyResult"): (BOOL, 12200),
+    ("Gather", "actionOnEmptyResult"): (BOOL, 13338),
     ("Record", "method"): (METHOD, 13610),
     ("Record", "timeout"): (NON_NEGATIVE, 13611),
     ("Record", "maxLength"): (POSITIVE, 13612),
@@ -222,7 +222,9 @@ def _content_problems(verb: Verb, parent: str | None) -> list[tuple[int, str]]:
     problems: list[tuple[int, str]] = []
     if name == "Say" and not text:
         problems.append((13520, "<Say> has no text to speak"))
-    if name in ("Play", "Redirect") and not is_url(text):
+    if name == "Play" and not text and verb.get("digits"):
+        pass  # <Play digits="..."> sends DTMF tones: no URL needed
+    elif name in ("Play", "Redirect") and not is_url(text):
         problems.append((11100, f"<{name}> needs a URL, got {text!r}"))
     if name == "Number" and not PHONE_LIKE.match(text):
         problems.append((13223, f"<Number>{text}</Number> is not a phone number"))

@@ -4,75 +4,38 @@ The phone side is a `CallPeer` (the carrier adapts the terminal phone, tests use
 status changes go to `on_status` (the carrier POSTs StatusCallbacks). Pauses, Dial timeouts and
 queue waits are multiplied by `time_scale` so demos and tests are quick; Gather and Record
 timeouts are handed to the peer unscaled, since a person answers them.
+
+A live call can be moved to new TwiML at any moment (`redirect`, what a REST update with Url or
+Twiml does): the verb in progress stops and the new document runs, as on Twilio.
 """
 
 from __future__ import annotations
 
 import threading
 import time
-import uuid
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
 
-from dialtone.sandbox.carrier import twiml
+from dialtone.sandbox.carrier import twiml, voice_queue
 from dialtone.sandbox.carrier.call_peer import CallInfo, CallPeer
-from dialtone.sandbox.carrier.messaging import API_VERSION, OutboundMessage, country_of
-from dialtone.sandbox.carrier.queues import MAX_QUEUE_SIZE, QueueRegistry, Waiter, queue_sid
+from dialtone.sandbox.carrier.messaging import OutboundMessage
+from dialtone.sandbox.carrier.queues import QueueRegistry
+from dialtone.sandbox.carrier.voice_steps import End, Next, Outcome, new_sid, voice_params
 from dialtone.sandbox.carrier.webhook_client import Hook, WebhookClient
 from dialtone.sandbox.carrier.webhook_errors import Notice, TwilioFailure
+
+__all__ = ["APPLICATION_ERROR", "Call", "new_sid", "voice_params"]
 
 APPLICATION_ERROR = "We are sorry, an application error has occurred. Goodbye."
 NOT_EMULATED = frozenset({"Connect", "Start", "Stop", "Pay", "Refer", "Echo", "Prompt"})
 DEFAULT_RECORD_KEYS = "1234567890*#"
-POLL = 0.02  # seconds between checks while waiting on another call
-
+# The sandbox's own guard against a <Redirect> loop that never waits for the caller: Twilio
+# documents no limit, and hold loops that poll are common, so it is far above any real one.
+MAX_DOCUMENTS_WITHOUT_INPUT = 1000
+LOOP_FOREVER = 1000  # loop="0": until the call ends or this many times (Twilio's <Play> page)
+CONVERSATION = 5  # seconds (times time_scale) a dialled party stays on the line in the sandbox
 
 StatusCallback = Callable[[str, Mapping[str, str]], None]
 SmsSender = Callable[[OutboundMessage], str]
-
-
-@dataclass(frozen=True)
-class _Next:
-    hook: Hook
-    extra: Mapping[str, str] = field(default_factory=dict)
-    user_input: bool = False  # resets the redirect-loop counter
-
-
-@dataclass(frozen=True)
-class _End:
-    status: str
-    reason: str
-
-
-Outcome = _Next | _End | None  # None: carry on with the next verb
-
-
-def new_sid(prefix: str) -> str:
-    """A Twilio-shaped SID: two letters and 32 hex digits."""
-    return prefix + uuid.uuid4().hex
-
-
-def voice_params(
-    info: CallInfo, status: str, extra: Mapping[str, str] | None = None
-) -> dict[str, str]:
-    """Twilio's voice webhook parameters for a call in `status`, plus `extra`."""
-    params = {
-        "CallSid": info.call_sid,
-        "AccountSid": info.account_sid,
-        "From": info.from_,
-        "To": info.to,
-        "Caller": info.from_,
-        "Called": info.to,
-        "CallStatus": status,
-        "Direction": info.direction,
-        "ApiVersion": API_VERSION,
-    }
-    parties = (("From", info.from_), ("Caller", info.from_), ("To", info.to), ("Called", info.to))
-    for prefix, number in parties:
-        params.update({f"{prefix}City": "", f"{prefix}State": "", f"{prefix}Zip": ""})
-        params[f"{prefix}Country"] = country_of(number)
-    params.update(extra or {})
-    return params
 
 
 class Call:
@@ -89,7 +52,7 @@ class Call:
         on_status: StatusCallback | None = None,
         send_sms: SmsSender | None = None,
         time_scale: float = 1.0,
-        max_redirects: int = 10,
+        max_redirects: int = MAX_DOCUMENTS_WITHOUT_INPUT,
         recording_base_url: str = "https://api.twilio.com",
     ) -> None:
         self.info = info
@@ -104,6 +67,9 @@ class Call:
         self.recording_base_url = recording_base_url.rstrip("/")
         self.status = "ringing" if info.direction == "inbound" else "in-progress"
         self._hung_up = threading.Event()
+        self._interrupt = threading.Event()  # set by a hang-up or a redirect: stop waiting
+        self._lock = threading.Lock()
+        self._redirect: Hook | None = None
         self._quiet = False
         self._answered = info.direction != "inbound"
         self._started = time.monotonic()
@@ -119,6 +85,16 @@ class Call:
         if quiet:
             self._quiet = True
         self._hung_up.set()
+        self._interrupt.set()
+
+    def redirect(self, hook: Hook) -> None:
+        """Move the call to the TwiML at `hook` now (thread-safe), as a REST update does."""
+        with self._lock:
+            self._redirect = hook
+            self._interrupt.set()
+        interrupt = getattr(self.peer, "interrupt", None)
+        if interrupt is not None:
+            interrupt()  # wake a Gather or Record waiting for the phone
 
     @property
     def hung_up(self) -> bool:
@@ -131,19 +107,22 @@ class Call:
 
     def run(self) -> str:
         """Carry the call out to its end; returns the final CallStatus."""
-        step: _Next | _End = _Next(self.hook, user_input=True)
+        step: Next | End = Next(self.hook, user_input=True)
         without_input = 0
-        while isinstance(step, _Next):
-            if self.hung_up:
-                step = _End("completed", "the caller hung up")
+        while isinstance(step, Next):
+            stop = self._stopped()
+            if isinstance(stop, End):
+                step = stop
                 break
+            step = stop or step
             without_input = 0 if step.user_input else without_input + 1
             if without_input > self.max_redirects:
                 message = (
-                    f"{without_input} documents in a row without caller input: a <Redirect> loop?"
+                    f"{without_input} documents in a row without caller input: the sandbox "
+                    "ends the call (its own guard against a <Redirect> loop)"
                 )
                 self.peer.error(Notice(None, message, step.hook.url))
-                step = _End(self._failed_status(), "redirect loop")
+                step = End(self._failed_status(), "redirect loop")
                 break
             step = self._fetch_and_run(step)
         self._finish(step)
@@ -151,28 +130,47 @@ class Call:
 
     # --- the loop ---------------------------------------------------------------------------
 
-    def _fetch_and_run(self, step: _Next) -> _Next | _End:
+    def _stopped(self) -> Outcome:
+        """End on a hang-up, Next on a pending redirect (taken), None to carry on."""
+        if self.hung_up:
+            return End("completed", "the caller hung up")
+        with self._lock:
+            hook, self._redirect = self._redirect, None
+            if hook is not None and not self.hung_up:
+                self._interrupt.clear()
+        if hook is None:
+            return None
+        self._answer()  # a redirect of a ringing inbound call answers it
+        return Next(hook, user_input=True)
+
+    def _fetch_and_run(self, step: Next) -> Next | End:
         try:
             fetched = self.client.fetch_twiml(step.hook, self.params(step.extra), "voice")
         except TwilioFailure as exc:
             for notice in (*exc.earlier, exc.notice):
                 self.peer.error(notice)
-            if self._answered:
-                self.peer.say(APPLICATION_ERROR, None, None)
-            return _End(self._failed_status(), f"error {exc.notice.code}")
+            # Twilio answers the call to say so, even when its very first webhook failed.
+            self._answer()
+            self.peer.say(APPLICATION_ERROR, None, None)
+            return End("completed", f"error {exc.notice.code}")
         for notice in fetched.notices:
             self.peer.error(notice)
         document = fetched.document
         first = document.verbs[0].name if document.verbs else None
-        if not self._answered and first != "Reject":
-            self._set_status("in-progress")
+        if first != "Reject":
+            self._answer()
         outcome = self._run_verbs(document.verbs, document)
-        return outcome or _End("completed", "end of the TwiML document")
+        return outcome or End("completed", "end of the TwiML document")
+
+    def _answer(self) -> None:
+        if not self._answered:
+            self._set_status("in-progress")
 
     def _run_verbs(self, verbs: tuple[twiml.Verb, ...], document: twiml.Document) -> Outcome:
         for verb in verbs:
-            if self.hung_up:
-                return _End("completed", "the caller hung up")
+            stop = self._stopped()
+            if stop is not None:
+                return stop
             outcome = self._execute(verb, document)
             if outcome is not None:
                 return outcome
@@ -181,12 +179,13 @@ class Call:
     def _execute(self, verb: twiml.Verb, doc: twiml.Document) -> Outcome:
         handler = getattr(self, f"_verb_{verb.name.lower()}", None)
         if handler is not None:
-            return handler(verb, doc)
+            outcome: Outcome = handler(verb, doc)
+            return outcome
         if verb.name in NOT_EMULATED:
             self.peer.error(Notice(None, f"<{verb.name}> is not emulated; skipped", doc.url, False))
         return None
 
-    def _finish(self, end: _End) -> None:
+    def _finish(self, end: End) -> None:
         duration = str(int(time.monotonic() - self._started)) if self._answered else "0"
         self._set_status(end.status, {"CallDuration": duration})
         self.peer.ended(end.status, end.reason)
@@ -201,8 +200,8 @@ class Call:
         return "completed" if self._answered else "failed"
 
     def _wait(self, seconds: float) -> None:
-        """Wait a scaled `seconds`; returns early when the caller hangs up."""
-        self._hung_up.wait(seconds * self.time_scale)
+        """Wait a scaled `seconds`; returns early on a hang-up or a redirect."""
+        self._interrupt.wait(seconds * self.time_scale)
 
     def _hook(self, doc: twiml.Document, verb: twiml.Verb, attr: str = "action") -> Hook:
         target = verb.get(attr) or doc.url or self.hook.url
@@ -224,20 +223,33 @@ class Call:
         hook = self._hook(doc, verb)
         if self.hung_up:
             self._notify(hook, extra)
-            return _End("completed", "the caller hung up")
-        return _Next(hook, extra, user_input=True)
+            return End("completed", "the caller hung up")
+        return Next(hook, extra, user_input=True)
+
+    def _repeat(self, verb: twiml.Verb, play: Callable[[], None]) -> None:
+        """Carry out a Say or Play `loop` times; loop="0" until the call ends (or 1000 times)."""
+        loop = twiml.int_attr(verb, "loop", 1, minimum=0)
+        for _ in range(loop or LOOP_FOREVER):
+            if self._interrupt.is_set():
+                return
+            play()
+            if loop == 0:
+                self._wait(1)  # speech and audio take time on a real call; instant here
 
     # --- verbs ------------------------------------------------------------------------------
 
     def _verb_say(self, verb: twiml.Verb, doc: twiml.Document) -> Outcome:
-        for _ in range(max(twiml.int_attr(verb, "loop", 1, minimum=0), 1)):
-            self.peer.say(verb.text, verb.get("voice") or None, verb.get("language") or None)
+        voice, language = verb.get("voice") or None, verb.get("language") or None
+        self._repeat(verb, lambda: self.peer.say(verb.text, voice, language))
         return None
 
     def _verb_play(self, verb: twiml.Verb, doc: twiml.Document) -> Outcome:
+        digits = verb.get("digits")
+        if digits:  # DTMF tones sent on the call (to an IVR the call reached), no audio file
+            self.peer.play(f"dtmf:{digits}")
         if verb.text:
-            for _ in range(max(twiml.int_attr(verb, "loop", 1, minimum=0), 1)):
-                self.peer.play(twiml.resolve(doc.url, verb.text))
+            url = twiml.resolve(doc.url, verb.text)
+            self._repeat(verb, lambda: self.peer.play(url))
         return None
 
     def _verb_pause(self, verb: twiml.Verb, doc: twiml.Document) -> Outcome:
@@ -254,8 +266,9 @@ class Call:
         finish = finish if finish == "" or (len(finish) == 1 and finish in "0123456789#*") else "#"
         num_digits = twiml.int_attr(verb, "numDigits", 0) or None
         typed = self.peer.gather(num_digits, twiml.int_attr(verb, "timeout", 5), finish) or ""
-        if self.hung_up:
-            return _End("completed", "the caller hung up")
+        stop = self._stopped()
+        if stop is not None:
+            return stop
         digits, finished_on = typed, ""
         if finish and finish in typed:
             digits, finished_on = typed[: typed.index(finish)], finish
@@ -264,7 +277,7 @@ class Call:
         if not digits and not twiml.bool_attr(verb, "actionOnEmptyResult", False):
             return None  # no input: Twilio carries on with the next verb
         extra = {"Digits": digits, "FinishedOnKey": finished_on}
-        return _Next(self._hook(doc, verb), extra, user_input=True)
+        return Next(self._hook(doc, verb), extra, user_input=True)
 
     def _verb_record(self, verb: twiml.Verb, doc: twiml.Document) -> Outcome:
         keys = verb.get("finishOnKey", DEFAULT_RECORD_KEYS)
@@ -274,11 +287,15 @@ class Call:
             keys if set(keys) <= set(DEFAULT_RECORD_KEYS) else DEFAULT_RECORD_KEYS,
             twiml.bool_attr(verb, "playBeep", True),
         )
+        if not self.hung_up:
+            stop = self._stopped()
+            if stop is not None:
+                return stop
         if result is None or result.duration <= 0:
-            return _End("completed", "the caller hung up") if self.hung_up else None
+            return End("completed", "the caller hung up") if self.hung_up else None
         sid = new_sid("RE")
         extra = {
-            "RecordingUrl": f"{self.recording_base_url}/{API_VERSION}/Accounts/"
+            "RecordingUrl": f"{self.recording_base_url}/2010-04-01/Accounts/"
             f"{self.info.account_sid}/Recordings/{sid}",
             "RecordingSid": sid,
             "RecordingDuration": str(result.duration),
@@ -287,131 +304,65 @@ class Call:
         hook = self._hook(doc, verb)  # without an action, Record requests the document's URL
         if self.hung_up:
             self._notify(hook, extra)
-            return _End("completed", "the caller hung up")
-        return _Next(hook, extra, user_input=True)
+            return End("completed", "the caller hung up")
+        return Next(hook, extra, user_input=True)
 
     def _verb_dial(self, verb: twiml.Verb, doc: twiml.Document) -> Outcome:
         nouns = verb.children or (twiml.Verb("Number", text=verb.text),)
-        noun = nouns[0]  # the sandbox rings the first noun only
         timeout = twiml.int_attr(verb, "timeout", 30)
-        if noun.name == "Queue":
-            extra = self._dial_queue(noun.text, timeout, twiml.int_attr(verb, "timeLimit", 14400))
+        time_limit = twiml.int_attr(verb, "timeLimit", 14400)
+        queue = next((noun for noun in nouns if noun.name == "Queue"), None)
+        if queue is not None:
+            extra = self._dial_queue(queue.text, timeout, time_limit)
         else:
-            status = self.peer.dialled(noun.name.lower(), noun.text) or "completed"
-            extra = {"DialCallStatus": status, "DialCallSid": new_sid("CA")}
-            if status == "completed":
-                extra["DialCallDuration"] = "0"
+            extra = self._dial_parties(nouns, time_limit)
         return self._after(verb, doc, extra)
 
-    def _dial_queue(self, name: str, timeout: int, time_limit: int) -> dict[str, str]:
-        self.peer.dialled("queue", name)
-        wait = timeout * self.time_scale
-        bridge = self.queues.connect(name, self.info.call_sid, wait, self._hung_up)
-        if bridge is None:
-            return {"DialCallStatus": "no-answer", "QueueSid": queue_sid(name)}
-        self.peer.connected(bridge.caller_sid)
-        deadline = time.monotonic() + time_limit * self.time_scale
-        while not bridge.ended.wait(POLL):
-            if self.hung_up or time.monotonic() > deadline:
-                bridge.ended.set()
+    def _dial_parties(self, nouns: tuple[twiml.Verb, ...], time_limit: int) -> dict[str, str]:
+        """Ring every noun at once; the first to answer is connected (Twilio's <Dial> page)."""
+        statuses = [
+            self.peer.dialled(noun.name.lower(), noun.text) or "completed" for noun in nouns
+        ]
+        if "completed" not in statuses:  # nobody answered: the first noun's outcome is reported
+            return {"DialCallStatus": statuses[0], "DialCallSid": new_sid("CA")}
+        # The party talks for a while (the sandbox's stand-in for a conversation), until the
+        # caller hangs up or the Dial's timeLimit passes.
+        started = time.monotonic()
+        self._wait(min(CONVERSATION, time_limit))
+        talked = (time.monotonic() - started) / self.time_scale if self.time_scale else 0
         return {
             "DialCallStatus": "completed",
-            "DialCallSid": bridge.caller_sid,
-            "DialCallDuration": str(int(time.monotonic() - bridge.started)),
-            "QueueSid": queue_sid(name),
+            "DialCallSid": new_sid("CA"),
+            "DialCallDuration": str(max(1, round(talked))),
         }
 
-    def _verb_enqueue(self, verb: twiml.Verb, doc: twiml.Document) -> Outcome:
-        name = verb.text
-        waiter = self.queues.join(name, self.info.call_sid)
-        wait_url = verb.get("waitUrl")
-        next_wait: Hook | None = None
-        result = ""
-        while not result:
-            if waiter.bridge is not None:
-                result = "bridged"
-            elif self.hung_up:
-                result = "hangup"
-            elif wait_url or next_wait:
-                hook = next_wait or Hook(
-                    twiml.resolve(doc.url, wait_url), twiml.method_of(verb, "waitUrlMethod")
-                )
-                result, next_wait = self._run_wait_document(hook, waiter)
-            if not result:
-                # Play is instant in the sandbox: wait a (scaled) second between hold rounds.
-                self._hung_up.wait(max(self.time_scale, POLL))
-        if result in ("leave", "hangup") and not self.queues.leave(waiter):
-            result = "bridged" if not self.hung_up else result  # an agent took the call meanwhile
-        if result == "bridged" and waiter.bridge is not None:
-            self.peer.connected(waiter.bridge.agent_sid)
-            while not waiter.bridge.ended.wait(POLL):
-                if self.hung_up:
-                    waiter.bridge.ended.set()
-        extra = {
-            "QueueResult": result,
-            "QueueSid": queue_sid(name),
-            "QueueTime": str(waiter.waited),
-        }
-        if result == "hangup" or self.hung_up:
-            if verb.get("action"):
-                self._notify(self._hook(doc, verb), extra)
-            return _End("completed", "the caller hung up")
-        return self._after(verb, doc, extra)
-
-    def _run_wait_document(self, hook: Hook, waiter: Waiter) -> tuple[str, Hook | None]:
-        """One round of an <Enqueue waitUrl>: ("", next) to go on, or a QueueResult to stop."""
-        position, size = self.queues.position(waiter)
-        extra = {
-            "QueueSid": queue_sid(waiter.queue),
-            "QueuePosition": str(position),
-            "QueueTime": str(waiter.waited),
-            "AvgQueueTime": str(waiter.waited),
-            "CurrentQueueSize": str(size),
-            "MaxQueueSize": str(MAX_QUEUE_SIZE),
-        }
-        try:
-            fetched = self.client.fetch_twiml(hook, self.params(extra), "voice")
-        except TwilioFailure as exc:
-            self.peer.error(exc.notice)
-            return "error", None
-        for notice in fetched.notices:
-            self.peer.error(notice)
-        document = fetched.document
-        for verb in document.verbs:
-            if waiter.bridge is not None:
-                return "bridged", None
-            if self.hung_up:
-                return "hangup", None
-            if verb.name == "Leave":
-                return "leave", None
-            if verb.name == "Hangup":
-                self._hung_up.set()
-                return "hangup", None
-            if verb.name == "Redirect":
-                return "", Hook(twiml.resolve(document.url, verb.text), twiml.method_of(verb))
-            if verb.name in ("Say", "Play", "Pause"):
-                self._execute(verb, document)
-            else:
-                message = f"<{verb.name}> is not allowed in an <Enqueue> waitUrl document"
-                self.peer.error(Notice(12200, message, document.url, fatal=False))
-        return "", None
+    _dial_queue = voice_queue.dial_queue
+    _verb_enqueue = voice_queue.enqueue
 
     def _verb_redirect(self, verb: twiml.Verb, doc: twiml.Document) -> Outcome:
-        return _Next(Hook(twiml.resolve(doc.url, verb.text), twiml.method_of(verb)))
+        return Next(Hook(twiml.resolve(doc.url, verb.text), twiml.method_of(verb)))
 
     def _verb_hangup(self, verb: twiml.Verb, doc: twiml.Document) -> Outcome:
-        return _End("completed", "<Hangup>")
+        return End("completed", "<Hangup>")
 
     def _verb_reject(self, verb: twiml.Verb, doc: twiml.Document) -> Outcome:
         if self._answered:
-            return _End("completed", "<Reject> after the call was answered")
+            return End("completed", "<Reject> after the call was answered")
         status = "busy" if verb.get("reason") == "busy" else "no-answer"
-        return _End(status, f"<Reject reason={verb.get('reason') or 'rejected'}>")
+        return End(status, f"<Reject reason={verb.get('reason') or 'rejected'}>")
 
     def _verb_leave(self, verb: twiml.Verb, doc: twiml.Document) -> Outcome:
         return None  # only meaningful in a waitUrl document, handled there
 
+    def _verb_message(self, verb: twiml.Verb, doc: twiml.Document) -> Outcome:
+        # Not a voice verb: Twilio sends nothing and logs a schema warning; the call carries on.
+        text = "<Message> is not a voice verb: no text is sent (use <Sms>, or the REST API)"
+        self.peer.error(Notice(12200, text, doc.url, fatal=False))
+        return None
+
     def _verb_sms(self, verb: twiml.Verb, doc: twiml.Document) -> Outcome:
+        text = "<Sms> is deprecated; Twilio still sends it, but use the REST API instead"
+        self.peer.error(Notice(None, text, doc.url, fatal=False))
         inbound = self.info.direction == "inbound"
         other, ours = (
             (self.info.from_, self.info.to) if inbound else (self.info.to, self.info.from_)
@@ -427,5 +378,3 @@ class Call:
         sid = self.send_sms(message) if self.send_sms else new_sid("SM")
         self.peer.sms(message.to, message.body)
         return self._after(verb, doc, {"SmsSid": sid, "SmsStatus": "sending"})
-
-    _verb_message = _verb_sms  # accepted in voice too: see the README's sandbox section

@@ -22,6 +22,7 @@ from urllib.parse import urlencode, urljoin, urlsplit, urlunsplit
 from twilio.request_validator import RequestValidator
 
 from dialtone.sandbox.carrier import twiml
+from dialtone.sandbox.carrier.overrides import split_overrides
 from dialtone.sandbox.carrier.webhook_errors import Notice, TwilioFailure, failure
 
 USER_AGENT = "TwilioProxy/1.1"
@@ -68,13 +69,31 @@ class WebhookClient:
     user_agent: str = USER_AGENT
 
     def send(self, url: str, params: Mapping[str, str], method: str = "POST") -> Answer:
-        """One webhook request, following HTTP redirects; raises TwilioFailure on any failure."""
-        method = method.upper()
+        """One webhook request, following HTTP redirects and the URL's connection overrides
+        (`#ct=...&rc=...`, never sent nor signed); raises TwilioFailure on any failure."""
+        url, overrides = split_overrides(url)
+        timeouts = (
+            overrides.connect_timeout or self.connect_timeout,
+            overrides.total_timeout or self.total_timeout,
+        )
+        for attempt in range(overrides.retries + 1):
+            try:
+                return self._follow(url, params, method.upper(), timeouts)
+            except TwilioFailure as exc:
+                if attempt == overrides.retries or not overrides.retry_on(exc):
+                    raise
+        raise AssertionError("unreachable")  # the last attempt returns or raises
+
+    def _follow(
+        self, url: str, params: Mapping[str, str], method: str, timeouts: tuple[float, float]
+    ) -> Answer:
         for _ in range(MAX_HTTP_REDIRECTS + 1):
-            answer, location = self._send_once(url, params, method)
+            answer, location = self._send_once(url, params, method, timeouts)
             if location is None:
                 if not 200 <= answer.status < 300:
-                    raise failure(11200, f"the server answered HTTP {answer.status}", url)
+                    exc = failure(11200, f"the server answered HTTP {answer.status}", url)
+                    exc.http_status = answer.status
+                    raise exc
                 return answer
             url = urljoin(url, location)
         raise failure(11215, f"more than {MAX_HTTP_REDIRECTS} HTTP redirects in a row", url)
@@ -104,7 +123,7 @@ class WebhookClient:
         return Fetched(document, document.warnings)
 
     def _send_once(
-        self, url: str, params: Mapping[str, str], method: str
+        self, url: str, params: Mapping[str, str], method: str, timeouts: tuple[float, float]
     ) -> tuple[Answer, str | None]:
         parts = urlsplit(url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
@@ -126,16 +145,22 @@ class WebhookClient:
         }
         if body is not None:
             headers["Content-Type"] = "application/x-www-form-urlencoded"
-        return self._exchange(url, method, body, headers)
+        return self._exchange(url, method, body, headers, timeouts)
 
     def _exchange(
-        self, url: str, method: str, body: bytes | None, headers: dict[str, str]
+        self,
+        url: str,
+        method: str,
+        body: bytes | None,
+        headers: dict[str, str],
+        timeouts: tuple[float, float],
     ) -> tuple[Answer, str | None]:
         split = urlsplit(url)
         target = urlunsplit(("", "", split.path or "/", split.query, ""))
-        deadline = time.monotonic() + self.total_timeout
+        connect_timeout, total_timeout = timeouts
+        deadline = time.monotonic() + total_timeout
         cls = http.client.HTTPSConnection if split.scheme == "https" else http.client.HTTPConnection
-        conn = cls(split.hostname or "", split.port, timeout=self.connect_timeout)
+        conn = cls(split.hostname or "", split.port, timeout=connect_timeout)
         watchdog: threading.Timer | None = None
         try:
             _connect(conn, url)
@@ -159,15 +184,13 @@ class WebhookClient:
         except TwilioFailure:
             raise
         except TimeoutError:
-            raise failure(
-                11205, f"no complete answer within {self.total_timeout:g} s", url
-            ) from None
+            raise failure(11205, f"no complete answer within {total_timeout:g} s", url) from None
         except ssl.SSLError as exc:
             raise failure(11220, f"TLS handshake failed: {exc.reason}", url) from None
         except (http.client.HTTPException, OSError) as exc:
             if time.monotonic() >= deadline:
                 raise failure(
-                    11205, f"no complete answer within {self.total_timeout:g} s", url
+                    11205, f"no complete answer within {total_timeout:g} s", url
                 ) from None
             if isinstance(exc, http.client.HTTPException):
                 raise failure(11206, f"the answer is not valid HTTP ({exc!r})", url) from None

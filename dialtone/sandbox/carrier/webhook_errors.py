@@ -47,6 +47,7 @@ ERRORS: dict[int, str] = {
     13320: "Gather: Invalid nested verb",
     13322: "Gather->Say: Invalid loop value",
     13326: "Gather: Invalid input value",
+    13338: "Gather: Invalid actionOnEmptyResult value",
     13410: "Play: Invalid loop value",
     13510: "Say: Invalid loop value",
     13520: "Say: Invalid text",  # empty <Say>
@@ -107,6 +108,7 @@ class TwilioFailure(Exception):
         super().__init__(str(notice))
         self.notice = notice
         self.earlier = earlier  # e.g. the primary URL's failure when the fallback failed too
+        self.http_status: int | None = None  # the app's HTTP status, for an 11200
 
 
 def failure(code: int | None, message: str, url: str | None = None) -> TwilioFailure:

@@ -1,6 +1,10 @@
 """The phone API: how the terminal phone (and tests) use the carrier, served under `/_phone/`.
 
-JSON in, JSON out, loopback clients only (403 otherwise). The prefix cannot clash with Twilio's
+JSON in, JSON out. Loopback clients, loopback Host and no foreign Origin only (403 otherwise,
+see `dialtone.sandbox.guard`); anything that changes state must be `application/json` (415
+otherwise), so a web page cannot drive the phone with a form post. At most MAX_LONG_POLLS event
+requests wait at once; others are answered at once with `"busy": true`, so waiting readers never
+hold every worker thread and the REST API keeps answering. The prefix cannot clash with Twilio's
 API, which lives under `/2010-04-01/`.
 
     GET  /_phone/info                         the phone's and the sandbox's numbers
@@ -9,7 +13,11 @@ API, which lives under `/2010-04-01/`.
     POST /_phone/calls      {}                                               call the number
     POST /_phone/calls/<sid>/digits   {"digits": "1#"}   keys for a Gather (or a Record)
     POST /_phone/calls/<sid>/answer | decline | hangup
-`<sid>` may be `current`: the phone's current call.
+    GET  /_phone/failures                     failures planned for the next messages and calls
+    POST /_phone/failures   {"kind": "message", "to", "error_code": 30003, "status", "count"}
+                            {"kind": "call", "to", "status": "busy" | "no-answer" | "failed"}
+    POST /_phone/failures/clear   {}          forget every planned failure
+`<sid>` may be `current`: the phone's current call; `to` defaults to the phone's number.
 """
 
 from __future__ import annotations
@@ -17,27 +25,31 @@ from __future__ import annotations
 import json
 import logging
 import mimetypes
+import threading
 from collections.abc import Callable
-from ipaddress import ip_address
 from typing import Any, NoReturn
 
 from bottle import Bottle, HTTPError, HTTPResponse, request
 
+from dialtone.facts import MAX_MEDIA
+from dialtone.sandbox.carrier.failures import FailureError
 from dialtone.sandbox.carrier.messaging import Media
 from dialtone.sandbox.carrier.network import Carrier, PhoneError
+from dialtone.sandbox.guard import json_only, refusal
 
 log = logging.getLogger("dialtone.sandbox.phone")
 
 PREFIX = "/_phone"
 MAX_WAIT = 30.0
-MAX_MEDIA = 10
+MAX_LONG_POLLS = 4  # event requests that may wait at once (the server has more worker threads)
 
 
 def create_phone_app(carrier: Carrier) -> Bottle:
     """The phone API over `carrier`."""
     app = Bottle()
-    app.add_hook("before_request", _loopback_only)
+    app.add_hook("before_request", _guard)
     app.default_error_handler = _error_page
+    long_polls = threading.BoundedSemaphore(MAX_LONG_POLLS)
 
     @app.get(f"{PREFIX}/info")
     def info() -> HTTPResponse:
@@ -57,8 +69,28 @@ def create_phone_app(carrier: Carrier) -> Bottle:
     def events() -> HTTPResponse:
         after = _number(request.query.get("after"), "after", 0)
         wait = min(_number(request.query.get("wait"), "wait", 0), MAX_WAIT)
-        found = carrier.events.since(int(after), wait)
+        if wait and not long_polls.acquire(blocking=False):
+            found = carrier.events.since(int(after))  # enough readers wait: answer at once
+            return _json(200, {"events": found, "last": carrier.events.last_id, "busy": True})
+        try:
+            found = carrier.events.since(int(after), wait)
+        finally:
+            if wait:
+                long_polls.release()
         return _json(200, {"events": found, "last": carrier.events.last_id})
+
+    @app.get(f"{PREFIX}/failures")
+    def failures() -> HTTPResponse:
+        return _json(200, carrier.failures.pending())
+
+    @app.post(f"{PREFIX}/failures")
+    def plan_failure() -> HTTPResponse:
+        return _json(201, _plan_failure(carrier, _payload()))
+
+    @app.post(f"{PREFIX}/failures/clear")
+    def clear_failures() -> HTTPResponse:
+        carrier.failures.clear()
+        return _json(200, carrier.failures.pending())
 
     @app.post(f"{PREFIX}/messages")
     def send_message() -> HTTPResponse:
@@ -101,13 +133,39 @@ def create_phone_app(carrier: Carrier) -> Bottle:
     return app
 
 
-def _loopback_only() -> None:
+def _guard() -> None:
+    """The LoopbackGuard's rules (also when the app is served without it), then JSON only."""
+    reason = refusal(request.environ)
+    if reason is not None:
+        raise HTTPError(403, reason)
+    if request.method not in ("GET", "HEAD"):
+        reason = json_only(request.environ)
+        if reason is not None:
+            raise HTTPError(415, reason)
+
+
+def _plan_failure(carrier: Carrier, payload: dict[str, Any]) -> dict[str, Any]:
+    """Plan a failure from a `POST /_phone/failures` body; what was planned."""
+    kind, to = payload.get("kind"), payload.get("to") or carrier.phone_number
+    count, status, code = payload.get("count", 1), payload.get("status"), payload.get("error_code")
+    if kind not in ("message", "call"):
+        _fail(400, '"kind" must be "message" or "call".')
+    if not isinstance(to, str) or not isinstance(count, int) or isinstance(count, bool):
+        _fail(400, '"to" must be a phone number and "count" a whole number.')
+    if status is not None and not isinstance(status, str):
+        _fail(400, '"status" must be a string.')
+    if kind == "message" and (not isinstance(code, int) or isinstance(code, bool)):
+        _fail(400, '"error_code" must be a Twilio error code such as 30003.')
     try:
-        loopback = ip_address(request.remote_addr or "").is_loopback
-    except ValueError:
-        loopback = False
-    if not loopback:
-        raise HTTPError(403, "The phone API answers loopback clients only.")
+        if kind == "message":
+            planned = carrier.failures.fail_messages(
+                to, error_code=int(code or 0), status=status, count=count
+            )
+            return {"kind": kind, "to": to, "status": planned.status, "error_code": code}
+        call = carrier.failures.fail_calls(to, status=status or "", count=count)
+    except FailureError as exc:
+        _fail(400, str(exc))
+    return {"kind": kind, "to": to, "status": call.status, "count": count}
 
 
 def _payload() -> dict[str, Any]:

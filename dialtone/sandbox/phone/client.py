@@ -82,6 +82,27 @@ class PhoneClient:
         """Hang up the current call."""
         self._request("POST", f"/_phone/calls/{call_sid}/hangup", {})
 
+    def fail_messages(
+        self,
+        error_code: int,
+        *,
+        status: str | None = None,
+        to: str | None = None,
+        count: int = 1,
+    ) -> dict[str, Any]:
+        """Make the next `count` messages to `to` (default: this phone) fail with `error_code`."""
+        payload = {"kind": "message", "error_code": error_code, "status": status, "count": count}
+        return self._request("POST", "/_phone/failures", {**payload, "to": to})
+
+    def fail_calls(self, status: str, *, to: str | None = None, count: int = 1) -> dict[str, Any]:
+        """Make the next `count` calls to `to` (default: this phone) end busy/no-answer/failed."""
+        payload = {"kind": "call", "status": status, "count": count, "to": to}
+        return self._request("POST", "/_phone/failures", payload)
+
+    def failures(self) -> dict[str, Any]:
+        """The failures still planned: {"messages": [...], "calls": [...]}."""
+        return self._request("GET", "/_phone/failures")
+
     # --- events -----------------------------------------------------------------------------
 
     def events(self, wait: float = 0.0, after: int | None = None) -> list[Event]:
@@ -91,6 +112,8 @@ class PhoneClient:
             "GET", f"/_phone/events?after={since}&wait={wait:g}", timeout=self.timeout + wait
         )
         found: list[Event] = answer["events"]
+        if answer.get("busy") and not found:
+            time.sleep(min(wait, 0.2))  # enough readers are waiting already: do not spin
         if found:
             self.last_event = max(self.last_event, found[-1]["id"])
         return found

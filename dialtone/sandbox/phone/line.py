@@ -11,12 +11,15 @@ import logging
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from typing import Any
 
 from dialtone.sandbox.carrier.call_peer import RecordResult
 from dialtone.sandbox.carrier.webhook_errors import Notice
 
 log = logging.getLogger("dialtone.sandbox.phone")
+
+DialOutcome = Callable[[str], "str | None"]  # a dialled number -> DialCallStatus, None: answers
 
 MAX_EVENTS = 1000  # the log keeps the newest events only; a phone that falls behind skips ahead
 
@@ -29,6 +32,13 @@ class EventLog:
         self._changed = threading.Condition()
         self._last = 0
         self._closed = False
+        self._waiting = 0
+
+    @property
+    def waiting(self) -> int:
+        """How many readers are waiting in `since` right now."""
+        with self._changed:
+            return self._waiting
 
     @property
     def last_id(self) -> int:
@@ -49,11 +59,15 @@ class EventLog:
         """Events with an id above `after`, waiting up to `wait` s for one if there is none yet."""
         deadline = time.monotonic() + wait
         with self._changed:
-            while self._last <= after and not self._closed:
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    break
-                self._changed.wait(left)
+            self._waiting += 1
+            try:
+                while self._last <= after and not self._closed:
+                    left = deadline - time.monotonic()
+                    if left <= 0:
+                        break
+                    self._changed.wait(left)
+            finally:
+                self._waiting -= 1
             return [dict(e) for e in self._events if e["id"] > after]
 
     def close(self) -> None:
@@ -66,13 +80,22 @@ class EventLog:
 class PhoneLine:
     """One call as the phone sees it: verbs become events, keys come from the phone."""
 
-    def __init__(self, call_sid: str, events: EventLog, *, input_scale: float = 1.0) -> None:
+    def __init__(
+        self,
+        call_sid: str,
+        events: EventLog,
+        *,
+        input_scale: float = 1.0,
+        dial_outcome: DialOutcome | None = None,
+    ) -> None:
         self.call_sid = call_sid
         self.events = events
         self.input_scale = input_scale  # stretches Gather/Record timeouts for people typing
+        self.dial_outcome = dial_outcome  # a planned failure for a dialled number, if any
         self._keys = ""
         self._typed = threading.Condition()
         self._closed = False
+        self._interrupts = 0  # bumped by interrupt(): a Gather or Record waiting stops
 
     # --- from the phone ---------------------------------------------------------------------
 
@@ -86,6 +109,12 @@ class PhoneLine:
         """The call is over: wake a waiting Gather or Record."""
         with self._typed:
             self._closed = True
+            self._typed.notify_all()
+
+    def interrupt(self) -> None:
+        """The call moves to new TwiML: a Gather or Record in progress ends with nothing."""
+        with self._typed:
+            self._interrupts += 1
             self._typed.notify_all()
 
     # --- CallPeer ---------------------------------------------------------------------------
@@ -108,6 +137,8 @@ class PhoneLine:
     def gather(self, num_digits: int | None, timeout: int, finish_on_key: str) -> str | None:
         """Wait for keys: `num_digits` of them, the finish key, or `timeout` s after the last."""
         limit = timeout * self.input_scale
+        with self._typed:
+            interrupts = self._interrupts
         self._show(
             "gather",
             num_digits=num_digits,
@@ -118,7 +149,7 @@ class PhoneLine:
         with self._typed:
             seen = len(self._keys)
             deadline = time.monotonic() + limit
-            while not self._closed:
+            while not self._closed and self._interrupts == interrupts:
                 digits = "".join(k for k in self._keys if k in "0123456789*#")
                 if num_digits and len(digits) >= num_digits:
                     break
@@ -138,6 +169,8 @@ class PhoneLine:
         self, max_length: int, timeout: int, finish_on_key: str, play_beep: bool
     ) -> RecordResult | None:
         """Record until a finish key, `timeout` s with nothing typed, max_length or hang-up."""
+        with self._typed:
+            interrupts = self._interrupts
         self._show("record", max_length=max_length, timeout=timeout, finish_on_key=finish_on_key)
         started = time.monotonic()
         end = started + max_length
@@ -147,7 +180,7 @@ class PhoneLine:
         with self._typed:
             self._keys = ""
             deadline = min(end, started + limit)
-            while not self._closed:
+            while not self._closed and self._interrupts == interrupts:
                 if self._keys:
                     heard = True
                     pressed = next((k for k in self._keys if k in finish_on_key), "")
@@ -164,9 +197,10 @@ class PhoneLine:
         return RecordResult(max(1, round(time.monotonic() - started)), pressed)
 
     def dialled(self, kind: str, target: str) -> str | None:
-        """Show the dialled party; the sandbox says it answered and the conversation ended."""
-        self._show("dial", kind=kind, target=target)
-        return None
+        """Show the dialled party; it answers unless a failure was planned for it."""
+        status = self.dial_outcome(target) if self.dial_outcome and kind == "number" else None
+        self._show("dial", kind=kind, target=target, status=status or "answered")
+        return status
 
     def connected(self, party: str) -> None:
         """Show that another sandbox call is now on the line."""

@@ -18,6 +18,8 @@ COMMANDS = [
     ("/call", "call the number"),
     ("/answer, /decline", "take or refuse a call that is ringing the phone"),
     ("/hangup", "end the call"),
+    ("/fail text 30003", "the next text to this phone ends undelivered (or: failed, x2, +number)"),
+    ("/fail call busy", "the next call to this phone ends busy (no-answer, failed)"),
     ("/help", "this list"),
     ("/quit", "leave the phone (Ctrl-D works too)"),
 ]
@@ -52,7 +54,10 @@ def render(event: Event, phone_number: str) -> Text | None:
 
 
 def _message(event: Event, phone: str) -> Text:
-    text = Text.assemble(("✉  ", "green"), (f"{event['from_']}: ", "bold green"))
+    sender = event["from_"]
+    if event.get("auto_reply"):  # Twilio's own answer to a keyword, not the app's
+        sender = f"Twilio (automatic reply for {sender})"
+    text = Text.assemble(("✉  ", "green"), (f"{sender}: ", "bold green"))
     text.append(event.get("body") or "(no text)", style="green")
     for url in event.get("media_urls") or []:
         text.append(f"\n         📎 {url}", style="green")
@@ -60,7 +65,7 @@ def _message(event: Event, phone: str) -> Text:
 
 
 def _message_status(event: Event, phone: str) -> Text | None:
-    if event.get("to_phone") and event["status"] != "undelivered":
+    if event.get("to_phone") and event["status"] not in ("undelivered", "failed"):
         return None  # the phone shows the message itself when it arrives
     style = "yellow" if event["status"] in ("undelivered", "failed") else "dim"
     text = Text(f"   text {event['sid'][:10]}… to {event['to']} is {event['status']}", style=style)
@@ -124,7 +129,9 @@ def _record(event: Event, phone: str) -> Text:
 
 
 def _dial(event: Event, phone: str) -> Text:
-    return Text(f"☎  Dialling {event['kind']} {event['target']}", style="magenta")
+    status = event.get("status")
+    outcome = f" ({status})" if status and status != "answered" else ""
+    return Text(f"☎  Dialling {event['kind']} {event['target']}{outcome}", style="magenta")
 
 
 def _connected(event: Event, phone: str) -> Text:

@@ -6,7 +6,7 @@
         # a request to `forwarder` reaches localhost:port as ngrok would deliver it to
         # tunnel.public_url: Host and X-Forwarded-Host the public host, X-Forwarded-Proto https
 
-A subprocess (scripts/dev.py) gets it through `fake_ngrok.environ()`: NGROK_PATH is the fake,
+A subprocess (`python -m dialtone dev`) gets it through `fake_ngrok.environ()`: NGROK_PATH is the fake,
 NGROK_AUTHTOKEN a fake token, and the agent writes its state (pid, public URL -> forwarder) to
 FAKE_NGROK_STATE, which is `fake_ngrok.state_file`, so `fake_ngrok.forwarder(url)` works there too.
 """
@@ -52,7 +52,7 @@ class FakeNgrok:
         return str(self.state()["endpoints"][public_url.rstrip("/")]["forwarder"])
 
     def environ(self, authtoken: str = "fake-ngrok-authtoken") -> dict[str, str]:
-        """The environment for a subprocess (scripts/dev.py) that should use this fake agent.
+        """The environment for a subprocess (`python -m dialtone dev`) that should use this fake agent.
 
         It carries FAKE_NGROK_STATE and the dead download proxies from `set_up`, and points
         pyngrok's default config directory (XDG_CONFIG_HOME) into tmp_path, away from ~/.config.

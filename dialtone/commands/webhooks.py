@@ -1,52 +1,48 @@
-"""`make webhooks URL=https://bot.example.com`: point the number at a deployed Dialtone.
+"""`dialtone webhooks URL` (make webhooks URL=https://bot.example.com): point the number at a
+deployed Dialtone.
 
-Shows a before/after diff, saves the previous configuration (so `make restore FILE=...` can put
-it back), and with --dry-run changes nothing.
+Shows a before/after diff, saves the previous configuration (so `dialtone restore --file ...`
+can put it back), and with --dry-run changes nothing.
 """
 
 from __future__ import annotations
 
 import argparse
-import sys
-from datetime import UTC, datetime
-from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from rich.console import Console
-from rich.table import Table
 
 from dialtone import cli
-from dialtone.devloop.number_config import (
-    BACKUP_DIR,
-    diff,
-    find_number,
-    pointing_at,
-    snapshot,
-    update,
-    write_backup,
-)
 from dialtone.errors import DialtoneError, SettingsError
 from dialtone.settings import absolute_url
-from dialtone.twilio_api import make_client
 
-HISTORY_DIR = BACKUP_DIR / "history"
+SUMMARY = "point the number at a deployed Dialtone (a diff first; --dry-run changes nothing)"
 
 
-def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    """The command line."""
-    parser = argparse.ArgumentParser(prog="make webhooks", description=__doc__)
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options of `dialtone webhooks`."""
     parser.add_argument("url", help="the deployed Dialtone's public https base URL")
     only = parser.add_mutually_exclusive_group()
     only.add_argument("--voice-only", action="store_true", help="change only the voice webhook")
     only.add_argument("--sms-only", action="store_true", help="change only the SMS webhook")
     parser.add_argument("--dry-run", action="store_true", help="show the diff, change nothing")
-    return parser.parse_args(argv)
 
 
-def main(argv: list[str] | None = None) -> int:
+def run(args: argparse.Namespace) -> int:
     """Point the number at URL."""
-    args = parse_args(argv)
+    from datetime import UTC, datetime
+
+    from rich.console import Console
+    from rich.table import Table
+
+    from dialtone.devloop.number_config import (
+        BACKUP_DIR,
+        diff,
+        find_number,
+        pointing_at,
+        snapshot,
+        update,
+        write_backup,
+    )
+    from dialtone.twilio_api import make_client
+
     try:
         url = absolute_url(args.url)
     except ValueError as exc:
@@ -81,13 +77,10 @@ def main(argv: list[str] | None = None) -> int:
         console.print("Dry run: nothing was changed.")
         return 0
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
-    saved = HISTORY_DIR / f"number-{settings.phone_number.lstrip('+')}-{stamp}.json"
+    saved = BACKUP_DIR / "history" / f"number-{settings.phone_number.lstrip('+')}-{stamp}.json"
     write_backup(before, saved)
     update(client, before, dict(changes))
     console.print(f"Done. The previous configuration is saved in {saved}.")
     console.print(f"To put it back: make restore FILE={saved}")
+    console.print(f"  (or without make: dialtone restore --file {saved})")
     return 0
-
-
-if __name__ == "__main__":
-    cli.run(main)

@@ -1,29 +1,33 @@
-"""`make restore`: put the number back from the backup `make dev` keeps (or from FILE=...)."""
+"""`dialtone restore` (make restore): put the number back from the backup `dialtone dev` keeps,
+or from a backup file (--file, FILE= with make).
+"""
 
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
 from dialtone import cli
-from dialtone.devloop.number_config import BACKUP_DIR, backup_path, read_backup, restore
 from dialtone.errors import DialtoneError, SettingsError
-from dialtone.twilio_api import make_client
+
+SUMMARY = "put the number back from the dev loop's backup (or --file backup.json)"
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Restore the number's saved webhook configuration."""
-    parser = argparse.ArgumentParser(prog="make restore", description=__doc__)
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options of `dialtone restore`."""
     parser.add_argument("--file", type=Path, help="a backup to restore from")
-    args = parser.parse_args(argv)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Restore the number's saved webhook configuration."""
+    from dialtone.devloop.number_config import BACKUP_DIR, backup_path, read_backup, restore
+    from dialtone.twilio_api import make_client
+
     settings = cli.load_settings()
     if args.file is not None:
         path = args.file
         if not path.is_file():
-            raise DialtoneError(f"There is no backup at {path}: check the FILE= path.")
+            raise DialtoneError(f"There is no backup at {path}: check the --file (FILE=) path.")
     elif settings.phone_number:
         path = backup_path(settings.phone_number)
     else:
@@ -34,7 +38,7 @@ def main(argv: list[str] | None = None) -> int:
         raise SettingsError(
             [
                 "TWILIO_PHONE_NUMBER: set it to say which number to restore, or pass "
-                f"FILE= one of: {', '.join(str(p) for p in leftovers)}"
+                f"--file (FILE=) one of: {', '.join(str(p) for p in leftovers)}"
             ]
         )
     original = read_backup(path)
@@ -51,7 +55,3 @@ def main(argv: list[str] | None = None) -> int:
         path.unlink()
     print(f"Restored {original.phone_number} as saved at {original.saved_at}.")
     return 0
-
-
-if __name__ == "__main__":
-    cli.run(main)

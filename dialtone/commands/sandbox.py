@@ -1,8 +1,9 @@
-"""`make sandbox`: run the local sandbox (Twilio's API, the carrier, the phone API) on its own.
+"""`dialtone sandbox` (make sandbox): run the local sandbox (Twilio's API, the carrier, the phone
+API) on its own.
 
 Point any app at it with the settings it prints; `--app URL` also points the sandbox number's
 voice, SMS and status webhooks at that app (URL/voice_url, URL/sms_url, URL/status). Open the
-phone with `make phone`. Ctrl-C stops it.
+phone with `dialtone phone`. Ctrl-C stops it.
 """
 
 from __future__ import annotations
@@ -10,37 +11,33 @@ from __future__ import annotations
 import argparse
 import contextlib
 import signal
-import sys
 import threading
-from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from rich.console import Console
-from rich.panel import Panel
-from rich.text import Text
 
 from dialtone import cli, logs
-from dialtone.devloop.number_config import pointing_at
-from dialtone.devloop.sandbox import start_for_dev
 from dialtone.settings import absolute_url
 
+SUMMARY = "run the local sandbox alone (--app URL points its number at an app)"
 
-def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    """The command line."""
-    parser = argparse.ArgumentParser(prog="make sandbox", description=__doc__)
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options of `dialtone sandbox`."""
     parser.add_argument(
         "--app",
         metavar="URL",
         type=absolute_url,
         help="point the sandbox number's webhooks at the app at this base URL",
     )
-    return parser.parse_args(argv)
 
 
-def main(argv: list[str] | None = None) -> int:
+def run(args: argparse.Namespace) -> int:
     """Serve the sandbox until Ctrl-C or SIGTERM."""
-    args = parse_args(argv)
+    from rich.console import Console
+    from rich.panel import Panel
+    from rich.text import Text
+
+    from dialtone.devloop.number_config import pointing_at
+    from dialtone.devloop.sandbox import start_for_dev
+
     settings = cli.load_settings()
     logs.configure(settings.log_level)
     console = Console(stderr=True)
@@ -72,12 +69,10 @@ def main(argv: list[str] | None = None) -> int:
         stop = threading.Event()
         signal.signal(signal.SIGTERM, lambda *_: stop.set())
         with contextlib.suppress(KeyboardInterrupt):  # Ctrl-C: stop as SIGTERM does
-            stop.wait()
+            # In short waits: on Windows, Ctrl-C does not interrupt a wait without a timeout.
+            while not stop.wait(0.5):
+                pass
     finally:
         sandbox.stop()
     console.print("Sandbox stopped.", style="dim")
     return 0
-
-
-if __name__ == "__main__":
-    cli.run(main)

@@ -1,46 +1,24 @@
-"""`make phone`: a phone in the terminal for the local sandbox.
+"""The terminal phone behind `dialtone phone` (make phone), for the local sandbox.
 
 Text the sandbox number by typing a line, call it with /call, answer its menus with the keypad
 (type digits and Enter), answer calls made to you (/answer), and watch replies, spoken text,
-media, status changes and errors as they happen. The sandbox must be running (`make dev` without
-Twilio credentials, or `make sandbox`).
+media, status changes and errors as they happen. The command line is in dialtone.commands.phone.
 """
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import queue
 import sys
 import threading
-from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from rich.console import Console
 from rich.text import Text
 
-from dialtone import cli
 from dialtone.errors import DialtoneError
 from dialtone.sandbox.phone.client import PhoneApiError, PhoneClient, SandboxUnavailable
+from dialtone.sandbox.phone.fail_command import FailCommandError, run_fail_command
 from dialtone.sandbox.phone.view import help_panel, render
-from dialtone.settings import Settings
-
-
-def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    """The command line."""
-    parser = argparse.ArgumentParser(prog="make phone", description=__doc__)
-    parser.add_argument(
-        "--sandbox",
-        metavar="URL",
-        help="the sandbox's URL (default: SANDBOX_URL, or http://127.0.0.1:SANDBOX_PORT)",
-    )
-    return parser.parse_args(argv)
-
-
-def sandbox_url(settings: Settings, given: str | None) -> str:
-    """Where the sandbox is: --sandbox, then SANDBOX_URL, then 127.0.0.1:SANDBOX_PORT."""
-    return given or settings.sandbox_url or f"http://127.0.0.1:{settings.sandbox_port}"
 
 
 class Phone:
@@ -153,13 +131,15 @@ class Phone:
             elif command == "/mms":
                 url, _, words = rest.partition(" ")
                 self.text(words.strip(), [url] if url else [])
+            elif command == "/fail":
+                self.say(run_fail_command(self.client, rest), "yellow")
             elif command.startswith("/"):
                 self.say(f"Unknown command {command}: /help lists them.", "yellow")
             elif self.on_call:
                 self.client.digits(line)
             else:
                 self.text(line)
-        except PhoneApiError as exc:
+        except (PhoneApiError, FailCommandError) as exc:
             self.say(str(exc), "yellow")
         return True
 
@@ -221,11 +201,8 @@ def converse(phone: Phone) -> None:
             return
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Run the phone until /quit, end of input or Ctrl-C (0); 2 if the sandbox goes away."""
-    args = parse_args(argv)
-    settings = cli.load_settings()
-    url = sandbox_url(settings, args.sandbox)
+def run_phone(url: str) -> int:
+    """Run the phone until /quit, end of input or Ctrl-C (0); DialtoneError if the sandbox goes."""
     try:
         phone = connect(url)
     except KeyboardInterrupt:
@@ -245,7 +222,3 @@ def main(argv: list[str] | None = None) -> int:
     phone.hang_up_quietly()
     phone.say("Bye.")
     return 0
-
-
-if __name__ == "__main__":
-    cli.run(main)

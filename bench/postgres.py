@@ -1,0 +1,162 @@
+"""`make bench`'s PostgreSQL rows: two Dialtone instances recording into one PostgreSQL.
+
+PostgreSQL runs on this machine (started for the run in a temporary directory, with its own
+durable defaults: fsync and synchronous commit on), and the load generator spreads its
+connections over the two instances' ports, as a load balancer in front of them would.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from bench import loadgen
+from bench.run import (
+    ACCOUNT_SID,
+    AUTH_TOKEN,
+    HOST,
+    PHONE_NUMBER,
+    PUBLIC_URL,
+    ROOT,
+    Target,
+    build_requests,
+    cpu_seconds,
+    free_port,
+    server,
+)
+
+# The test suite's throwaway server (initdb/pg_ctl as the postgres user when run as root).
+sys.path.insert(0, str(ROOT))
+from tests.support.postgres import PostgresServer, postgres_bin
+
+INSTANCES = 2
+
+
+@dataclass
+class SpreadTarget(Target):
+    """Several instances behind one (imaginary) load balancer."""
+
+    ports: list[int] = field(default_factory=list)
+    pids: list[int] = field(default_factory=list)
+
+    def send(self, args: argparse.Namespace, duration: float) -> loadgen.LoadResult:
+        """The next requests, spread over every instance, for `duration` seconds."""
+        cpu_before = sum(cpu_seconds(pid) for pid in self.pids)
+        client_before = time.process_time()
+        result = loadgen.run_spread(
+            HOST,
+            self.ports,
+            self.requests[self.offset :],
+            connections=args.connections,
+            duration=duration,
+        )
+        self.answered |= {self.offset + index for index in result.answered}
+        self.offset += result.sent
+        result.cpu = sum(cpu_seconds(pid) for pid in self.pids) - cpu_before
+        result.client_cpu = time.process_time() - client_before
+        return result
+
+
+@contextmanager
+def postgresql() -> Iterator[PostgresServer | None]:
+    """A durable PostgreSQL server for the run, or None (with a line saying why)."""
+    bindir = postgres_bin()
+    if bindir is None:
+        print("PostgreSQL rows skipped: apt-get install -y postgresql to have them")
+        yield None
+        return
+    pg = PostgresServer(bindir, durable=True).init()
+    pg.start()
+    try:
+        yield pg
+    finally:
+        pg.destroy()
+
+
+def without_commit_wait(pg: PostgresServer, url: str) -> str:
+    """`url`'s database with synchronous_commit off (what an operator sets with ALTER ROLE or
+    ALTER DATABASE): a commit returns before its WAL is flushed, as SQLite's synchronous=NORMAL
+    does; a crash of the PostgreSQL server can lose the last fraction of a second."""
+    import psycopg
+
+    name = url.rsplit("/", 1)[1]
+    with psycopg.connect(pg.url(), autocommit=True) as conn:
+        conn.execute(f"ALTER DATABASE {name} SET synchronous_commit = off")
+    return url
+
+
+def start_instances(
+    args: argparse.Namespace, work: Path, stack: ExitStack, url: str, label: str = ""
+) -> SpreadTarget:
+    """INSTANCES server.py processes (WORKERS=1 each) recording into the database at `url`."""
+    ports, pids = [], []
+    for n in range(INSTANCES):
+        port = free_port()
+        env = {
+            "PORT": str(port),
+            "HOST": HOST,
+            "WORKERS": "1",
+            "THREADS": str(args.pg_threads),
+            "TWILIO_ACCOUNT_SID": ACCOUNT_SID,
+            "TWILIO_AUTH_TOKEN": AUTH_TOKEN,
+            "TWILIO_PHONE_NUMBER": PHONE_NUMBER,
+            "PUBLIC_URL": PUBLIC_URL,
+            "RULES_FILE": str(ROOT / "rules.toml"),
+            "ROUTES_DIR": str(ROOT / "routes"),
+            "LOG_LEVEL": "INFO",
+            "DATABASE_URL": url,
+        }
+        cmd = [sys.executable, str(ROOT / "server.py")]
+        log = work / f"pg{label.replace(' ', '-')}-instance-{n}.log"
+        pids.append(stack.enter_context(server(cmd, env, log, port)))
+        ports.append(port)
+    name = (
+        f"Dialtone {INSTANCES} instances THREADS={args.pg_threads}, POST /sms_url, "
+        f"recording into PostgreSQL{label}"
+    )
+    requests = build_requests(ports[0], "/sms_url", 0, args.pool)
+    return SpreadTarget(name, ports[0], requests, pids[0], ports=ports, pids=pids)
+
+
+def check_record(url: str, sent: set[int]) -> list[str]:
+    """Every answered message in PostgreSQL exactly once (messages rows and events)."""
+    import psycopg
+
+    expected = {f"SM{index:032x}" for index in sent}
+    with psycopg.connect(url) as conn:
+        stored: dict[str, int] = dict(
+            conn.execute("SELECT sid, count(*) FROM messages GROUP BY sid").fetchall()
+        )
+        events: dict[str, int] = dict(
+            conn.execute("SELECT sid, count(*) FROM events GROUP BY sid").fetchall()
+        )
+    missing = expected - stored.keys()
+    repeated = {sid for sid, n in stored.items() if n != 1}
+    repeated |= {sid for sid in expected if events.get(sid, 0) != 1}
+    verdict = "OK" if not (missing or repeated) else "FAILED"
+    return [
+        f"{verdict} (PostgreSQL): {len(expected)} messages answered 2xx; in the database: "
+        f"{len(expected) - len(missing)}, missing {len(missing)}, more than once {len(repeated)}"
+    ]
+
+
+def goal_lines(
+    name: str, pg: loadgen.LoadResult, flask: loadgen.LoadResult | None
+) -> tuple[list[str], bool]:
+    """The PostgreSQL goal: at least Flask/gunicorn's throughput, with p99 no worse."""
+    if flask is None or not flask.rate:
+        return [f"goal ({name}): not compared, no Flask/gunicorn row"], True
+    rate_ok = pg.rate >= flask.rate
+    p99_ok = pg.percentile(99) <= flask.percentile(99)
+    mark = {True: "met", False: "NOT MET"}
+    return [
+        f"goal: {name} >= Flask/gunicorn throughput: "
+        f"{pg.rate:.0f} vs {flask.rate:.0f} req/s ({pg.rate / flask.rate:.2f}x)  {mark[rate_ok]}",
+        f"goal: {name} p99 <= Flask/gunicorn p99: {pg.percentile(99) * 1000:.1f} vs "
+        f"{flask.percentile(99) * 1000:.1f} ms  {mark[p99_ok]}",
+    ], rate_ok and p99_ok

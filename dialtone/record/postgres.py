@@ -1,0 +1,303 @@
+"""The record in PostgreSQL (DATABASE_URL): shared by every instance, through psycopg's pool.
+
+Each write is one transaction on a pooled connection. What SQLite gets from having one writer,
+PostgreSQL gets from its constraints: a delivery claims its idempotency key with INSERT ... ON
+CONFLICT DO NOTHING (the same webhook at two instances at once: the second waits on the unique
+key, then writes nothing), rows are inserted the same way, and a status update locks its row
+before comparing ranks.
+
+When the database goes away, a connection that broke is dropped from the pool and the write is
+tried once more on a fresh one (every write is idempotent); what still fails raises
+StoreUnavailable naming the database (never the password), and the pool reconnects by itself
+once the server is back.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from datetime import datetime
+from typing import Any, TypeVar
+
+import psycopg
+from psycopg import errors as pg_errors
+from psycopg.conninfo import conninfo_to_dict
+from psycopg_pool import ConnectionPool, PoolTimeout
+
+from dialtone.record import forms
+from dialtone.record.base import Discard, Received, RecordStore, delivery_key_for
+from dialtone.record.errors import SchemaMismatch, StoreUnavailable
+from dialtone.record.pg_schema import (
+    PG_MIGRATIONS,
+    RECEIVE_MESSAGE,
+    PgQueries,
+    migrate,
+    schema_version,
+)
+from dialtone.record.queries import message_params
+from dialtone.record.rows import Outcome
+
+log = logging.getLogger("dialtone.record.store")
+
+T = TypeVar("T")
+
+CONNECT_TIMEOUT = 5  # seconds for one connection attempt (libpq's connect_timeout)
+WAIT = 5.0  # seconds a request waits for a pooled connection while the database is up
+WAIT_WHILE_DOWN = 0.5  # ... and once a write has failed: answer webhooks fast meanwhile
+RECOVERY_INTERVAL = 1.0  # seconds between attempts to reconnect while writes fail
+POOL_SIZE = 10
+
+
+def describe(url: str) -> str:
+    """'PostgreSQL database NAME on HOST:PORT as USER': what a message may say, no password."""
+    try:
+        info = conninfo_to_dict(url)
+    except psycopg.ProgrammingError:
+        return "the PostgreSQL database at DATABASE_URL"
+    host = info.get("host") or "localhost"
+    port = info.get("port") or "5432"
+    where = f"PostgreSQL database {info.get('dbname') or '(default)'} on {host}:{port}"
+    return where + (f" as {info['user']}" if info.get("user") else "")
+
+
+def is_environmental(exc: BaseException) -> bool:
+    """True for failures of the server or the network, not of Dialtone's own SQL."""
+    return isinstance(
+        exc,
+        psycopg.OperationalError
+        | PoolTimeout
+        | pg_errors.ReadOnlySqlTransaction
+        | pg_errors.InsufficientResources
+        | pg_errors.OperatorIntervention
+        | pg_errors.SystemError
+        | pg_errors.InternalError_,
+    )
+
+
+class PostgresStore(RecordStore):
+    """The record in PostgreSQL (see the module docstring)."""
+
+    shared = True
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        pool_size: int = POOL_SIZE,
+        clock: Callable[[], datetime] | None = None,
+        migrations: Sequence[str] = PG_MIGRATIONS,
+        readonly: bool = False,
+    ) -> None:
+        """Connect, migrate (one instance at a time; `readonly`: only check the version), and
+        open the pool; StoreUnavailable naming the database when it cannot be reached."""
+        super().__init__(clock)
+        self.where = describe(url)
+        self._failing = threading.Event()  # set while writes fail: wait less for a connection
+        try:
+            with psycopg.connect(url, autocommit=True, connect_timeout=CONNECT_TIMEOUT) as conn:
+                if not readonly:
+                    migrate(conn, self.where, migrations)
+                elif (version := schema_version(conn)) != len(migrations):
+                    raise SchemaMismatch(
+                        f"The record in {self.where} has schema version {version}, and this "
+                        f"Dialtone reads version {len(migrations)}. Start the server once to "
+                        "migrate it (or upgrade Dialtone if it is newer).",
+                        path=self.where,
+                    )
+        except psycopg.Error as exc:
+            raise self._unavailable(exc, "reached") from exc
+        self._url = url
+        self._pool_size = pool_size
+        self._recovering = threading.Lock()
+        self._last_recovery = 0.0
+        try:
+            self._pool: ConnectionPool[Any] | None = self._new_pool()
+        except PoolTimeout as exc:
+            raise self._unavailable(exc, "reached") from exc
+
+    def _new_pool(self) -> ConnectionPool[Any]:
+        pool: ConnectionPool[Any] = ConnectionPool(
+            self._url,
+            min_size=min(2, self._pool_size),
+            max_size=self._pool_size,
+            kwargs={"autocommit": True, "connect_timeout": CONNECT_TIMEOUT},
+            timeout=WAIT,
+            name="dialtone-record",
+            open=False,
+        )
+        try:
+            pool.open(wait=True, timeout=CONNECT_TIMEOUT * 2)
+        except PoolTimeout:
+            pool.close()
+            raise
+        return pool
+
+    def _recover(self) -> None:
+        """While writes fail, at most once a RECOVERY_INTERVAL: when the server answers a
+        direct connection, replace the pool (whose own reconnection backs off exponentially,
+        for minutes after a long outage) with a fresh one."""
+        now = time.monotonic()
+        if now - self._last_recovery < RECOVERY_INTERVAL or not self._recovering.acquire(False):
+            return
+        try:
+            self._last_recovery = now
+            try:
+                psycopg.connect(self._url, connect_timeout=2).close()
+                fresh = self._new_pool()
+            except (psycopg.Error, PoolTimeout):
+                return  # still down
+            old, self._pool = self._pool, fresh
+            if old is None:  # closed meanwhile
+                self._pool = None
+                fresh.close()
+                return
+            # Connections in use finish their work; the old pool closes them when returned.
+            threading.Thread(target=old.close, name="close old pool", daemon=True).start()
+            log.warning("Reconnected to %s.", self.where)
+        finally:
+            self._recovering.release()
+
+    @property
+    def schema_version(self) -> int:
+        """The schema version of the database."""
+        return self._read(lambda q: schema_version(q.conn))
+
+    def close(self) -> None:
+        """Close the pool's connections. Safe to call twice."""
+        pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.close()
+
+    def health(self) -> StoreUnavailable | None:
+        """None when a write commits now; else why not (the database, the server's words)."""
+        try:
+            self._write(
+                lambda q: q.conn.execute(
+                    "INSERT INTO health (id, checked_at) VALUES (1, %s) "
+                    "ON CONFLICT (id) DO UPDATE SET checked_at = excluded.checked_at",
+                    (self._now(),),
+                ),
+                wait=WAIT_WHILE_DOWN if self._failing.is_set() else 2.0,
+            )
+        except StoreUnavailable as exc:
+            return exc
+        return None
+
+    # --- transactions --------------------------------------------------------------------
+
+    @contextmanager
+    def _connection(self, wait: float | None = None) -> Iterator[Any]:
+        pool = self._pool
+        if pool is None:
+            raise StoreUnavailable(f"The record in {self.where} is closed.", path=self.where)
+        if wait is None:
+            wait = WAIT_WHILE_DOWN if self._failing.is_set() else WAIT
+        with pool.connection(timeout=wait) as conn:
+            yield conn
+
+    def receive_message(
+        self,
+        form: Mapping[str, str],
+        idempotency_key: str | None = None,
+        *,
+        opted_out: bool | None = None,
+        keyword: str | None = None,
+    ) -> Received:
+        """RecordStore.receive_message in one statement (the webhook's hot path: one round
+        trip instead of five); the same outcomes."""
+        values = forms.clean_form(form)
+        new = forms.inbound_message(values)
+        sender = new.from_number
+        params = message_params(new, self._now()) | {
+            "key": delivery_key_for(idempotency_key, "message", new.sid, new.status),
+            "payload": json.dumps(values, ensure_ascii=False, separators=(",", ":")),
+            "set_opt_out": opted_out is not None and bool(sender),
+            "opted_out": bool(opted_out),
+            "keyword": keyword,
+        }
+
+        def work(q: PgQueries) -> Received:
+            row_id, claimed, was_opted_out = q.conn.execute(RECEIVE_MESSAGE, params).fetchone()
+            was_opted_out = bool(was_opted_out) and bool(sender)
+            if row_id is not None and not claimed:
+                # A new SID under a token already recorded for another SID: not Twilio's
+                # doing; keep the record as it was.
+                q.conn.execute("DELETE FROM messages WHERE id = %s", (row_id,))
+            if row_id is None or not claimed:
+                return Received(Outcome.DUPLICATE, was_opted_out)
+            return Received(Outcome.NEW, was_opted_out)
+
+        return self._write(work, single=True)
+
+    def _write(
+        self, work: Callable[[PgQueries], T], wait: float | None = None, *, single: bool = False
+    ) -> T:
+        """Run `work` in one transaction, committed whole or rolled back whole; run once more
+        on a fresh connection when the pooled one had died (every write is idempotent: a
+        commit that did land is then found by its claimed key)."""
+        if self._failing.is_set():
+            self._recover()
+        for attempt in (1, 2):
+            try:
+                result = self._transaction(work, wait, single)
+                self._failing.clear()
+                return result
+            except psycopg.OperationalError as exc:
+                if attempt == 1 and self._pool is not None:
+                    self._pool.check()  # drop every idle connection that died with the server
+                    wait = WAIT_WHILE_DOWN  # a fresh connection comes at once, or not soon
+                    continue
+                self._failing.set()
+                raise self._unavailable(exc, "written") from exc
+            except (psycopg.Error, PoolTimeout) as exc:
+                if not is_environmental(exc):
+                    raise
+                self._failing.set()
+                raise self._unavailable(exc, "written") from exc
+        raise AssertionError("unreachable")
+
+    def _transaction(self, work: Callable[[PgQueries], T], wait: float | None, single: bool) -> T:
+        with self._connection(wait) as conn:
+            if single:  # one statement, atomic by itself in autocommit mode: no BEGIN/COMMIT
+                return work(PgQueries(conn))
+            try:
+                with conn.transaction():
+                    return work(PgQueries(conn))
+            except Discard as discarded:
+                return discarded.result
+
+    def _read(self, query: Callable[[PgQueries], T]) -> T:
+        """Run `query` in one REPEATABLE READ transaction."""
+        try:
+            with self._connection() as conn, conn.transaction():
+                conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
+                return query(PgQueries(conn))
+        except (psycopg.Error, PoolTimeout) as exc:
+            if not is_environmental(exc):
+                raise
+            raise self._unavailable(exc, "read") from exc
+
+    def _unavailable(self, exc: BaseException, action: str) -> StoreUnavailable:
+        # libpq's messages span lines and never hold the password; one paragraph of them.
+        words = " ".join(str(exc).split()) or type(exc).__name__
+        hint = (
+            "check DATABASE_URL, that the server is up and that it accepts connections from "
+            "this machine"
+        )
+        if isinstance(exc, pg_errors.ReadOnlySqlTransaction):
+            hint = "the server is read-only (a standby?): point DATABASE_URL at the primary"
+        code = getattr(exc, "sqlstate", None) or type(exc).__name__
+        reason = f"cannot be {action}: PostgreSQL " + (
+            "is read-only" if isinstance(exc, pg_errors.ReadOnlySqlTransaction) else "unreachable"
+            if isinstance(exc, psycopg.OperationalError | PoolTimeout) else f"error {code}"
+        )  # fmt: skip
+        return StoreUnavailable(
+            f"The record in {self.where} cannot be {action}: {words} ({hint}).",
+            path=self.where,
+            code=code,
+            reason=reason,
+        )

@@ -1,0 +1,134 @@
+"""The app while its record cannot be written (issues 9.4 and 12.4): webhooks still answered
+and each lost record logged once with its SID, GET /healthz 503 naming the cause, /send_sms and
+/make_call refused with 503 (fail closed), and all of it back by itself.
+
+SQLite is made unwritable for real (a full tmpfs, as root) and by an injected SQLITE_READONLY
+(`PRAGMA query_only`, where the test cannot mount); PostgreSQL is stopped and started for real.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import subprocess
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+import webtest
+
+from dialtone.record.postgres import PostgresStore
+from dialtone.record.store import Store
+from dialtone.settings import Settings
+from tests.conftest import API_TOKEN, AUTH_TOKEN, CALLER, PHONE_NUMBER, signed_post
+from tests.support.postgres import own_server
+
+AUTH = {"Authorization": f"Bearer {API_TOKEN}"}
+
+
+def text(n: int, body: str = "hours") -> dict[str, str]:
+    return {"MessageSid": f"SM{n:032x}", "From": CALLER, "To": PHONE_NUMBER, "Body": body}
+
+
+def check_down(app: webtest.TestApp, caplog: pytest.LogCaptureFixture, n: int) -> None:
+    """What must hold while the record cannot be written."""
+    post = signed_post(app, AUTH_TOKEN)
+    with caplog.at_level(logging.ERROR, logger="dialtone.record"):
+        answer = post("/sms_url", text(n), status=None)
+    assert answer.status_int == 200  # the texter still gets the reply
+    lost = [r.getMessage() for r in caplog.records if f"SM{n:032x}" in r.getMessage()]
+    assert len(lost) == 1  # logged once, with its SID
+    assert "NOT RECORDED" in lost[0]
+    health = app.get("/healthz", status=503)
+    assert health.json["status"] == "unavailable"
+    assert "cannot be written" in health.json["record"]
+    sms = app.post_json("/send_sms", {"to": CALLER, "body": "hi"}, headers=AUTH, status=503)
+    assert "opt-outs" in sms.json["error"]["message"]
+    call = app.post_json("/make_call", {"to": CALLER, "message": "hi"}, headers=AUTH, status=503)
+    assert "nothing was sent" in call.json["error"]["message"]
+
+
+def check_back(app: webtest.TestApp, store: Store | PostgresStore, n: int) -> None:
+    """What must hold once the record takes writes again (no restart)."""
+    health = app.get("/healthz").json
+    assert (health["status"], health["record"]) == ("ok", "ok")
+    signed_post(app, AUTH_TOKEN)("/sms_url", text(n, body="STOP"), status=None)
+    assert store.message(f"SM{n:032x}") is not None
+    refused = app.post_json("/send_sms", {"to": CALLER, "body": "hi"}, headers=AUTH, status=409)
+    assert refused.json["error"]["opted_out"] is True  # the STOP after the outage was kept
+
+
+def test_an_injected_read_only_record(
+    settings: Settings, make_app: Callable[..., webtest.TestApp], caplog: pytest.LogCaptureFixture
+) -> None:
+    with Store(settings.database_path) as store:
+        app = make_app(settings, store=store)
+        assert app.get("/healthz").json["record"] == "ok"
+        store._connection().execute("PRAGMA query_only = 1")  # SQLITE_READONLY from now on
+        check_down(app, caplog, 1)
+        assert "SQLITE_READONLY" in app.get("/healthz", status=503).json["record"]
+        assert str(settings.database_path) not in app.get("/healthz", status=503).text
+        store._connection().execute("PRAGMA query_only = 0")
+        check_back(app, store, 2)
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path) -> Iterator[Path]:
+    """A 1 MB tmpfs of its own (root only, as CI runs), unmounted afterwards."""
+    mount_point = tmp_path / "disk"
+    mount_point.mkdir()
+    mount = shutil.which("mount") or "/bin/mount"
+    made = subprocess.run(
+        [mount, "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mount_point)],
+        capture_output=True,
+        check=False,
+    )
+    if os.geteuid() != 0 or made.returncode:
+        pytest.skip("needs root and mount (as CI runs) to make a small filesystem")
+    try:
+        yield mount_point
+    finally:
+        subprocess.run(
+            [shutil.which("umount") or "/bin/umount", "-l", str(mount_point)], check=False
+        )
+
+
+def test_a_disk_that_fills_up_and_is_freed(
+    small_disk: Path,
+    settings: Settings,
+    make_app: Callable[..., webtest.TestApp],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    from tests.record.test_unwritable import fill
+
+    settings = settings.with_overrides(database_path=small_disk / "dialtone.db")
+    with Store(settings.database_path) as store:
+        app = make_app(settings, store=store)
+        filler = fill(small_disk)
+        post = signed_post(app, AUTH_TOKEN)
+        for n in range(100, 160):  # big texts until the WAL must grow and cannot
+            post("/sms_url", text(n, body="x" * 30_000), status=None)
+            if store.message(f"SM{n:032x}") is None:
+                break
+        else:
+            pytest.fail("the record kept taking writes on a full disk")
+        check_down(app, caplog, 1)
+        filler.unlink()
+        check_back(app, store, 2)
+
+
+@pytest.mark.postgres
+def test_postgresql_stopped_and_started(
+    settings: Settings, make_app: Callable[..., webtest.TestApp], caplog: pytest.LogCaptureFixture
+) -> None:
+    with own_server() as server, PostgresStore(server.fresh_database()) as store:
+        app = make_app(settings, store=store)
+        assert app.get("/healthz").json["record"] == "ok"
+        server.stop()
+        check_down(app, caplog, 1)
+        assert app.get("/healthz", status=503).json["record"] == (
+            "cannot be written: PostgreSQL unreachable"
+        )
+        server.start()
+        check_back(app, store, 2)
