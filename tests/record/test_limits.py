@@ -105,3 +105,38 @@ def test_two_apps_on_one_database_share_the_api_limits(
         assert answers[AUTH_FAILURES_PER_MINUTE:] == [429] * (
             len(answers) - AUTH_FAILURES_PER_MINUTE
         )
+
+
+def test_locked_asks_without_counting_across_instances(postgres_url: str) -> None:
+    with PostgresStore(postgres_url) as one, PostgresStore(postgres_url) as two:
+        first = limiter_factory(one, in_memory)("api-auth-failures", 2, 60.0)
+        second = limiter_factory(two, in_memory)("api-auth-failures", 2, 60.0)
+        assert first.locked("203.0.113.9") is None
+        assert first.locked("203.0.113.9") is None  # asking twice counts nothing
+        assert first.hit("203.0.113.9") is None
+        assert second.hit("203.0.113.9") is None
+        wait = second.locked("203.0.113.9")
+        assert wait is not None
+        assert 0 < wait <= 60
+        assert first.locked("198.51.100.7") is None
+
+
+def test_a_locked_out_address_is_refused_the_right_token_on_every_instance(
+    postgres_url: str, settings: Settings, make_app: Callable[..., webtest.TestApp]
+) -> None:
+    with PostgresStore(postgres_url) as one, PostgresStore(postgres_url) as two:
+        first, second = make_app(settings, store=one), make_app(settings, store=two)
+        wrong = {"Authorization": "Bearer wrong-token-wrong-token-wrong"}
+        for _ in range(AUTH_FAILURES_PER_MINUTE):
+            first.get("/messages", headers=wrong, status=403)
+        right = {"Authorization": f"Bearer {API_TOKEN}"}
+        second.get("/messages", headers=right, status=429)
+
+
+def test_locked_without_the_database_asks_the_memory_meanwhile(postgres_url: str) -> None:
+    store = PostgresStore(postgres_url)
+    limiter = limiter_factory(store, in_memory)("api", 1, 60.0)
+    store.close()
+    assert limiter.locked("k") is None
+    assert limiter.hit("k") is None
+    assert limiter.locked("k") is not None
