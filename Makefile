@@ -11,7 +11,7 @@ DEV_STAMP     := $(VENV)/.installed-dev
 BENCH_STAMP   := $(VENV)/.installed-bench
 
 .DEFAULT_GOAL := help
-.PHONY: help install install-dev serve dev sandbox phone restore webhooks history test fuzz lint format bench clean
+.PHONY: help install install-dev serve dev sandbox phone restore webhooks history migrate test fuzz lint format bench clean
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  make %-12s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -62,6 +62,9 @@ webhooks: $(RUNTIME_STAMP) ## point the number at a deployed Dialtone: make webh
 
 history: $(RUNTIME_STAMP) ## recent conversations from the record (ARGS="--number +1555... --limit 5")
 	$(BIN)/dialtone history $(ARGS)
+
+migrate: $(RUNTIME_STAMP) ## create or migrate the record (DATABASE_URL or DATABASE_PATH), then exit
+	$(BIN)/dialtone migrate $(ARGS)
 
 test: $(DEV_STAMP) ## run the test suite (no network, no account needed)
 	$(PY) -m pytest $(PYTEST_ARGS)

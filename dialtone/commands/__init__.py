@@ -1,6 +1,6 @@
 """The `dialtone` command (also `python -m dialtone`): one subcommand per make target.
 
-    dialtone dev | phone | sandbox | serve | restore | webhooks | history   [--help]
+    dialtone dev | phone | sandbox | serve | restore | webhooks | history | migrate   [--help]
 
 Each subcommand is a module here with `SUMMARY`, `add_arguments(parser)` and `run(args)`. The
 modules import what they drive inside `run`, so `dialtone phone` never loads the app or the dev
@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from types import ModuleType
 
 from dialtone import __version__, cli
-from dialtone.commands import dev, history, phone, restore, sandbox, serve, webhooks
+from dialtone.commands import dev, history, migrate, phone, restore, sandbox, serve, webhooks
 
 COMMANDS: dict[str, ModuleType] = {
     "dev": dev,
@@ -25,6 +25,7 @@ COMMANDS: dict[str, ModuleType] = {
     "restore": restore,
     "webhooks": webhooks,
     "history": history,
+    "migrate": migrate,
 }
 
 

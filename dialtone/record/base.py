@@ -90,6 +90,11 @@ class RecordStore(ABC):
         file or database, its `reason` does not). A real write (a probe row), so a full disk
         or a read-only file shows too."""
 
+    @property
+    @abstractmethod
+    def schema_version(self) -> int:
+        """The schema version of the database (the number of migrations applied)."""
+
     @abstractmethod
     def close(self) -> None:
         """Release the database. Safe to call twice."""

@@ -27,7 +27,7 @@ from dialtone.sandbox.server import SandboxServer
 from tests.conftest import REPO
 from tests.support.dev_process import DevProcess
 from tests.support.fake_ngrok import FakeNgrok, is_running
-from tests.support.hello_route import HELLO_ROUTE
+from tests.support.hello_route import HELLO_ROUTE, copy_routes
 from tests.support.live_server import free_socket, urlopen
 from tests.support.sandbox_fixtures import configure_number, number_webhooks
 from tests.support.twilio_signing import sign
@@ -519,8 +519,7 @@ def test_a_broken_rules_file_is_explained_and_fixing_it_brings_the_app_back(
 def test_sms_path_points_the_number_at_a_new_route(
     sandbox_env: dict[str, str], workdir: Path, tmp_path: Path
 ) -> None:
-    routes = tmp_path / "routes"
-    shutil.copytree(REPO / "routes", routes, ignore=shutil.ignore_patterns("__pycache__"))
+    routes = copy_routes(tmp_path)
     (routes / "hello.py").write_text(HELLO_ROUTE)
     env = {**sandbox_env, "ROUTES_DIR": str(routes)}
     process = DevProcess(env, workdir, "--sms-path", "/hello")
@@ -540,8 +539,7 @@ def test_sms_path_points_the_number_at_a_new_route(
 def test_a_broken_route_module_is_one_paragraph_and_fixing_it_brings_the_app_back(
     sandbox_env: dict[str, str], workdir: Path, tmp_path: Path
 ) -> None:
-    routes = tmp_path / "routes"
-    shutil.copytree(REPO / "routes", routes, ignore=shutil.ignore_patterns("__pycache__"))
+    routes = copy_routes(tmp_path)
     hello = routes / "hello.py"
     hello.write_text(HELLO_ROUTE.replace("def hello(form):", "def hello(form)"))
     env = {**sandbox_env, "ROUTES_DIR": str(routes)}

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import shutil
 import xml.etree.ElementTree as ET
 from collections.abc import Callable
 from pathlib import Path
@@ -16,8 +15,8 @@ from dialtone.app import create_app
 from dialtone.errors import DialtoneError
 from dialtone.settings import Settings
 from dialtone.web.routing import RouteError, load_routes, route_files, routes_of
-from tests.conftest import API_TOKEN, REPO, signed_post
-from tests.support.hello_route import HELLO_ROUTE
+from tests.conftest import API_TOKEN, signed_post
+from tests.support.hello_route import HELLO_ROUTE, copy_routes
 
 MakeApp = Callable[..., webtest.TestApp]
 FORM = {"MessageSid": "SM" + "1" * 32, "From": "+15557654321", "Body": "hi"}
@@ -26,9 +25,7 @@ FORM = {"MessageSid": "SM" + "1" * 32, "From": "+15557654321", "Body": "hi"}
 @pytest.fixture
 def routes(tmp_path: Path) -> Path:
     """A copy of the project's routes directory that a test may add files to."""
-    directory = tmp_path / "routes"
-    shutil.copytree(REPO / "routes", directory, ignore=shutil.ignore_patterns("__pycache__"))
-    return directory
+    return copy_routes(tmp_path)
 
 
 @pytest.fixture

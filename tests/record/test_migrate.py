@@ -1,0 +1,49 @@
+"""`dialtone migrate`: the record created (or brought up to date) on its own, for deployments."""
+
+from __future__ import annotations
+
+import os
+import stat
+import subprocess
+import sys
+from pathlib import Path
+
+from dialtone.record.store import Store
+
+
+def migrate(cwd: Path, **env: str) -> subprocess.CompletedProcess[str]:
+    """`python -m dialtone migrate` in `cwd` (no .env there) with `env` added."""
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(("DATABASE_", "TWILIO_"))}
+    return subprocess.run(
+        [sys.executable, "-m", "dialtone", "migrate"],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        env={**clean, **env},
+        timeout=60,
+        check=False,
+    )
+
+
+def test_migrate_creates_the_record_and_says_its_version(tmp_path: Path) -> None:
+    database = tmp_path / "var" / "dialtone.db"
+    result = migrate(tmp_path, DATABASE_PATH=str(database))
+    assert result.returncode == 0, result.stderr
+    with Store(database, readonly=True) as store:
+        version = store.schema_version
+    assert (
+        result.stdout.strip() == f"The record ({database}) is ready, at schema version {version}."
+    )
+    assert stat.S_IMODE(database.stat().st_mode) == 0o600
+    # Again: nothing to do, same answer.
+    assert migrate(tmp_path, DATABASE_PATH=str(database)).stdout == result.stdout
+
+
+def test_migrate_refuses_a_record_it_cannot_write_in_one_paragraph(tmp_path: Path) -> None:
+    blocker = tmp_path / "not-a-directory"
+    blocker.write_text("a file where the record's directory should be")
+    result = migrate(tmp_path, DATABASE_PATH=str(blocker / "dialtone.db"))
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    assert str(blocker) in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
