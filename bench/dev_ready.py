@@ -20,6 +20,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from dialtone.devloop.sandbox import app_settings
 from dialtone.sandbox.server import SandboxServer
 from tests.support.dev_process import DevProcess
 from tests.support.fake_ngrok import FAKE_NGROK
@@ -97,7 +98,7 @@ def _time_to_ready(env: dict[str, str], workdir: Path) -> float:
 def _ready_with_account(workdir: Path) -> float:
     env = _base_env(workdir)
     with SandboxServer() as sandbox:
-        account = sandbox.settings()
+        account = app_settings(sandbox)
         env.update(
             TWILIO_ACCOUNT_SID=str(account.account_sid),
             TWILIO_AUTH_TOKEN=str(account.auth_token),

@@ -115,7 +115,7 @@ def create_app(
     )
     app.add_hook("before_request", _body_limit(settings.max_body_bytes))
     app.default_error_handler = _plain_error_for({s.path for s in specs if s.kind == "api"})
-    health.install(app, settings, recorder)
+    health.install(app, recorder)
     mount(app, specs, Injector(services.providers()), checker, ApiGuard(settings, limiters))
     return app
 

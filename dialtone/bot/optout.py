@@ -3,8 +3,8 @@
 Twilio acts on a keyword only when it is the whole message: one word, case-insensitive, with
 surrounding whitespace ignored. "stop" and " STOP\\n" opt out; "STOP PLEASE", "please stop" and
 "STOP." do not. (See Twilio's "Twilio support for opt-out keywords (SMS STOP filtering)" and its
-Advanced Opt-Out guide.) These functions are pure: the route records the result with
-`Store.record_inbound_message(form, key, opted_out=answer.opted_out, keyword=answer.word)`.
+Advanced Opt-Out guide.) The words are Twilio's facts, in dialtone.facts; `answer()` is pure, and
+the SMS route records what it says with the text (dialtone.bot.sms.record_text).
 """
 
 from __future__ import annotations
@@ -15,30 +15,9 @@ from dialtone.facts import (
     DEFAULT_HELP_REPLY,
     DEFAULT_OPT_IN_REPLY,
     DEFAULT_OPT_OUT_REPLY,
-    HELP_KEYWORDS,
-    OPT_IN_KEYWORDS,
-    OPT_OUT_KEYWORDS,
     Keyword,
     carrier_keyword,
 )
-
-# The words and Twilio's replies are defined once, in dialtone.facts (the sandbox reads them too).
-OPT_OUT_WORDS = OPT_OUT_KEYWORDS
-OPT_IN_WORDS = OPT_IN_KEYWORDS
-HELP_WORDS = HELP_KEYWORDS
-__all__ = [
-    "DEFAULT_HELP_REPLY",
-    "DEFAULT_OPT_IN_REPLY",
-    "DEFAULT_OPT_OUT_REPLY",
-    "HELP_WORDS",
-    "OPT_IN_WORDS",
-    "OPT_OUT_WORDS",
-    "Keyword",
-    "KeywordAnswer",
-    "answer",
-    "classify",
-    "normalise",
-]
 
 
 @dataclass(frozen=True)
@@ -60,11 +39,6 @@ def normalise(body: str | None) -> str:
     return (body or "").strip().upper()
 
 
-def classify(body: str | None) -> Keyword | None:
-    """Which carrier keyword the whole message is, or None for an ordinary message."""
-    return carrier_keyword(body)
-
-
 def answer(
     body: str | None,
     *,
@@ -76,7 +50,7 @@ def answer(
 
     `help_reply` normally comes from the rules file; the other two default to Twilio's wording.
     """
-    keyword = classify(body)
+    keyword = carrier_keyword(body)
     if keyword is None:
         return None
     reply = {

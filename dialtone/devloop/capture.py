@@ -20,12 +20,16 @@ from collections.abc import Callable, Iterable
 from typing import Any
 from urllib.parse import parse_qsl
 
+from dialtone.web.signature import WEBHOOK_KEY
+
 log = logging.getLogger("dialtone.devloop.capture")
 
 INGEST_ENV = "DIALTONE_INSPECTOR_INGEST"  # the parent's ingest URL, in the child's environment
 TOKEN_ENV = "DIALTONE_INSPECTOR_TOKEN"  # noqa: S105 (a variable name, not a secret)
 TOKEN_HEADER = "X-Dialtone-Token"  # noqa: S105 (a header name)
-REPLAY_HEADER = "HTTP_X_DIALTONE_REPLAY"  # set by the inspector's replay: which event it repeats
+# Set by the inspector's replay: which event it repeats (and the WSGI name of the header).
+REPLAY_HEADER = "X-Dialtone-Replay"
+REPLAY_ENVIRON = "HTTP_" + REPLAY_HEADER.upper().replace("-", "_")
 MAX_BODY = 256 * 1024  # larger bodies pass through uncaptured
 MAX_ANSWER = 64 * 1024
 QUEUE_SIZE = 1000
@@ -38,7 +42,7 @@ REQUEST_KEYS = (
     "QUERY_STRING",
     "CONTENT_TYPE",
     "HTTP_X_TWILIO_SIGNATURE",
-    REPLAY_HEADER,
+    REPLAY_ENVIRON,
 )
 
 StartResponse = Callable[..., Any]
@@ -65,7 +69,7 @@ def describe_request(environ: dict[str, Any], body: bytes) -> dict[str, Any]:
             event["json"] = json.loads(body)
         except ValueError:
             event["json"] = body.decode("utf-8", errors="replace")
-    replay_of = environ.get(REPLAY_HEADER, "")
+    replay_of = environ.get(REPLAY_ENVIRON, "")
     if replay_of.isdigit():
         event["replay_of"] = int(replay_of)
     return event
@@ -116,7 +120,7 @@ class Capture:
                 "status": answer["status"],
                 "answer_type": answer["content_type"],
                 "answer": b"".join(chunks)[:MAX_ANSWER],
-                "webhook": environ.get("dialtone.webhook"),
+                "webhook": environ.get(WEBHOOK_KEY),
             }
             self._put((request, body, event))
         return chunks

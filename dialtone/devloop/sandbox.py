@@ -9,6 +9,7 @@ sandbox.stop()
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 from dialtone.errors import DialtoneError
 from dialtone.sandbox.carrier.network import Carrier
@@ -20,6 +21,19 @@ HOST = "127.0.0.1"  # the sandbox's credentials are fixed and public: loopback o
 # Seconds a person gets for Gather and Record, relative to Twilio's: reading a prompt on screen
 # and typing keys and Enter takes longer than pressing a key while a voice speaks.
 INPUT_SCALE = 2.0
+
+
+def app_settings(server: SandboxServer, base: Settings | None = None, **overrides: Any) -> Settings:
+    """Settings (from `base`, or defaults) that point Dialtone's Twilio client at `server`.
+
+    Here, in the dev loop, and not in the sandbox: the sandbox knows nothing of the app."""
+    return (base or Settings()).with_overrides(
+        account_sid=server.state.account_sid,
+        auth_token=server.state.auth_token,
+        phone_number=server.state.phone_number,
+        twilio_api_url=server.url,
+        **overrides,
+    )
 
 
 class SandboxPortInUse(DialtoneError):
@@ -40,7 +54,7 @@ class DevSandbox:
 
     def settings_for_app(self, settings: Settings) -> Settings:
         """`settings` with the sandbox's account, number and TWILIO_API_URL."""
-        return self.server.settings(settings)
+        return app_settings(self.server, settings)
 
     def stop(self) -> None:
         """Hang up, stop the carrier and the server."""

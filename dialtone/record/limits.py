@@ -46,7 +46,8 @@ INSERT INTO rate_hits (scope, key, at) VALUES (%(scope)s, %(key)s, %(now)s)
 
 
 class Limiter(Protocol):
-    """What ApiGuard and the voice menu ask of a rate limiter (dialtone.web.ratelimit's too)."""
+    """What ApiGuard and the voice menu ask of a rate limiter: this module's SharedLimiter and
+    dialtone.web.ratelimit's RateLimiter (the one definition of the interface)."""
 
     limit: int
 
@@ -59,7 +60,7 @@ class Limiter(Protocol):
         ...
 
 
-# (scope, limit, window in seconds) -> a limiter.
+# (scope, limit, window in seconds) -> a limiter. The app picks the implementation.
 LimiterFactory = Callable[[str, int, float], Limiter]
 
 

@@ -44,18 +44,6 @@ class Recorder:
             log.error("NOT RECORDED: %s %s (answering anyway): %s", what, sid or "?", exc)
         return None
 
-    def inbound_message(
-        self,
-        form: Mapping[str, str],
-        key: str | None,
-        *,
-        opted_out: bool | None = None,
-        keyword: str | None = None,
-    ) -> Outcome | None:
-        """Record an inbound message (and an opt-out change) in one transaction."""
-        received = self._receive(form, key, opted_out, keyword)
-        return received.outcome if received else None
-
     def receive_message(
         self,
         form: Mapping[str, str],

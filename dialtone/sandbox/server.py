@@ -1,7 +1,7 @@
 """Run the sandbox's REST API on real waitress, on loopback, in a background thread.
 
     sandbox = SandboxServer().start()      # port 0: the OS picks a free port
-    settings = sandbox.settings()          # TWILIO_API_URL, Account SID, token and number
+    # the app's settings for it: dialtone.devloop.sandbox.app_settings(sandbox)
     ...
     sandbox.stop()
 
@@ -27,7 +27,6 @@ from dialtone.sandbox.carrier.network import Carrier
 from dialtone.sandbox.guard import LoopbackGuard
 from dialtone.sandbox.phone.api import MAX_LONG_POLLS, PREFIX, create_phone_app
 from dialtone.sandbox.state import SandboxState
-from dialtone.settings import Settings
 
 log = logging.getLogger("dialtone.sandbox")
 
@@ -123,16 +122,6 @@ class SandboxServer:
     def take_violations(self) -> list[Violation]:
         """The OpenAPI violations seen so far (and forget them)."""
         return self.violations.take()
-
-    def settings(self, base: Settings | None = None, **overrides: Any) -> Settings:
-        """Settings (from `base`, or defaults) that point Dialtone's Twilio client at the sandbox."""
-        return (base or Settings()).with_overrides(
-            account_sid=self.state.account_sid,
-            auth_token=self.state.auth_token,
-            phone_number=self.state.phone_number,
-            twilio_api_url=self.url,
-            **overrides,
-        )
 
     def __enter__(self) -> SandboxServer:
         return self.start()

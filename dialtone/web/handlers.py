@@ -23,11 +23,12 @@ from dialtone.web import accesslog
 from dialtone.web.api_auth import ApiGuard
 from dialtone.web.jsonapi import json_answer, json_error, read_json
 from dialtone.web.routing import Injector, RouteError, RouteSpec
-from dialtone.web.signature import SignatureChecker, read_form, twiml_response
+from dialtone.web.signature import SignatureChecker, read_form
 
 log = logging.getLogger("dialtone.routes")
 
-EMPTY_RESPONSE = '<?xml version="1.0" encoding="UTF-8"?><Response />'
+XML_DECLARATION = '<?xml version="1.0" encoding="UTF-8"?>'
+EMPTY_RESPONSE = XML_DECLARATION + "<Response />"
 
 
 class NotTwiml(ValueError):
@@ -132,3 +133,20 @@ def twiml_answer(result: object) -> bytes:
 def _twiml_text(text: str) -> bytes:
     response.content_type = "text/xml; charset=utf-8"
     return text.encode("utf-8")
+
+
+def twiml_response(result: TwiML | None) -> bytes:
+    """A TwiML object as a text/xml body (UTF-8); None as an empty 204.
+
+    The bytes of `result.to_xml()`: the library builds the element tree, and serialising it
+    to text and encoding that once skips ElementTree's byte-stream writer (its TextIOWrapper
+    and BytesIO). Text that cannot be UTF-8 (a lone surrogate) goes through to_xml() itself,
+    which writes it as a character reference.
+    """
+    if result is None:
+        response.status = 204
+        return b""
+    try:
+        return _twiml_text(XML_DECLARATION + ET.tostring(result.xml(), encoding="unicode"))
+    except UnicodeEncodeError:
+        return _twiml_text(str(result.to_xml()))

@@ -11,10 +11,9 @@ from bottle import Bottle, HTTPResponse
 
 from dialtone import __version__
 from dialtone.record.recorder import Recorder, health_answer
-from dialtone.settings import Settings
 
 
-def install(app: Bottle, settings: Settings, recorder: Recorder) -> None:
+def install(app: Bottle, recorder: Recorder) -> None:
     """Add GET /healthz."""
 
     @app.get("/healthz")

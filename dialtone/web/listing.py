@@ -14,8 +14,9 @@ from typing import Any
 from urllib.parse import urlencode
 
 from dialtone.phone_numbers import is_destination
+from dialtone.record.errors import StoreError
 from dialtone.record.queries import DEFAULT_PAGE, MAX_PAGE
-from dialtone.record.store import Call, Message, StoreError
+from dialtone.record.rows import Call, Message
 from dialtone.web.jsonapi import fail
 
 log = logging.getLogger("dialtone.records")

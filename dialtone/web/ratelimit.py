@@ -1,6 +1,7 @@
 """Rate limiters: the interface every one shares, and the in-process sliding-window one.
 
-The interface (`Limiter`), so callers never depend on where the counts live:
+The interface (`Limiter`, defined beside the shared one in dialtone.record.limits), so callers never
+depend on where the counts live:
 
 - `hit(key) -> float | None`: count a hit for `key`; None when it is allowed, else the seconds
   to wait before the next one would be (a refused hit is not counted).
@@ -24,25 +25,10 @@ import threading
 import time
 from collections import OrderedDict, deque
 from collections.abc import Callable
-from typing import Protocol
 
+from dialtone.record.limits import Limiter, LimiterFactory
 
-class Limiter(Protocol):
-    """What ApiGuard and the voice menu ask of a rate limiter."""
-
-    limit: int
-
-    def hit(self, key: str) -> float | None:
-        """Count a hit; None if allowed, else the seconds to wait before the next one is."""
-        ...
-
-    def locked(self, key: str) -> float | None:
-        """Without counting: None if a hit for `key` would be allowed now, else the seconds left."""
-        ...
-
-
-# (scope, limit, window in seconds) -> a limiter. The app picks the implementation.
-LimiterFactory = Callable[[str, int, float], Limiter]
+__all__ = ["Limiter", "LimiterFactory", "RateLimiter", "in_memory"]
 
 
 def in_memory(scope: str, limit: int, window: float = 60.0) -> Limiter:

@@ -7,18 +7,16 @@
    path + query, or without PUBLIC_URL the URL waitress rebuilt from trusted proxy headers
    (never the raw X-Forwarded-* headers, which anyone can send); a 403 and a log line otherwise,
    and a request without the header is refused before its body is read,
-3. the TwiML the handler returns turned into a text/xml answer.
 """
 
 from __future__ import annotations
 
 import logging
-import xml.etree.ElementTree as ET
 from functools import lru_cache
 from typing import NoReturn
 from urllib.parse import unquote, urlparse
 
-from bottle import FormsDict, HTTPError, request, response
+from bottle import FormsDict, HTTPError, request
 from twilio.request_validator import (
     HMAC_SHA1,
     HMAC_SHA256,
@@ -28,7 +26,6 @@ from twilio.request_validator import (
     get_signature_algorithm,
     remove_port,
 )
-from twilio.twiml import TwiML
 
 from dialtone.web import accesslog
 
@@ -195,24 +192,3 @@ def url_spellings(url: str) -> tuple[str, str]:
     """
     parsed = urlparse(url)
     return remove_port(parsed), add_port(parsed)
-
-
-XML_DECLARATION = '<?xml version="1.0" encoding="UTF-8"?>'
-
-
-def twiml_response(result: TwiML | None) -> bytes:
-    """A TwiML object as a text/xml body (UTF-8); None as an empty 204.
-
-    The bytes of `result.to_xml()`: the library builds the element tree, and serialising it
-    to text and encoding that once skips ElementTree's byte-stream writer (its TextIOWrapper
-    and BytesIO). Text that cannot be UTF-8 (a lone surrogate) goes through to_xml() itself,
-    which writes it as a character reference.
-    """
-    if result is None:
-        response.status = 204
-        return b""
-    response.content_type = "text/xml; charset=utf-8"
-    try:
-        return (XML_DECLARATION + ET.tostring(result.xml(), encoding="unicode")).encode("utf-8")
-    except UnicodeEncodeError:
-        return str(result.to_xml()).encode("utf-8")

@@ -8,6 +8,7 @@ import pytest
 
 from dialtone.bot import optout
 from dialtone.bot.optout import Keyword
+from dialtone.facts import HELP_KEYWORDS, OPT_IN_KEYWORDS, OPT_OUT_KEYWORDS, carrier_keyword
 from dialtone.record.store import Store
 from tests.conftest import CALLER, PHONE_NUMBER
 
@@ -16,22 +17,22 @@ from tests.conftest import CALLER, PHONE_NUMBER
     "word", ["STOP", "STOPALL", "UNSUBSCRIBE", "CANCEL", "END", "QUIT", "REVOKE", "OPTOUT"]
 )
 def test_opt_out_words(word: str) -> None:
-    assert optout.classify(word) is Keyword.OPT_OUT
+    assert carrier_keyword(word) is Keyword.OPT_OUT
 
 
 @pytest.mark.parametrize("word", ["START", "YES", "UNSTOP"])
 def test_opt_in_words(word: str) -> None:
-    assert optout.classify(word) is Keyword.OPT_IN
+    assert carrier_keyword(word) is Keyword.OPT_IN
 
 
 @pytest.mark.parametrize("word", ["HELP", "INFO"])
 def test_help_words(word: str) -> None:
-    assert optout.classify(word) is Keyword.HELP
+    assert carrier_keyword(word) is Keyword.HELP
 
 
 @pytest.mark.parametrize("body", ["stop", "Stop", "  STOP  ", "\tstop\n", "\u00a0sToP\u00a0"])
 def test_case_and_surrounding_whitespace_do_not_matter(body: str) -> None:
-    assert optout.classify(body) is Keyword.OPT_OUT
+    assert carrier_keyword(body) is Keyword.OPT_OUT
 
 
 @pytest.mark.parametrize(
@@ -54,7 +55,7 @@ def test_case_and_surrounding_whitespace_do_not_matter(body: str) -> None:
     ],
 )
 def test_anything_else_is_an_ordinary_message(body: str | None) -> None:
-    assert optout.classify(body) is None
+    assert carrier_keyword(body) is None
     assert optout.answer(body) is None
 
 
@@ -91,9 +92,9 @@ def test_replies_can_be_replaced() -> None:
 
 
 def test_word_lists_do_not_overlap() -> None:
-    assert not optout.OPT_OUT_WORDS & optout.OPT_IN_WORDS
-    assert not optout.OPT_OUT_WORDS & optout.HELP_WORDS
-    assert not optout.OPT_IN_WORDS & optout.HELP_WORDS
+    assert not OPT_OUT_KEYWORDS & OPT_IN_KEYWORDS
+    assert not OPT_OUT_KEYWORDS & HELP_KEYWORDS
+    assert not OPT_IN_KEYWORDS & HELP_KEYWORDS
 
 
 def test_recording_a_keyword_message_sets_the_opt_out(tmp_path: Path) -> None:

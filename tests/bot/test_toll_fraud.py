@@ -14,6 +14,7 @@ import webtest
 
 from dialtone.app import create_app, startup_warnings
 from dialtone.bot.destinations import check_destination
+from dialtone.devloop.sandbox import app_settings
 from dialtone.errors import SettingsError
 from dialtone.phone_numbers import DEFAULT_DENIED_PREFIXES
 from dialtone.record.store import Store
@@ -38,7 +39,7 @@ def settings(
 ) -> Settings:
     """As in test_voice_menu: with_settings changes, the sandbox as Twilio."""
     changed = settings.with_overrides(**getattr(request, "param", {}))
-    return sandbox.settings(changed)
+    return app_settings(sandbox, changed)
 
 
 # --- the policy -------------------------------------------------------------------------------

@@ -13,6 +13,7 @@ import pytest
 import webtest
 
 from dialtone.bot.voice_menu import HOLD_QUEUE, parse_attempt
+from dialtone.devloop.sandbox import app_settings
 from dialtone.record.store import Store
 from dialtone.sandbox.server import SandboxServer
 from dialtone.settings import Settings
@@ -44,7 +45,7 @@ def settings(
     account: `with_settings(account_sid=None)` keeps none). The app checks webhooks with the
     sandbox's auth token then, and post_webhook signs with it."""
     changed = settings.with_overrides(**getattr(request, "param", {}))
-    return sandbox.settings(changed) if changed.has_credentials else changed
+    return app_settings(sandbox, changed) if changed.has_credentials else changed
 
 
 def twiml(reply: webtest.TestResponse) -> ET.Element:

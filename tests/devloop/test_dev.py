@@ -22,6 +22,7 @@ from typing import Any
 import pytest
 
 from dialtone.devloop.number_config import backup_path
+from dialtone.devloop.sandbox import app_settings
 from dialtone.sandbox.phone.client import PhoneClient
 from dialtone.sandbox.server import SandboxServer
 from tests.conftest import REPO
@@ -64,7 +65,7 @@ def dev_env(sandbox: SandboxServer, fake_ngrok: FakeNgrok, tmp_path: Path) -> di
     for name in list(env):
         if name.startswith(("TWILIO_", "PUBLIC_URL", "API_TOKEN")):
             del env[name]
-    settings = sandbox.settings()
+    settings = app_settings(sandbox)
     env.update(
         TWILIO_ACCOUNT_SID=str(settings.account_sid),
         TWILIO_AUTH_TOKEN=str(settings.auth_token),

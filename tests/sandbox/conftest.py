@@ -13,6 +13,7 @@ import pytest
 from twilio.rest import Client
 from twilio.twiml.voice_response import VoiceResponse
 
+from dialtone.devloop.sandbox import app_settings
 from dialtone.sandbox.phone.client import Event, PhoneClient
 from dialtone.sandbox.server import SandboxServer
 from dialtone.settings import Settings
@@ -81,7 +82,7 @@ def rig() -> Iterator[Rig]:
     try:
         with serve(sandbox.state.auth_token) as app:
             app.route("/status", "")
-            settings = sandbox.settings(Settings())
+            settings = app_settings(sandbox, Settings())
             assert sandbox.carrier is not None
             assert settings.phone_number
             rig = Rig(

@@ -12,6 +12,7 @@ from collections.abc import Iterator
 import pytest
 
 from dialtone.devloop.number_config import WEBHOOK_FIELDS
+from dialtone.devloop.sandbox import app_settings
 from dialtone.sandbox.server import SandboxServer
 from dialtone.settings import Settings
 
@@ -33,7 +34,7 @@ def sandbox() -> Iterator[SandboxServer]:
 @pytest.fixture
 def sandbox_settings(settings: Settings, sandbox: SandboxServer) -> Settings:
     """The tests' settings, with the Twilio account, number and API URL of the sandbox."""
-    return sandbox.settings(settings)
+    return app_settings(sandbox, settings)
 
 
 def number_webhooks(sandbox: SandboxServer) -> dict[str, str]:

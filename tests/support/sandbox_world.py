@@ -18,6 +18,7 @@ from bottle import HTTPError, HTTPResponse
 
 from dialtone.app import close_app, create_app
 from dialtone.devloop.pointing import point_number
+from dialtone.devloop.sandbox import app_settings
 from dialtone.sandbox.phone.client import Event, PhoneClient
 from dialtone.sandbox.server import SandboxServer
 from dialtone.settings import Settings
@@ -84,13 +85,14 @@ def world(tmp_path: Path) -> Iterator[World]:
     sandbox = SandboxServer(with_carrier=True, time_scale=TIME_SCALE).start()
     sock = free_socket()
     app_url = f"http://127.0.0.1:{sock.getsockname()[1]}"
-    settings = sandbox.settings(
+    settings = app_settings(
+        sandbox,
         Settings(
             api_token=API_TOKEN,
             rules_file=REPO / "rules.toml",
             public_url=app_url,
             database_path=tmp_path / "var" / "dialtone.db",  # never the repo's (the user's) record
-        )
+        ),
     )
     app = create_app(settings)
     broken_routes(app)

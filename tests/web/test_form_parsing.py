@@ -12,7 +12,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from twilio.twiml.messaging_response import MessagingResponse
 
-from dialtone.web.signature import _utf8, parse_urlencoded, twiml_response
+from dialtone.web.handlers import twiml_response
+from dialtone.web.signature import _utf8, parse_urlencoded
 
 BODIES = [
     b"Body=h%C3%A9llo+%F0%9F%91%8B&From=%2B15551234567",

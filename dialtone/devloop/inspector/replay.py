@@ -17,9 +17,9 @@ from urllib.parse import urlencode
 from bottle import FormsDict
 from twilio.request_validator import RequestValidator
 
+from dialtone.devloop.capture import REPLAY_HEADER
 from dialtone.devloop.inspector import twiml_view
 
-REPLAY_HEADER = "X-Dialtone-Replay"
 MAX_PARAMS = 200
 RESTART_WAIT = 10.0  # seconds a replay waits for an app that hupper is restarting
 
