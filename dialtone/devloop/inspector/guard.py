@@ -12,14 +12,14 @@
 from __future__ import annotations
 
 import hmac
-from ipaddress import ip_address
 
 from bottle import HTTPError, request
 
 from dialtone.devloop.capture import TOKEN_HEADER
+from dialtone.sandbox import guard as loopback
 
-LOOPBACK_NAMES = frozenset({"localhost", "localhost.", "127.0.0.1", "[::1]"})
 OPEN_PREFIXES = ("/static/", "/favicon.ico")
+AGAIN = " Open the URL make dev printed."
 
 
 def split_host(host: str) -> tuple[str, str]:
@@ -33,44 +33,31 @@ def split_host(host: str) -> tuple[str, str]:
 
 def is_loopback_host(host: str, port: int) -> bool:
     """True for a Host header naming this machine's loopback interface on `port`."""
-    name, given_port = split_host(host.strip().lower())
-    if given_port != str(port):
-        return False
-    if name in LOOPBACK_NAMES or name.endswith(".localhost"):
-        return True
-    try:
-        return ip_address(name.strip("[]")).is_loopback
-    except ValueError:
-        return False
+    return loopback.is_loopback_host(host) and split_host(host.strip().lower())[1] == str(port)
 
 
 class Guard:
-    """A Bottle before_request hook enforcing the rules above for one run's port and token."""
+    """A Bottle before_request hook enforcing the rules above for one run's port and token.
+
+    Host, Origin and the client's address are checked as the sandbox checks them
+    (dialtone.sandbox.guard), so every page Dialtone serves follows the same rules."""
 
     def __init__(self, port: int, token: str) -> None:
         self.port = port
         self.token = token
 
     def __call__(self) -> None:
-        host = request.get_header("Host") or ""
-        if not is_loopback_host(host, self.port):
-            raise HTTPError(
-                403,
-                "This page answers only on this machine's loopback address: open the URL "
-                "make dev printed.",
-            )
-        origin = request.get_header("Origin")
-        if origin is not None and origin.lower() != f"http://{host.lower()}":
-            raise HTTPError(403, "Requests from another site are refused.")
+        environ = request.environ
+        reason = loopback.refusal(environ)
+        if reason is None and not is_loopback_host(environ.get("HTTP_HOST") or "", self.port):
+            reason = "This page answers only on the address and port make dev printed."
+        if reason is not None:
+            raise HTTPError(403, reason + AGAIN)
         if request.path.startswith(OPEN_PREFIXES):
             return
         changing = request.method not in ("GET", "HEAD")
         given = request.get_header(TOKEN_HEADER) or ("" if changing else request.query.token)
         if not given or not hmac.compare_digest(given.encode(), self.token.encode()):
-            raise HTTPError(
-                403, "Missing or wrong token: open the URL make dev printed (it has the token)."
-            )
-        if changing:
-            kind = (request.content_type or "").split(";")[0].strip().lower()
-            if kind != "application/json":
-                raise HTTPError(415, "Send JSON with Content-Type: application/json.")
+            raise HTTPError(403, "Missing or wrong token." + AGAIN + " (It has the token.)")
+        if changing and (reason := loopback.json_only(environ)) is not None:
+            raise HTTPError(415, reason)
