@@ -60,9 +60,21 @@ def destination(payload: dict[str, Any], settings: Settings, *, calls: bool = Fa
     return to
 
 
+SMS_FIELDS = ("to", "body", "media_url")
+CALL_FIELDS = ("to", "message")
+
+
+def known_fields(payload: dict[str, Any], fields: tuple[str, ...]) -> None:
+    """A 400 naming the first field the endpoint does not know (a typo would be lost silently)."""
+    unknown = sorted(set(payload) - set(fields))
+    if unknown:
+        fail(400, f"Unknown field {unknown[0]!r}; use {', '.join(fields)}.")
+
+
 def parse_sms(payload: dict[str, Any], settings: Settings) -> SmsRequest:
     """Validate a /send_sms payload: `to`, and `body` and/or `media_url` (a URL or a list)."""
     to = destination(payload, settings)
+    known_fields(payload, SMS_FIELDS)
     body = text_field(payload, "body")
     if body is not None and twilio_length(body) > MAX_BODY_CHARS:
         fail(
@@ -84,6 +96,7 @@ def parse_sms(payload: dict[str, Any], settings: Settings) -> SmsRequest:
 def parse_call(payload: dict[str, Any], settings: Settings) -> CallRequest:
     """Validate a /make_call payload: `to`, and an optional `message` to say instead of the menu."""
     to = destination(payload, settings, calls=True)
+    known_fields(payload, CALL_FIELDS)
     message = text_field(payload, "message")
     if message is not None and not clean(message).strip():
         fail(400, '"message" must say something.')

@@ -339,7 +339,7 @@ class RulesFile:
             rules = load_rules(self.path)
         except RulesError as exc:
             self.last_error = exc
-            log.error("%s Still answering with the last good rules until the file is fixed.", exc)
+            log.error("%s\nStill answering with the last good rules until the file is fixed.", exc)
             return
         self._rules, self.last_error = rules, None
         log.info("Reloaded SMS rules from %s: %s", self.path, _summary(rules))

@@ -13,6 +13,7 @@ import signal
 import time
 from typing import Any
 
+from bottle import Bottle
 from rich.console import Console
 
 from dialtone import logs
@@ -63,6 +64,8 @@ def serve(reloader: Any = None) -> None:
         console.print("Fix it and save: the app starts again by itself.", style="yellow")
         _wait_for_reload()  # alive, so that hupper hears of the watched file before a fix
         return
+    for warning in unrouted_webhooks(app, settings):
+        console.print(warning, style="yellow", highlight=False)
     # The inspector page in the parent sees every request through this (make dev only).
     served = capture.from_environment(app, dict(os.environ))
     server = make_server(served, settings)
@@ -90,6 +93,18 @@ def _wait_for_reload() -> None:
     with contextlib.suppress(KeyboardInterrupt):
         while True:
             time.sleep(3600)
+
+
+def unrouted_webhooks(app: Bottle, settings: Settings) -> list[str]:
+    """A warning for SMS_PATH or VOICE_PATH (--sms-path, --voice-path) that no route answers:
+    the number points there, and Twilio would get a 404 (error 11200) on every text or call."""
+    posts = sorted({route.rule for route in app.routes if route.method == "POST"})
+    return [
+        f"{name} {path} is not a route of this app: the number's webhook points there, so "
+        f"Twilio will get 404 (error 11200). POST routes: {', '.join(posts)}."
+        for name, path in (("SMS_PATH", settings.sms_path), ("VOICE_PATH", settings.voice_path))
+        if path not in posts
+    ]
 
 
 def _stop(signum: int, frame: object) -> None:

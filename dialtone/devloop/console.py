@@ -105,6 +105,14 @@ def _short(text: str, limit: int = 50) -> str:
     return repr(text if len(text) <= limit else text[: limit - 3] + "...")
 
 
+def lines_shown(message: str) -> str:
+    """A multi-line log message (an error listing problems, a traceback) for the terminal: each
+    line escaped, and every line after the first indented, so no text inside it can pass for a
+    log line of its own."""
+    first, *rest = message.splitlines() or [""]
+    return "\n".join([printable(first, None), *("  " + printable(line, None) for line in rest)])
+
+
 class RequestLogHandler(logging.Handler):
     """Prints `dialtone.access` records with render_request, and other records plainly."""
 
@@ -120,7 +128,9 @@ class RequestLogHandler(logging.Handler):
                 self.console.print(render_request(request, record.created), highlight=False)
             else:
                 style = "red" if record.levelno >= logging.WARNING else "dim"
-                message = printable(record.getMessage(), None)
-                self.console.print(Text(message, style=style), highlight=False)
+                message = record.getMessage()
+                if record.exc_info:
+                    message += "\n" + logging.Formatter().formatException(record.exc_info)
+                self.console.print(Text(lines_shown(message), style=style), highlight=False)
         except Exception:
             self.handleError(record)

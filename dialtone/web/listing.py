@@ -33,7 +33,11 @@ def parse_filters(query: Mapping[str, str], statuses: Mapping[str, int]) -> dict
     filters: dict[str, Any] = {"limit": DEFAULT_PAGE}
     if query.get("number"):
         if not is_destination(query["number"]):
-            fail(400, '"number" must be an E.164 number like +15551234567 (or whatsapp:+1...).')
+            hint = " (in a URL, write + as %2B)" if query["number"].startswith(" ") else ""
+            fail(
+                400,
+                f'"number" must be an E.164 number like +15551234567 (or whatsapp:+1...){hint}.',
+            )
         filters["number"] = query["number"]
     if query.get("since"):
         filters["since"] = parse_since(query["since"])

@@ -123,3 +123,26 @@ def test_errors_never_show_the_token(app: webtest.TestApp) -> None:
         app, "/send_sms", {"to": "x"}, status=403, headers={"Authorization": "Bearer wrong"}
     )
     assert API_TOKEN not in reply.text
+
+
+@pytest.mark.parametrize(
+    ("path", "payload", "field"),
+    [
+        (
+            "/send_sms",
+            {"to": "+15551234567", "body": "x", "media_urls": ["https://e.com/a.jpg"]},
+            "media_urls",
+        ),
+        ("/make_call", {"to": "+15551234567", "msg": "hello"}, "msg"),
+    ],
+)
+def test_an_unknown_field_is_400_naming_it(
+    app: webtest.TestApp, path: str, payload: dict[str, object], field: str
+) -> None:
+    reply = app.post_json(path, payload, headers=AUTH, status=400)
+    assert f"Unknown field {field!r}" in reply.json["error"]["message"]
+
+
+def test_a_plus_sent_unencoded_in_a_url_gets_a_hint(app: webtest.TestApp) -> None:
+    reply = app.get("/messages?number=+15551234567", headers=AUTH, status=400)
+    assert "%2B" in reply.json["error"]["message"]

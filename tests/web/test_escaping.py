@@ -154,16 +154,45 @@ def test_the_dev_console_escapes_what_it_prints() -> None:
     out = io.StringIO()
     console = Console(file=out, force_terminal=True, color_system="standard", width=300)
     handler = RequestLogHandler(console)
-    handler.emit(logging.makeLogRecord({"msg": "caller said %s", "args": (HOSTILE,)}))
+    handler.emit(
+        logging.makeLogRecord(
+            {"msg": "caller said %s", "args": (HOSTILE,), "levelno": logging.INFO}
+        )
+    )
     record = RequestRecord("POST", printable("/sms_url\x1b[2J"), 200, 1.0, {"body": HOSTILE})
     console.print(render_request(record))
     text = out.getvalue()
+    assert "caller said" in text
     # rich adds its own colour sequences (ESC [ ... m); none of the hostile ones may appear.
     assert "\x1b[2J" not in text
     assert "\x1b]0;" not in text
     assert "\x07" not in text
     assert "\u202e" not in text
     assert "\\x1b[2J" in text
+
+
+def test_the_dev_console_shows_a_routes_traceback_and_indents_every_line_after_the_first() -> None:
+    out = io.StringIO()
+    handler = RequestLogHandler(Console(file=out, force_terminal=False, width=300))
+    try:
+        no_frm: dict[str, str] = {}
+        no_frm["Frm"]
+    except KeyError:
+        failed = logging.makeLogRecord(
+            {"msg": "POST /hello failed", "levelno": logging.ERROR, "exc_info": sys.exc_info()}
+        )
+    handler.emit(failed)
+    handler.emit(
+        logging.makeLogRecord(
+            {"msg": "body %s", "args": ("x\n12:00:00 POST /fake 200",), "levelno": logging.INFO}
+        )
+    )
+    lines = out.getvalue().splitlines()
+    assert lines[0] == "POST /hello failed"
+    assert "  Traceback (most recent call last):" in lines
+    assert "  KeyError: 'Frm'" in lines
+    assert "  12:00:00 POST /fake 200" in lines  # cannot pass for a line of its own
+    assert all(line.startswith(("POST", "body", "  ")) for line in lines)
 
 
 def test_make_history_escapes_bodies_numbers_and_media_types(tmp_path: Path) -> None:
