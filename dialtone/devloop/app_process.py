@@ -41,7 +41,9 @@ def serve(reloader: Any = None) -> None:
     # and each status callback's status.
     logging.getLogger("dialtone.web.signature").setLevel(logging.ERROR)
     logging.getLogger("dialtone.status").setLevel(logging.WARNING)
-    logging.getLogger("waitress").setLevel(logging.WARNING)
+    # waitress warns of its task queue and of tasks it cancels at every Ctrl-C: noise in a dev
+    # loop, where the request log shows each request anyway.
+    logging.getLogger("waitress").setLevel(logging.ERROR)
     reloading = reloader is not None
     if reloader is not None:
         # A broken route must be able to bring the app back once it is fixed, and a new file in
