@@ -6,11 +6,10 @@ serves the app, with settings the parent put in its environment (PUBLIC_URL amon
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 import signal
-import time
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from bottle import Bottle
@@ -64,7 +63,10 @@ def serve(reloader: Any = None) -> None:
         reloader.watch_files([str(settings.rules_file)])
         console.print(f"\n{exc}\n", style="red", highlight=False)
         console.print("Fix it and save: the app starts again by itself.", style="yellow")
-        _wait_for_reload()  # alive, so that hupper hears of the watched file before a fix
+        # Meanwhile every request (a text, a call) is answered 500 with the reason, so the phone,
+        # the sandbox's notices and the inspector name the file and line, not a refused connection.
+        # Alive, too, so that hupper hears of the watched file before a fix.
+        _serve_until_stopped(broken_app(str(exc)), settings)
         return
     for warning in unrouted_webhooks(app, settings):
         console.print(warning, style="yellow", highlight=False)
@@ -87,14 +89,42 @@ def serve(reloader: Any = None) -> None:
         close_app(app)
 
 
-def _wait_for_reload() -> None:
-    """Sleep until hupper stops this process (on an edit, Ctrl-C or SIGTERM)."""
+BROKEN_HEADER = "X-Dialtone-App-Broken"  # the dev loop's banner waits for an app without it
+
+
+def broken_app(reason: str) -> Callable[..., Iterable[bytes]]:
+    """A WSGI app that answers everything 500 with why the real one cannot start."""
+    body = f"The app cannot start: {' '.join(reason.split())} Fix it and save.\n".encode()
+
+    def answer(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        start_response(
+            "500 Internal Server Error",
+            [
+                ("Content-Type", "text/plain; charset=utf-8"),
+                ("Content-Length", str(len(body))),
+                (BROKEN_HEADER, "1"),
+            ],
+        )
+        return [body]
+
+    return answer
+
+
+def _serve_until_stopped(app: Callable[..., Iterable[bytes]], settings: Settings) -> None:
+    """Serve `app` until hupper stops this process (on an edit, Ctrl-C or SIGTERM)."""
+    served = capture.from_environment(app, dict(os.environ))
+    server = make_server(served, settings)
     signal.signal(signal.SIGTERM, _stop)
     if hasattr(signal, "SIGHUP"):
         signal.signal(signal.SIGHUP, _stop)
-    with contextlib.suppress(KeyboardInterrupt):
-        while True:
-            time.sleep(3600)
+    try:
+        server.run()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.close()
+        if isinstance(served, capture.Capture):
+            served.close()
 
 
 def unrouted_webhooks(app: Bottle, settings: Settings) -> list[str]:

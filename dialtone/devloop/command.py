@@ -5,6 +5,7 @@ the number, restore on exit. The command line is in dialtone.commands.dev.
 from __future__ import annotations
 
 import contextlib
+import http.client
 import os
 import socket
 import threading
@@ -15,6 +16,7 @@ from dataclasses import dataclass
 from rich.console import Console
 
 from dialtone import cli
+from dialtone.devloop.app_process import BROKEN_HEADER
 from dialtone.devloop.console import Banner, render_banner
 from dialtone.devloop.session import DevSession, open_session
 from dialtone.settings import Settings
@@ -52,18 +54,26 @@ def announce_when_ready(console: Console, banner: Banner, host: str, port: int, 
     """Print the banner once the app accepts connections, with the time it took."""
 
     def wait() -> None:
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            try:
-                socket.create_connection((host, port), timeout=0.2).close()
-            except OSError:
-                time.sleep(0.02)
-                continue
-            banner.ready_seconds = time.perf_counter() - t0
-            console.print(render_banner(banner))
-            return
+        # Until the app answers: not a refused connection, and not the stand-in that answers
+        # while a route or the rules cannot load (it waits for the fix, however long it takes).
+        while not app_answers(host, port):
+            time.sleep(0.02)
+        banner.ready_seconds = time.perf_counter() - t0
+        console.print(render_banner(banner))
 
     threading.Thread(target=wait, daemon=True).start()
+
+
+def app_answers(host: str, port: int) -> bool:
+    """True once the app itself answers GET /healthz (whatever its status)."""
+    connection = http.client.HTTPConnection(host, port, timeout=1)
+    try:
+        connection.request("GET", "/healthz")
+        return connection.getresponse().getheader(BROKEN_HEADER) is None
+    except OSError:
+        return False
+    finally:
+        connection.close()
 
 
 def serve_with_reload(session: DevSession, reload: bool) -> None:

@@ -549,11 +549,20 @@ def test_a_broken_route_module_is_one_paragraph_and_fixing_it_brings_the_app_bac
         process.wait_for("Fix it and save")
         assert "hello.py cannot be loaded: line 6: SyntaxError" in process.output
         assert "Traceback" not in process.output
+        assert "Ready in" not in process.output  # the banner waits for an app that answers
+        # Meanwhile a text is answered 500 with the reason, which the phone shows (11200).
+        phone = PhoneClient(f"http://127.0.0.1:{sandbox_env['SANDBOX_PORT']}")
+        deadline = time.monotonic() + 20
+        notice: dict[str, Any] = {}
+        while time.monotonic() < deadline and notice.get("code") != 11200:
+            phone.send_sms("hi")
+            notice = phone.wait_for(lambda e: e["type"] == "error", timeout=10)
+        assert "cannot start" in notice["text"]
+        assert "hello.py cannot be loaded: line 6: SyntaxError" in notice["text"]
         deadline = time.monotonic() + 20
         while "Ready in" not in process.output and time.monotonic() < deadline:
             hello.write_text(HELLO_ROUTE)  # again until the reloader has noticed it
             time.sleep(0.3)
-        phone = PhoneClient(f"http://127.0.0.1:{sandbox_env['SANDBOX_PORT']}")
         # A write the reloader saw after the app came back restarts it once more: a text sent
         # then finds no app (11202 refused, 11205/11206 cut off by the restart), so it is sent
         # again until the fixed route answers.

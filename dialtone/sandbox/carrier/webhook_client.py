@@ -24,6 +24,7 @@ from twilio.request_validator import RequestValidator
 from dialtone.sandbox.carrier import twiml
 from dialtone.sandbox.carrier.overrides import split_overrides
 from dialtone.sandbox.carrier.webhook_errors import Notice, TwilioFailure, failure
+from dialtone.untrusted import printable
 
 USER_AGENT = "TwilioProxy/1.1"
 MAX_BODY = 64 * 1024  # 11750 beyond this
@@ -49,6 +50,18 @@ class Answer:
     status: int
     content_type: str
     body: bytes
+
+
+ERROR_TEXT_CHARS = 300  # of a plain-text error answer, shown with the 11200 notice
+
+
+def answered_text(answer: Answer) -> str:
+    """A plain-text error answer's words (a server's reason, such as the dev loop's "the app
+    cannot start: ..."), escaped and cut short; "" for HTML and anything else."""
+    if not answer.content_type.lower().startswith("text/plain"):
+        return ""
+    text = " ".join(answer.body.decode("utf-8", "replace").split())
+    return printable(text, ERROR_TEXT_CHARS)
 
 
 @dataclass(frozen=True)
@@ -91,7 +104,11 @@ class WebhookClient:
             answer, location = self._send_once(url, params, method, timeouts)
             if location is None:
                 if not 200 <= answer.status < 300:
-                    exc = failure(11200, f"the server answered HTTP {answer.status}", url)
+                    said = answered_text(answer)
+                    message = f"the server answered HTTP {answer.status}" + (
+                        f": {said}" if said else ""
+                    )
+                    exc = failure(11200, message, url)
                     exc.http_status = answer.status
                     raise exc
                 return answer
