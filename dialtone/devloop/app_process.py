@@ -94,7 +94,8 @@ BROKEN_HEADER = "X-Dialtone-App-Broken"  # the dev loop's banner waits for an ap
 
 def broken_app(reason: str) -> Callable[..., Iterable[bytes]]:
     """A WSGI app that answers everything 500 with why the real one cannot start."""
-    body = f"The app cannot start: {' '.join(reason.split())} Fix it and save.\n".encode()
+    said = " ".join(reason.split())
+    body = f"The app cannot start: {said} It starts again once the file is saved.\n".encode()
 
     def answer(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
         start_response(
@@ -111,9 +112,12 @@ def broken_app(reason: str) -> Callable[..., Iterable[bytes]]:
 
 
 def _serve_until_stopped(app: Callable[..., Iterable[bytes]], settings: Settings) -> None:
-    """Serve `app` until hupper stops this process (on an edit, Ctrl-C or SIGTERM)."""
+    """Serve `app` until hupper stops this process (on an edit, Ctrl-C or SIGTERM): without the
+    request log, which would only repeat the reason the terminal already shows."""
+    from waitress.server import create_server
+
     served = capture.from_environment(app, dict(os.environ))
-    server = make_server(served, settings)
+    server = create_server(served, host=settings.host, port=settings.port, threads=2)
     signal.signal(signal.SIGTERM, _stop)
     if hasattr(signal, "SIGHUP"):
         signal.signal(signal.SIGHUP, _stop)

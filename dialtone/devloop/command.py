@@ -56,22 +56,24 @@ def announce_when_ready(console: Console, banner: Banner, host: str, port: int, 
     def wait() -> None:
         # Until the app answers: not a refused connection, and not the stand-in that answers
         # while a route or the rules cannot load (it waits for the fix, however long it takes).
-        while not app_answers(host, port):
-            time.sleep(0.02)
+        while (answer := app_answers(host, port)) is not True:
+            # Quickly while nothing listens yet; calmly while the stand-in answers.
+            time.sleep(0.02 if answer is None else 0.5)
         banner.ready_seconds = time.perf_counter() - t0
         console.print(render_banner(banner))
 
     threading.Thread(target=wait, daemon=True).start()
 
 
-def app_answers(host: str, port: int) -> bool:
-    """True once the app itself answers GET /healthz (whatever its status)."""
+def app_answers(host: str, port: int) -> bool | None:
+    """True once the app itself answers GET /healthz (whatever its status); False while the
+    stand-in for an app that cannot load answers; None while nothing does."""
     connection = http.client.HTTPConnection(host, port, timeout=1)
     try:
         connection.request("GET", "/healthz")
         return connection.getresponse().getheader(BROKEN_HEADER) is None
     except OSError:
-        return False
+        return None
     finally:
         connection.close()
 
