@@ -14,6 +14,7 @@ from typing import Any
 
 from bottle import Bottle
 from rich.console import Console
+from waitress.server import create_server
 
 from dialtone import logs
 from dialtone.devloop import capture
@@ -21,6 +22,8 @@ from dialtone.devloop.console import RequestLogHandler
 from dialtone.errors import DialtoneError
 from dialtone.settings import Settings
 from dialtone.web.serving import make_server
+
+WSGIApp = Callable[..., Iterable[bytes]]
 
 
 def main() -> None:
@@ -66,33 +69,24 @@ def serve(reloader: Any = None) -> None:
         # Meanwhile every request (a text, a call) is answered 500 with the reason, so the phone,
         # the sandbox's notices and the inspector name the file and line, not a refused connection.
         # Alive, too, so that hupper hears of the watched file before a fix.
-        _serve_until_stopped(broken_app(str(exc)), settings)
+        # Without the request log, which would only repeat the reason the terminal shows.
+        _serve_until_stopped(
+            broken_app(str(exc)),
+            lambda served: create_server(served, host=settings.host, port=settings.port, threads=2),
+        )
         return
     for warning in unrouted_webhooks(app, settings):
         console.print(warning, style="yellow", highlight=False)
-    # The inspector page in the parent sees every request through this (make dev only).
-    served = capture.from_environment(app, dict(os.environ))
-    server = make_server(served, settings)
-    # hupper stops a worker with SIGTERM between reloads; SIGHUP is a closed terminal (POSIX
-    # only: Windows has no SIGHUP).
-    signal.signal(signal.SIGTERM, _stop)
-    if hasattr(signal, "SIGHUP"):
-        signal.signal(signal.SIGHUP, _stop)
     try:
-        server.run()
-    except KeyboardInterrupt:
-        pass
+        _serve_until_stopped(app, lambda served: make_server(served, settings))
     finally:
-        server.close()
-        if isinstance(served, capture.Capture):
-            served.close()
         close_app(app)
 
 
 BROKEN_HEADER = "X-Dialtone-App-Broken"  # the dev loop's banner waits for an app without it
 
 
-def broken_app(reason: str) -> Callable[..., Iterable[bytes]]:
+def broken_app(reason: str) -> WSGIApp:
     """A WSGI app that answers everything 500 with why the real one cannot start."""
     said = " ".join(reason.split())
     body = f"The app cannot start: {said} It starts again once the file is saved.\n".encode()
@@ -111,13 +105,13 @@ def broken_app(reason: str) -> Callable[..., Iterable[bytes]]:
     return answer
 
 
-def _serve_until_stopped(app: Callable[..., Iterable[bytes]], settings: Settings) -> None:
-    """Serve `app` until hupper stops this process (on an edit, Ctrl-C or SIGTERM): without the
-    request log, which would only repeat the reason the terminal already shows."""
-    from waitress.server import create_server
-
+def _serve_until_stopped(app: WSGIApp, server_for: Callable[[WSGIApp], Any]) -> None:
+    """Serve `app` (through the inspector's capture) on the server `server_for` makes, until
+    hupper stops this process: SIGTERM between reloads, SIGHUP a closed terminal (POSIX only:
+    Windows has none), Ctrl-C."""
+    # The inspector page in the parent sees every request through this (make dev only).
     served = capture.from_environment(app, dict(os.environ))
-    server = create_server(served, host=settings.host, port=settings.port, threads=2)
+    server = server_for(served)
     signal.signal(signal.SIGTERM, _stop)
     if hasattr(signal, "SIGHUP"):
         signal.signal(signal.SIGHUP, _stop)
