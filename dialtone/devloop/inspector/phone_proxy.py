@@ -15,8 +15,9 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from collections import deque
 from typing import Any
+
+from dialtone.devloop.inspector.timeline import EventLog
 
 PREFIX = "/_phone"
 MAX_WAIT = 25  # under the page's fetch patience and the sandbox's own 30 s cap
@@ -68,15 +69,12 @@ def _json(raw: bytes) -> dict[str, Any]:
     return value if isinstance(value, dict) else {"error": "The sandbox's answer is not an object."}
 
 
-class PhoneFeed:
+class PhoneFeed(EventLog):
     """The sandbox's phone events, read by one background thread and kept for the pages."""
 
     def __init__(self, proxy: PhoneProxy, limit: int = 1000) -> None:
+        super().__init__(limit)
         self.proxy = proxy
-        self._events: deque[dict[str, Any]] = deque(maxlen=limit)
-        self._changed = threading.Condition()
-        self._last = 0
-        self._closed = False
         self._thread = threading.Thread(target=self._follow, name="phone-feed", daemon=True)
 
     def start(self) -> None:
@@ -90,27 +88,4 @@ class PhoneFeed:
             if not isinstance(found, list):
                 time.sleep(1)  # the sandbox is restarting or gone; try again shortly
                 continue
-            with self._changed:
-                for event in found:
-                    if isinstance(event, dict) and isinstance(event.get("id"), int):
-                        self._events.append(event)
-                        self._last = max(self._last, event["id"])
-                self._changed.notify_all()
-
-    def since(self, after: int, wait: float = 0.0) -> list[dict[str, Any]]:
-        """Events with an id above `after`, waiting up to `wait` s for one."""
-        with self._changed:
-            if self._last <= after and not self._closed and wait > 0:
-                self._changed.wait_for(lambda: self._last > after or self._closed, wait)
-            return [dict(e) for e in self._events if e["id"] > after]
-
-    @property
-    def closed(self) -> bool:
-        """True once the inspector is stopping."""
-        return self._closed
-
-    def close(self) -> None:
-        """Stop following and wake every reader."""
-        with self._changed:
-            self._closed = True
-            self._changed.notify_all()
+            self._append([e for e in found if isinstance(e, dict) and isinstance(e.get("id"), int)])

@@ -33,7 +33,7 @@ from waitress.server import create_server
 from dialtone.devloop.inspector.guard import Guard
 from dialtone.devloop.inspector.phone_proxy import PhoneFeed, PhoneProxy
 from dialtone.devloop.inspector.replay import ReplayError, Target, replay
-from dialtone.devloop.inspector.timeline import Timeline
+from dialtone.devloop.inspector.timeline import EventLog, Timeline
 
 log = logging.getLogger("dialtone.devloop.inspector")
 
@@ -106,20 +106,13 @@ def create_inspector_app(
 
     @app.get("/api/events")
     def events() -> Iterator[str]:
-        last = request.get_header("Last-Event-ID") or request.query.get("after") or "0"
-        after = int(last) if last.isdigit() else 0
-        response.content_type = "text/event-stream"
-        response.set_header("Cache-Control", "no-cache")
-        return _stream(timeline, after)
+        return _event_stream(timeline)
 
     @app.get("/api/phone_events")
     def phone_events() -> Iterator[str]:
         if feed is None:
             raise HTTPError(404, "The browser phone works in sandbox mode only.")
-        last = request.get_header("Last-Event-ID") or request.query.get("after") or "0"
-        response.content_type = "text/event-stream"
-        response.set_header("Cache-Control", "no-cache")
-        return _stream(feed, int(last) if last.isdigit() else 0)
+        return _event_stream(feed)
 
     @app.post("/api/ingest")
     def ingest() -> dict[str, Any]:
@@ -157,7 +150,15 @@ def create_inspector_app(
     return app
 
 
-def _stream(source: Timeline | PhoneFeed, after: int) -> Iterator[str]:
+def _event_stream(source: EventLog) -> Iterator[str]:
+    """Server-sent events from `source`, from the one after Last-Event-ID (or ?after=) on."""
+    last = request.get_header("Last-Event-ID") or request.query.get("after") or "0"
+    response.content_type = "text/event-stream"
+    response.set_header("Cache-Control", "no-cache")
+    return _stream(source, int(last) if last.isdigit() else 0)
+
+
+def _stream(source: EventLog, after: int) -> Iterator[str]:
     yield "retry: 1000\n\n"
     while not source.closed:
         found = source.since(after, wait=KEEPALIVE)

@@ -92,29 +92,23 @@ def enrich(event: dict[str, Any]) -> dict[str, Any]:
     return event
 
 
-class Timeline:
-    """Thread-safe, bounded log of enriched events with increasing ids, read with a long wait."""
+class EventLog:
+    """Thread-safe, bounded log of events with increasing ids, read with a long wait: the
+    timeline and the phone's feed are each one."""
 
-    def __init__(self, limit: int = MAX_EVENTS) -> None:
+    def __init__(self, limit: int) -> None:
         self._events: deque[dict[str, Any]] = deque(maxlen=limit)
         self._changed = threading.Condition()
         self._last = 0
         self._closed = False
 
-    def add(self, captured: dict[str, Any]) -> dict[str, Any]:
-        """Enrich and append one captured event; wakes every reader."""
-        event = enrich(captured)
+    def _append(self, events: list[dict[str, Any]]) -> None:
+        """Keep `events` (each with an int "id" above the last one's) and wake every reader."""
         with self._changed:
-            self._last += 1
-            event["id"] = self._last
-            self._events.append(event)
+            for event in events:
+                self._events.append(event)
+                self._last = max(self._last, event["id"])
             self._changed.notify_all()
-        return event
-
-    def get(self, event_id: int) -> dict[str, Any] | None:
-        """The event with this id, if it is still kept."""
-        with self._changed:
-            return next((dict(e) for e in self._events if e["id"] == event_id), None)
 
     def since(self, after: int, wait: float = 0.0) -> list[dict[str, Any]]:
         """Events with an id above `after`, waiting up to `wait` s for one."""
@@ -133,3 +127,23 @@ class Timeline:
         with self._changed:
             self._closed = True
             self._changed.notify_all()
+
+
+class Timeline(EventLog):
+    """The requests the app answered, enriched for the page, numbered in arrival order."""
+
+    def __init__(self, limit: int = MAX_EVENTS) -> None:
+        super().__init__(limit)
+
+    def add(self, captured: dict[str, Any]) -> dict[str, Any]:
+        """Enrich and append one captured event; wakes every reader."""
+        event = enrich(captured)
+        with self._changed:  # numbered and kept under one lock: ids stay in order
+            event["id"] = self._last + 1
+            self._append([event])
+        return event
+
+    def get(self, event_id: int) -> dict[str, Any] | None:
+        """The event with this id, if it is still kept."""
+        with self._changed:
+            return next((dict(e) for e in self._events if e["id"] == event_id), None)
