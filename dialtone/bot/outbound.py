@@ -20,12 +20,12 @@ from twilio.base.exceptions import TwilioException
 from twilio.twiml.voice_response import VoiceResponse
 
 from dialtone.bot.destinations import check_destination
-from dialtone.bot.texting import UNREACHABLE, send_text
+from dialtone.bot.texting import place_call, send_text
 from dialtone.facts import MAX_BODY_CHARS, MAX_MEDIA, MAX_TWIML_CHARS, clean, twilio_length
 from dialtone.record.errors import StoreError
 from dialtone.record.recorder import Recorder
 from dialtone.settings import Settings, absolute_url
-from dialtone.twilio_api import MissingCredentials, TwilioError, TwilioHandle, twilio_error
+from dialtone.twilio_api import MissingCredentials, TwilioHandle, twilio_error
 from dialtone.web.jsonapi import fail, json_error
 
 log = logging.getLogger("dialtone.outbound")
@@ -191,32 +191,13 @@ class Outbox:
         if callback:
             how["status_callback"] = callback
 
-        def record_refused(error: TwilioError | None) -> None:
-            self.recorder.outbound_call(
-                None,
-                call.to,
-                settings.phone_number,
-                "failed",
-                error_code=error.code if error else None,
-                error_message=error.message if error else UNREACHABLE,
-            )
-
-        created = self._twilio(
-            lambda: self.twilio.create_call(call.to, **how),
-            on_failure=record_refused,
-        )
-        status = created.status or "queued"
-        self.recorder.outbound_call(created.sid, call.to, settings.phone_number, status)
+        created = self._twilio(lambda: place_call(self.twilio, self.recorder, call.to, **how))
         log.info("started call %s to %s (%s)", created.sid, call.to, created.status)
         return {"sid": created.sid, "status": created.status, "to": call.to}
 
-    def _twilio(
-        self,
-        action: Callable[[], T],
-        on_failure: Callable[[TwilioError | None], None] | None = None,
-    ) -> T:
-        """Run a Twilio request; when Twilio refuses it or cannot be reached, call
-        `on_failure(error)` (error None: unreachable) and answer a JSON 502 with Twilio's code."""
+    def _twilio(self, action: Callable[[], T]) -> T:
+        """Run a Twilio request (which records itself); when Twilio refuses it or cannot be
+        reached, answer a JSON 502 with Twilio's code."""
         try:
             return action()
         except MissingCredentials as exc:
@@ -238,12 +219,8 @@ class Outbox:
                 twilio_status=error.status,
                 more_info=error.more_info,
             )
-            if on_failure:
-                on_failure(error)
             raise answer from None
         except (RequestException, ValueError) as exc:
             # The network, or an answer that is not Twilio's JSON (a proxy's error page).
             log.warning("Could not reach Twilio: %s", type(exc).__name__)
-            if on_failure:
-                on_failure(None)
             raise json_error(502, "Could not reach Twilio; try again.") from None

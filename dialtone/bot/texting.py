@@ -1,7 +1,8 @@
-"""Sending a text through Twilio and recording it: shared by POST /send_sms and voice option 3.
+"""Sending a text or placing a call through Twilio, and recording it: shared by POST /send_sms,
+POST /make_call and voice option 3.
 
-The record gets every attempt: the message with the SID and status Twilio answered, or, when
-Twilio refused it or could not be reached, a "failed" row with Twilio's error code. A refusal with
+The record gets every attempt: the message or call with the SID and status Twilio answered, or,
+when Twilio refused it or could not be reached, a "failed" row with Twilio's error code. A refusal with
 21610 (the recipient texted STOP, perhaps while this server was down) marks them opted out.
 """
 
@@ -9,6 +10,7 @@ from __future__ import annotations
 
 from requests.exceptions import RequestException
 from twilio.base.exceptions import TwilioException
+from twilio.rest.api.v2010.account.call import CallInstance
 from twilio.rest.api.v2010.account.message import MessageInstance
 
 from dialtone.facts import UNSUBSCRIBED_RECIPIENT
@@ -69,3 +71,24 @@ def record_refused(
         # Twilio knows of a STOP this record missed (sent while the server was down, or to
         # another number of a Messaging Service): remember it.
         recorder.set_opt_out(to, True, None)
+
+
+def place_call(twilio: TwilioHandle, recorder: Recorder, to: str, **how: str) -> CallInstance:
+    """Start a call through `twilio` (`how`: url or twiml, status_callback) and record it;
+    errors are recorded, then raised as they were, as `send_text` does."""
+    sender = twilio.settings.phone_number
+    try:
+        call = twilio.create_call(to, **how)
+    except (TwilioException, RequestException, ValueError) as exc:
+        error = twilio_error(exc) if isinstance(exc, TwilioException) else None
+        recorder.outbound_call(
+            None,
+            to,
+            sender,
+            "failed",
+            error_code=error.code if error else None,
+            error_message=error.message if error else UNREACHABLE,
+        )
+        raise
+    recorder.outbound_call(call.sid, to, sender, call.status or "queued")
+    return call
