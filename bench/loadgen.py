@@ -31,6 +31,7 @@ class LoadResult:
     sent: int = 0  # requests taken from the list (answered, failed or cut off)
     cpu: float = 0.0  # CPU seconds the server used meanwhile, when the caller measures it
     client_cpu: float = 0.0  # CPU seconds the load generator's process used meanwhile
+    db_cpu: float = 0.0  # CPU seconds a database server used meanwhile (PostgreSQL rows)
 
     def merge(self, other: LoadResult) -> None:
         """Add another run's answers, latencies, errors and time to this one."""
@@ -41,6 +42,7 @@ class LoadResult:
         self.sent += other.sent
         self.cpu += other.cpu
         self.client_cpu += other.client_cpu
+        self.db_cpu += other.db_cpu
 
     @property
     def count(self) -> int:

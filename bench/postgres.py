@@ -43,10 +43,12 @@ class SpreadTarget(Target):
 
     ports: list[int] = field(default_factory=list)
     pids: list[int] = field(default_factory=list)
+    database_pid: int = 0  # the PostgreSQL postmaster: its CPU and its backends'
 
     def send(self, args: argparse.Namespace, duration: float) -> loadgen.LoadResult:
         """The next requests, spread over every instance, for `duration` seconds."""
         cpu_before = sum(cpu_seconds(pid) for pid in self.pids)
+        db_before = cpu_seconds(self.database_pid) if self.database_pid else 0.0
         client_before = time.process_time()
         result = loadgen.run_spread(
             HOST,
@@ -58,6 +60,8 @@ class SpreadTarget(Target):
         self.answered |= {self.offset + index for index in result.answered}
         self.offset += result.sent
         result.cpu = sum(cpu_seconds(pid) for pid in self.pids) - cpu_before
+        if self.database_pid:
+            result.db_cpu = cpu_seconds(self.database_pid) - db_before
         result.client_cpu = time.process_time() - client_before
         return result
 
@@ -90,8 +94,19 @@ def without_commit_wait(pg: PostgresServer, url: str) -> str:
     return url
 
 
+def postmaster_pid(pg: PostgresServer) -> int:
+    """The PostgreSQL server's main process (its backends are its children)."""
+    return int((pg.data / "postmaster.pid").read_text().split()[0])
+
+
 def start_instances(
-    args: argparse.Namespace, work: Path, stack: ExitStack, url: str, label: str = ""
+    args: argparse.Namespace,
+    work: Path,
+    stack: ExitStack,
+    url: str,
+    label: str = "",
+    *,
+    database_pid: int = 0,
 ) -> SpreadTarget:
     """INSTANCES server.py processes (WORKERS=1 each) recording into the database at `url`."""
     ports, pids = [], []
@@ -120,7 +135,9 @@ def start_instances(
         f"recording into PostgreSQL{label}"
     )
     requests = build_requests(ports[0], "/sms_url", 0, args.pool)
-    return SpreadTarget(name, ports[0], requests, pids[0], ports=ports, pids=pids)
+    return SpreadTarget(
+        name, ports[0], requests, pids[0], ports=ports, pids=pids, database_pid=database_pid
+    )
 
 
 def check_record(url: str, sent: set[int]) -> list[str]:

@@ -362,7 +362,7 @@ def report(rows: list[Row], record_lines: list[str], args: argparse.Namespace) -
     width = max(len(row.name) for row in rows)
     header = (
         f"{'target':<{width}}  {'req/s':>7}  {'p50 ms':>6}  {'p99 ms':>6}  {'vs Flask':>8}  "
-        f"{'CPU us/req':>10}  {'client':>6}"
+        f"{'CPU us/req':>10}  {'client':>6}  {'db':>4}"
     )
     print(header + "  answers")
     print("-" * (len(header) + 20))
@@ -373,9 +373,10 @@ def report(rows: list[Row], record_lines: list[str], args: argparse.Namespace) -
         errors = " ".join(f"{name}:{n}" for name, n in res.errors.items())
         cpu = f"{res.cpu / res.count * 1e6:.0f}" if res.count else "-"
         client = f"{res.client_cpu / res.count * 1e6:.0f}" if res.count else "-"
+        db = f"{res.db_cpu / res.count * 1e6:.0f}" if res.count and res.db_cpu else "-"
         print(
             f"{row.name:<{width}}  {res.rate:>7.0f}  {ms(res.percentile(50)):>6}  "
-            f"{ms(res.percentile(99)):>6}  {ratio:>8}  {cpu:>10}  {client:>6}  "
+            f"{ms(res.percentile(99)):>6}  {ratio:>8}  {cpu:>10}  {client:>6}  {db:>4}  "
             f"{answers} {errors}".rstrip()
         )
     met = True
@@ -464,17 +465,17 @@ def main(argv: Sequence[str] | None = None) -> int:
 
                 pg = stack.enter_context(postgres.postgresql())
                 if pg is not None:
+                    db_pid = postgres.postmaster_pid(pg)
                     fast = postgres.without_commit_wait(pg, pg.fresh_database())
-                    label = ", synchronous_commit=off"
-                    pg_targets.append(
-                        ("PostgreSQL synchronous_commit=off",
-                         postgres.start_instances(args, work, stack, fast, label), fast)
-                    )  # fmt: skip
                     durable = pg.fresh_database()
-                    pg_targets.append(
-                        ("PostgreSQL (durable commits)",
-                         postgres.start_instances(args, work, stack, durable), durable)
-                    )  # fmt: skip
+                    for goal, url, label in (
+                        ("PostgreSQL synchronous_commit=off", fast, ", synchronous_commit=off"),
+                        ("PostgreSQL (durable commits)", durable, ""),
+                    ):
+                        spread = postgres.start_instances(
+                            args, work, stack, url, label, database_pid=db_pid
+                        )
+                        pg_targets.append((goal, spread, url))
                     targets += [target for _, target, _ in pg_targets]
             if args.baseline:
                 old = stack.enter_context(checkout(args.baseline, work))
