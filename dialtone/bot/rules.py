@@ -33,6 +33,7 @@ from dialtone.facts import (
     MAX_BODY_CHARS,
     OPT_IN_KEYWORDS,
     OPT_OUT_KEYWORDS,
+    carrier_keyword,
     clean,
     twilio_length,
 )
@@ -51,6 +52,11 @@ HELP_WORDS = frozenset(word.casefold() for word in HELP_KEYWORDS)
 OPT_OUT_WORDS = frozenset(word.casefold() for word in OPT_OUT_KEYWORDS)
 OPT_IN_WORDS = frozenset(word.casefold() for word in OPT_IN_KEYWORDS)
 RESERVED_WORDS = HELP_WORDS | OPT_OUT_WORDS | OPT_IN_WORDS
+
+# "Stop." or "QUIT!" is not an opt-out (Twilio acts only on the bare word), yet its sender
+# plainly wants one: rather than stay silent and leave them opted in, say what works.
+# ("yes." and other near opt-in words are ordinary texts.)
+NEAR_OPT_OUT_REPLY = "To stop texts from this number, reply STOP on its own."
 
 # Placeholders each kind of reply may use.
 TEXT_PLACEHOLDERS = ("body", "from")
@@ -189,7 +195,11 @@ class Rules:
             template = self.empty
         else:
             if word in OPT_OUT_WORDS or word in OPT_IN_WORDS:
-                return ""
+                if carrier_keyword(body) is not None:
+                    return ""  # the carrier's keyword: Twilio (and the record) answer it
+                if word in OPT_OUT_WORDS:
+                    return truncate(NEAR_OPT_OUT_REPLY, limit)
+                word = None
             template = self.help if word == "help" else self.keywords.get(word or "", self.default)
         return template.render({"body": body.strip(), "from": sender}, limit)
 
@@ -211,7 +221,7 @@ class Rules:
         """The whole reply to an inbound message, within Twilio's limit; None for no reply."""
         types = list(media_types)
         word = self.keyword_for(body)
-        if word in OPT_OUT_WORDS or word in OPT_IN_WORDS:
+        if carrier_keyword(body) is not None and (word in OPT_OUT_WORDS or word in OPT_IN_WORDS):
             return None  # opt-out words get nothing but the carrier's (or the record's) answer
         if not types:
             return self._text_reply(body, word, sender, MAX_REPLY_CHARS) or None

@@ -12,6 +12,7 @@ import pytest
 from dialtone import facts
 from dialtone.bot.rules import (
     MAX_REPLY_CHARS,
+    NEAR_OPT_OUT_REPLY,
     Rules,
     RulesError,
     RulesFile,
@@ -99,6 +100,22 @@ def test_opt_out_and_opt_in_words_are_never_auto_answered(text: str) -> None:
     assert rules().reply(text) is None
     assert rules().reply(text, media_types=["image/jpeg"]) is None
     assert rules().keyword_for(text) == normalize_keyword(text)
+
+
+@pytest.mark.parametrize("text", ["stop.", "Stop!", "QUIT.", "s t o p", "\uff33\uff34\uff2f\uff30"])
+def test_a_near_opt_out_word_is_told_what_works(text: str) -> None:
+    # Not a carrier keyword (Twilio acts on the bare word only), so nobody else answers it, and
+    # the sender stays opted in: say how to opt out instead of staying silent.
+    assert facts.carrier_keyword(text) is None
+    assert rules().reply(text) == NEAR_OPT_OUT_REPLY
+    reply = rules().reply(text, media_types=["image/jpeg"])
+    assert reply is not None
+    assert reply.endswith(NEAR_OPT_OUT_REPLY)
+
+
+@pytest.mark.parametrize("text", ["yes.", "Start!", "unstop?"])
+def test_a_near_opt_in_word_is_an_ordinary_text(text: str) -> None:
+    assert rules().reply(text) == f'You said: "{text}"'  # the default reply
 
 
 def test_keyword_for_names_the_rule() -> None:

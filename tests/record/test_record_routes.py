@@ -9,6 +9,7 @@ import pytest
 import webtest
 
 from dialtone.bot import optout
+from dialtone.bot.rules import NEAR_OPT_OUT_REPLY
 from dialtone.record.base import IDEMPOTENCY_HEADER
 from dialtone.record.base import RecordStore as Store
 from dialtone.sandbox.server import SandboxServer
@@ -87,6 +88,13 @@ def test_stop_opts_out_and_gets_no_reply_by_default(
     assert store.is_opted_out(CALLER)
     (opt_out,) = store.opt_outs()
     assert opt_out.keyword == word.strip().upper()
+
+
+def test_stop_with_punctuation_is_not_an_opt_out_but_says_what_is(
+    app: webtest.TestApp, store: Store
+) -> None:
+    assert replies(webhook(app, "/sms_url", text("Stop."))) == [NEAR_OPT_OUT_REPLY]
+    assert not store.is_opted_out(CALLER)
 
 
 def test_an_opted_out_sender_gets_no_reply_until_start(app: webtest.TestApp, store: Store) -> None:
