@@ -18,11 +18,22 @@ if TYPE_CHECKING:
 SUMMARY = "recent conversations from the record (--number +1555... --limit 5)"
 
 
+def positive(text: str) -> int:
+    """An argparse type: a whole number of at least 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} is not at least 1")
+    return value
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The options of `dialtone history`."""
     parser.add_argument("--db", type=Path, help="the database file (default: DATABASE_PATH)")
-    parser.add_argument("--limit", type=int, default=10, help="conversations to show (10)")
-    parser.add_argument("--messages", type=int, default=10, help="latest entries per number")
+    parser.add_argument("--limit", type=positive, default=10, help="conversations to show (10)")
+    parser.add_argument("--messages", type=positive, default=10, help="latest entries per number")
     parser.add_argument("--number", help="only the conversation with this number")
 
 

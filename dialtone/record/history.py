@@ -39,15 +39,39 @@ class NoRecordYet(DialtoneError):
 
 
 def render_history(
-    conversations: Sequence[Conversation], console: Console, path: Path | str
+    conversations: Sequence[Conversation],
+    console: Console,
+    path: Path | str,
+    *,
+    number: str | None = None,
 ) -> None:
-    """Print one table per conversation, most recently active first."""
+    """Print one table per conversation, most recently active first (`number`: the filter)."""
     if not conversations:
-        console.print(f"The record at {path} has no messages or calls yet.")
+        console.print(Text(nothing_found(path, number)))
         return
     console.print(Text(f"Recent conversations in {path} (times in UTC)", style="bold"))
     for conversation in conversations:
         console.print(conversation_table(conversation))
+
+
+def nothing_found(path: Path | str, number: str | None) -> str:
+    """What to say when the record has nothing (with `number`: nothing with that number)."""
+    if number is None:
+        return f"The record at {path} has no messages or calls yet."
+    said = f"The record at {path} has no messages or calls with {printable(number, 40)}."
+    if not number.startswith("+"):
+        said += (
+            " Numbers are kept as Twilio sends them, in E.164: a + and the country code, "
+            "as in --number +15551234567."
+        )
+    return said
+
+
+def e164_spelling(number: str) -> str:
+    """`number` without the spaces, dashes, dots and brackets people write numbers with:
+    "+1 (555) 123-4567" is "+15551234567"."""
+    kept = "".join(ch for ch in number if ch not in " -.()\t")
+    return kept if kept else number
 
 
 def conversation_table(conversation: Conversation) -> Table:
@@ -139,7 +163,12 @@ def show_history(
         if not path.is_file():
             raise NoRecordYet(path)
         store = Store(path, readonly=True)
+    if number is not None:
+        number = e164_spelling(number)
     with store:
         conversations = store.conversations(limit, per_number=per_number, number=number)
-    render_history(conversations, console or Console(), store.where)
+        if not conversations and number and number.isdigit():
+            # "15551234567": the + left out; that number is the only reading of it.
+            conversations = store.conversations(limit, per_number=per_number, number="+" + number)
+    render_history(conversations, console or Console(), store.where, number=number)
     return 0

@@ -111,6 +111,36 @@ def test_history_limits_and_filters(record: Path) -> None:
     assert CALLER not in only_latest
 
 
+def test_a_number_is_found_without_its_plus_or_with_spaces(record: Path) -> None:
+    digits = CALLER.removeprefix("+")
+    spaced = f"{CALLER[:2]} ({digits[1:4]}) {digits[4:7]}-{digits[7:]}"  # +1 (555) 010-0001
+    for spelling in (digits, spaced):
+        output = render("--db", str(record), "--number", spelling)
+        assert CALLER in output, spelling
+        assert OTHER not in output
+
+
+def test_an_unknown_number_says_so_and_how_numbers_are_written(record: Path) -> None:
+    output = " ".join(render("--db", str(record), "--number", "5550000000").split())
+    assert "has no messages or calls with 5550000000." in output
+    assert "E.164" in output
+    output = " ".join(render("--db", str(record), "--number", "+15550000000").split())
+    assert output.endswith("has no messages or calls with +15550000000.")
+
+
+@pytest.mark.parametrize("option", ["--limit", "--messages"])
+@pytest.mark.parametrize("value", ["0", "-1", "ten"])
+def test_a_count_below_one_is_refused_in_one_line(
+    record: Path, capsys: pytest.CaptureFixture[str], option: str, value: str
+) -> None:
+    with pytest.raises(SystemExit) as stopped:
+        history("--db", str(record), option, value)
+    assert stopped.value.code == 2
+    error = capsys.readouterr().err.strip().splitlines()[-1]
+    assert error.startswith("dialtone history: error: argument " + option)
+    assert "Traceback" not in error
+
+
 def test_history_leaves_the_record_untouched(record: Path) -> None:
     before = hashlib.sha256(record.read_bytes()).hexdigest()
     render("--db", str(record))
