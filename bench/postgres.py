@@ -115,7 +115,7 @@ def start_instances(
         env = {
             "PORT": str(port),
             "HOST": HOST,
-            "WORKERS": "1",
+            "WORKERS": str(args.pg_workers),
             "THREADS": str(args.pg_threads),
             "TWILIO_ACCOUNT_SID": ACCOUNT_SID,
             "TWILIO_AUTH_TOKEN": AUTH_TOKEN,
@@ -131,7 +131,8 @@ def start_instances(
         pids.append(stack.enter_context(server(cmd, env, log, port)))
         ports.append(port)
     name = (
-        f"Dialtone {INSTANCES} instances THREADS={args.pg_threads}, POST /sms_url, "
+        f"Dialtone {INSTANCES} instances WORKERS={args.pg_workers} THREADS={args.pg_threads}, "
+        "POST /sms_url, "
         f"recording into PostgreSQL{label}"
     )
     requests = build_requests(ports[0], "/sms_url", 0, args.pool)

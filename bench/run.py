@@ -436,6 +436,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         "--pg-threads", type=int, default=4, help="THREADS of each PostgreSQL instance (4)"
     )
     parser.add_argument(
+        "--pg-workers", type=int, default=1, help="WORKERS of each PostgreSQL instance (1)"
+    )
+    parser.add_argument(
         "--baseline",
         metavar="REF",
         help="also run Dialtone WORKERS=2 as it was at this git commit (a before/after A/B)",
