@@ -278,6 +278,19 @@ def test_html_in_a_text_is_shown_as_text(inspector: Page) -> None:
     assert dialogs == []
 
 
+def test_a_text_after_stop_shows_why_no_reply_comes(inspector: Page) -> None:
+    messages = inspector.get_by_role("list", name="Messages")
+    text_from_page(inspector, "STOP")
+    expect(messages).to_contain_text("You have successfully been unsubscribed")
+    try:
+        text_from_page(inspector, "anyone there?")
+        notice = messages.locator("li.notice").last
+        expect(notice).to_contain_text("This phone texted STOP to +15005550006")
+    finally:
+        text_from_page(inspector, "START")  # the page's other tests text this number too
+        expect(messages).to_contain_text("You have successfully been re-subscribed")
+
+
 def test_answer_and_decline_a_call_from_make_call(inspector: Page, dev: Dev) -> None:
     assert (
         app_api(dev, "/make_call", {"to": PHONE_USER_NUMBER, "message": "Your order is ready"})

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -74,6 +75,27 @@ def test_a_text_with_no_sms_url_is_a_notice(api: webtest.TestApp, carrier: Carri
     notice = next(e for e in events if e["type"] == "error")
     assert notice["message_sid"] == sid
     assert "no SmsUrl" in notice["message"]
+
+
+def test_a_text_after_stop_comes_with_a_notice_until_start(
+    api: webtest.TestApp, carrier: Carrier
+) -> None:
+    def text(body: str) -> dict[str, Any]:
+        return dict(api.post_json("/_phone/messages", {"body": body}, status=201).json)
+
+    assert "notice" not in text("hello")
+    assert "notice" not in text("STOP")  # a keyword: Twilio's own reply says what happened
+    to, phone = carrier.state.phone_number, carrier.phone_number
+    deadline = time.monotonic() + 5
+    while not carrier.state.optouts.is_opted_out(to, phone):
+        assert time.monotonic() < deadline, "STOP was not carried out"
+        time.sleep(0.01)
+    notice = text("hello?")["notice"]
+    assert notice.startswith(f"This phone texted STOP to {to}")
+    assert "START" in notice
+    assert "notice" not in text("START")
+    carrier.state.optouts.opt_in(to, phone)  # as the START delivery does
+    assert "notice" not in text("hello again")
 
 
 def test_events_wait_at_most_what_was_asked(api: webtest.TestApp) -> None:

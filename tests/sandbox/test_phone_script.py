@@ -135,6 +135,16 @@ def test_twilios_help_reply_is_shown_as_twilios(world: World, terminal: Terminal
     assert terminal.finish() == 0
 
 
+def test_a_text_after_stop_says_why_no_reply_comes(world: World, terminal: Terminal) -> None:
+    terminal.expect("Dialtone phone")
+    terminal.type("STOP")
+    terminal.expect("You have successfully been unsubscribed")
+    terminal.type("hello")
+    terminal.expect("This phone texted STOP to +15005550006")
+    terminal.type("/quit")
+    assert terminal.finish() == 0
+
+
 def test_fail_makes_the_next_text_undelivered(world: World, terminal: Terminal) -> None:
     terminal.expect("Dialtone phone")
     terminal.type("/fail text 30006")

@@ -10,6 +10,8 @@ API, which lives under `/2010-04-01/`.
     GET  /_phone/info                         the phone's and the sandbox's numbers
     GET  /_phone/events?after=N&wait=S        events with id > N, waiting up to S s (max 30)
     POST /_phone/messages   {"body", "media": [{"url", "content_type"}]}      text the number
+                            (answers sid, to, status, and a "notice" to show while this
+                            phone has texted STOP to that number)
     POST /_phone/calls      {}                                               call the number
     POST /_phone/calls/<sid>/digits   {"digits": "1#"}   keys for a Gather (or a Record)
     POST /_phone/calls/<sid>/answer | decline | hangup
@@ -31,7 +33,7 @@ from typing import Any, NoReturn
 
 from bottle import Bottle, HTTPError, HTTPResponse, request
 
-from dialtone.facts import MAX_MEDIA
+from dialtone.facts import MAX_MEDIA, carrier_keyword
 from dialtone.sandbox.carrier.failures import FailureError
 from dialtone.sandbox.carrier.messaging import Media
 from dialtone.sandbox.carrier.network import Carrier, PhoneError
@@ -40,6 +42,10 @@ from dialtone.sandbox.guard import json_only, refusal
 log = logging.getLogger("dialtone.sandbox.phone")
 
 PREFIX = "/_phone"
+OPTED_OUT_NOTICE = (
+    "This phone texted STOP to {number}: Twilio delivers nothing from it to this phone, and "
+    "the bot stays silent, until you text START."
+)
 MAX_WAIT = 30.0
 MAX_LONG_POLLS = 4  # event requests that may wait at once (the server has more worker threads)
 
@@ -100,7 +106,12 @@ def create_phone_app(carrier: Carrier) -> Bottle:
             _fail(400, '"body" must be a string.')
         media = _media(payload.get("media") or [])
         message = _phone(lambda: carrier.send_sms(body, media, payload.get("to")))
-        return _json(201, {"sid": message.sid, "to": message.to, "status": message.status})
+        answer = {"sid": message.sid, "to": message.to, "status": message.status}
+        opted_out = carrier.state.optouts.is_opted_out(message.to, message.from_)
+        if opted_out and carrier_keyword(body) is None:
+            # Twilio tells the sender nothing after STOP; the phone says why no reply comes.
+            answer["notice"] = OPTED_OUT_NOTICE.format(number=message.to)
+        return _json(201, answer)
 
     @app.post(f"{PREFIX}/calls")
     def place_call() -> HTTPResponse:

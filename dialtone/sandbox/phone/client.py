@@ -55,12 +55,16 @@ class PhoneClient:
 
     def send_sms(self, body: str, media: Iterable[str | tuple[str, str]] = ()) -> str:
         """Text the sandbox number; media are URLs or (url, content type) pairs. The new SID."""
+        return str(self.text(body, media)["sid"])
+
+    def text(self, body: str, media: Iterable[str | tuple[str, str]] = ()) -> dict[str, Any]:
+        """`send_sms`, answering the sandbox's whole answer: sid, to, status, and a `notice`
+        for the phone to show (why no reply will come), if any."""
         items = [
             {"url": item} if isinstance(item, str) else {"url": item[0], "content_type": item[1]}
             for item in media
         ]
-        answer = self._request("POST", "/_phone/messages", {"body": body, "media": items})
-        return str(answer["sid"])
+        return dict(self._request("POST", "/_phone/messages", {"body": body, "media": items}))
 
     def call(self) -> str:
         """Call the sandbox number; the new call's SID."""

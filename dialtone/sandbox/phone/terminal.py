@@ -148,8 +148,10 @@ class Phone:
         if not body and not media:
             self.say("Nothing to send: type some words (or /mms URL).", "yellow")
             return
-        self.client.send_sms(body, media or [])
+        answer = self.client.text(body, media or [])
         self.say(f"you → {self.sandbox_number}: {body or ''}{' 📎' if media else ''}", "bold")
+        if answer.get("notice"):
+            self.say(str(answer["notice"]), "yellow")
 
     def hang_up_quietly(self) -> None:
         """End a live call on the way out (it may have ended already, or the sandbox gone)."""

@@ -150,9 +150,14 @@ const Phone = (() => {
     event.preventDefault();
     const body = $("body").value;
     const media = $("media").value.split(/\s+/).filter(Boolean);
-    const [status] = await act("POST", "messages", { body, media });
+    const [status, answer] = await act("POST", "messages", { body, media });
     if (status === 201) {
       bubble(me, body, media, true);
+      if (answer.notice) {
+        const list = $("messages");
+        list.append(el("li", { class: "notice", text: answer.notice }));
+        list.scrollTop = list.scrollHeight;
+      }
       $("body").value = "";
       $("media").value = "";
     }
