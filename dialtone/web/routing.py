@@ -15,6 +15,7 @@ names once, at start-up, and hands the values out on each request.
 
 from __future__ import annotations
 
+import difflib
 import importlib.util
 import inspect
 import re
@@ -271,11 +272,13 @@ class Injector:
             if name in available:
                 chosen[name] = available[name]
             elif parameter.default is parameter.empty:
-                names = ", ".join([*extra, *self.providers, *spec.wildcards])
+                known = [*extra, *self.providers, *spec.wildcards]
+                close = difflib.get_close_matches(name, known, n=1)
+                guess = f" Did you mean {close[0]!r}?" if close else ""
                 raise RouteError(
                     f"{function.__name__}() ({_where(function)}) asks for {name!r}, which "
-                    f"Dialtone does not provide to a {spec.kind} route; a handler can ask for "
-                    f"{names}."
+                    f"Dialtone does not provide to a {spec.kind} route.{guess} A handler can ask "
+                    f"for {', '.join(known)} (docs/routes.md says what each is)."
                 )
         items = tuple(chosen.items())
         return lambda: {name: provide() for name, provide in items}

@@ -127,6 +127,16 @@ def test_asking_for_something_unknown_is_refused_at_start_up(
     assert "wants_db.py, line 3" in message
     assert "'db'" in message
     assert "settings" in message  # what it could ask for
+    assert "docs/routes.md" in message
+
+
+def test_a_misspelt_parameter_is_offered_the_close_name(routes: Path, settings: Settings) -> None:
+    (routes / "typo.py").write_text(
+        "from dialtone import webhook\n\n\n@webhook('/typo')\ndef typo(form, setings):\n"
+        "    return None\n"
+    )
+    with pytest.raises(RouteError, match=r"asks for 'setings'.*Did you mean 'settings'\?"):
+        create_app(settings)
 
 
 @pytest.mark.parametrize(
