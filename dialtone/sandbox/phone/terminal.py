@@ -18,7 +18,7 @@ from rich.text import Text
 from dialtone.errors import DialtoneError
 from dialtone.sandbox.phone.client import PhoneApiError, PhoneClient, SandboxUnavailable
 from dialtone.sandbox.phone.fail_command import FailCommandError, run_fail_command
-from dialtone.sandbox.phone.view import help_panel, render
+from dialtone.sandbox.phone.view import help_panel, render, sent
 
 
 class Phone:
@@ -111,9 +111,11 @@ class Phone:
                     help_panel(self.number, self.sandbox_number, self.client.base_url)
                 )
             elif command == "/call":
-                sid = self.client.call()  # refused (already on a call...): nothing is shown
-                self.say(f"Calling {self.sandbox_number}…", "magenta")
-                self._joined(sid)
+                # Said first (the sandbox's "ringing" event may print before call() returns),
+                # unless the sandbox is sure to refuse: the phone is on a call already.
+                if not self.on_call:
+                    self.say(f"Calling {self.sandbox_number}…", "magenta")
+                self._joined(self.client.call())  # a refusal is said below
             elif command in ("/hangup", "/h"):
                 self.client.hangup()
             elif command in ("/answer", "/a"):
@@ -148,8 +150,9 @@ class Phone:
         if not body and not media:
             self.say("Nothing to send: type some words (or /mms URL).", "yellow")
             return
+        # Echoed first: a reply (Twilio's to STOP comes at once) may print before text() returns.
+        self.console.print(sent(self.sandbox_number, body or "", bool(media)), highlight=False)
         answer = self.client.text(body, media or [])
-        self.say(f"you → {self.sandbox_number}: {body or ''}{' 📎' if media else ''}", "bold")
         if answer.get("notice"):
             self.say(str(answer["notice"]), "yellow")
 

@@ -43,6 +43,11 @@ def _stamp(event: Event) -> Text:
     return Text(time.strftime("%H:%M:%S ", time.localtime(event.get("time"))), style="dim")
 
 
+def sent(number: str, body: str, media: bool) -> Text:
+    """The phone's own text, as it is sent: stamped like the lines that answer it."""
+    return _stamp({}) + Text(f"you → {number}: {body}{' 📎' if media else ''}", style="bold")
+
+
 def render(event: Event, phone_number: str) -> Text | None:
     """One event as a line (or a few) for the terminal; None for events not worth showing."""
     kind = event["type"]
