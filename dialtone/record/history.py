@@ -8,6 +8,8 @@ otherwise rewrite the reader's terminal).
 
 from __future__ import annotations
 
+import re
+import unicodedata
 from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
@@ -20,6 +22,9 @@ from dialtone.errors import DialtoneError
 from dialtone.record.base import RecordStore
 from dialtone.record.store import Call, Conversation, Message, Store
 from dialtone.untrusted import printable
+
+# A phone number as people type it: digits, an optional leading +, and separators (any dash).
+PHONE_LIKE = re.compile(r"\+?[0-9\s().\-\u2010-\u2015\u2212]*[0-9][0-9\s().\-\u2010-\u2015\u2212]*")
 
 MAX_BODY = 160  # characters of a message shown; the record keeps all of it
 
@@ -59,7 +64,7 @@ def nothing_found(path: Path | str, number: str | None) -> str:
     if number is None:
         return f"The record at {path} has no messages or calls yet."
     said = f"The record at {path} has no messages or calls with {printable(number, 40)}."
-    if not number.startswith("+"):
+    if phone_number_spellings(number) and not number.startswith("+"):
         said += (
             " Numbers are kept as Twilio sends them, in E.164: a + and the country code, "
             "as in --number +15551234567."
@@ -67,11 +72,16 @@ def nothing_found(path: Path | str, number: str | None) -> str:
     return said
 
 
-def e164_spelling(number: str) -> str:
-    """`number` without the spaces, dashes, dots and brackets people write numbers with:
-    "+1 (555) 123-4567" is "+15551234567"."""
-    kept = "".join(ch for ch in number if ch not in " -.()\t")
-    return kept if kept else number
+def phone_number_spellings(typed: str) -> list[str]:
+    """Other ways to read `typed` as a phone number: without the spaces, dashes, dots and
+    brackets people write numbers with ("+1 (555) 123-4567" is "+15551234567"), and with the
+    + a bare number left out. None for what is not a phone number (sip:, client:, a name)."""
+    text = unicodedata.normalize("NFKC", typed)  # full-width digits, no-break spaces
+    if not PHONE_LIKE.fullmatch(text):
+        return []
+    digits = "".join(ch for ch in text if ch == "+" or (ch.isascii() and ch.isdigit()))
+    spellings = [digits] if digits.startswith("+") else [digits, "+" + digits]
+    return [spelling for spelling in spellings if spelling != typed]
 
 
 def conversation_table(conversation: Conversation) -> Table:
@@ -163,12 +173,12 @@ def show_history(
         if not path.is_file():
             raise NoRecordYet(path)
         store = Store(path, readonly=True)
-    if number is not None:
-        number = e164_spelling(number)
     with store:
         conversations = store.conversations(limit, per_number=per_number, number=number)
-        if not conversations and number and number.isdigit():
-            # "15551234567": the + left out; that number is the only reading of it.
-            conversations = store.conversations(limit, per_number=per_number, number="+" + number)
+        # Exactly as typed first (a sip: or client: address, a sender name), then as a number.
+        for spelling in phone_number_spellings(number) if number else []:
+            if conversations:
+                break
+            conversations = store.conversations(limit, per_number=per_number, number=spelling)
     render_history(conversations, console or Console(), store.where, number=number)
     return 0

@@ -113,11 +113,25 @@ def test_history_limits_and_filters(record: Path) -> None:
 
 def test_a_number_is_found_without_its_plus_or_with_spaces(record: Path) -> None:
     digits = CALLER.removeprefix("+")
-    spaced = f"{CALLER[:2]} ({digits[1:4]}) {digits[4:7]}-{digits[7:]}"  # +1 (555) 010-0001
-    for spelling in (digits, spaced):
+    spaced = f"{CALLER[:2]} ({digits[1:4]}) {digits[4:7]}-{digits[7:]}"  # +1 (555) 765-4321
+    pasted = f"{CALLER[:2]}\u00a0{digits[1:4]}\u2011{digits[4:]}"  # a no-break space, a hyphen
+    wide = "".join(chr(ord(c) + 0xFEE0) for c in digits)  # full-width digits
+    for spelling in (digits, spaced, pasted, wide):
         output = render("--db", str(record), "--number", spelling)
         assert CALLER in output, spelling
         assert OTHER not in output
+
+
+def test_an_address_that_is_not_a_phone_number_is_looked_up_as_typed(tmp_path: Path) -> None:
+    path = tmp_path / "dialtone.db"
+    with Store(path, clock=Clock()) as store:
+        for sid, peer in (("CA1", "sip:alice@example.com"), ("CA2", "client:dev-phone")):
+            call = {"CallSid": sid, "From": peer, "To": PHONE_NUMBER, "Direction": "inbound"}
+            store.record_call(call | {"CallStatus": "ringing"})
+    for peer in ("sip:alice@example.com", "client:dev-phone"):
+        assert peer in render("--db", str(path), "--number", peer)
+    missing = " ".join(render("--db", str(path), "--number", "sip:bob@example.com").split())
+    assert missing.endswith("has no messages or calls with sip:bob@example.com.")  # no E.164 hint
 
 
 def test_an_unknown_number_says_so_and_how_numbers_are_written(record: Path) -> None:
