@@ -46,8 +46,9 @@ MAX_REPLY_CHARS = MAX_BODY_CHARS
 ELLIPSIS = "…"
 
 # Words carriers and Twilio treat specially (dialtone.facts), as normalize_keyword() leaves them.
-# HELP words get the `help` reply; opt-out and opt-in words are never auto-answered from the
-# rules (Twilio, and the opt-out record, answer them); none of them can be a rules keyword.
+# HELP words get the `help` reply; opt-out and opt-in words as carrier keywords (the bare word)
+# are never auto-answered from the rules (Twilio, and the opt-out record, answer them); none of
+# them can be a rules keyword.
 HELP_WORDS = frozenset(word.casefold() for word in HELP_KEYWORDS)
 OPT_OUT_WORDS = frozenset(word.casefold() for word in OPT_OUT_KEYWORDS)
 OPT_IN_WORDS = frozenset(word.casefold() for word in OPT_IN_KEYWORDS)

@@ -145,6 +145,15 @@ def test_a_text_after_stop_says_why_no_reply_comes(world: World, terminal: Termi
     assert terminal.finish() == 0
 
 
+def test_a_refused_text_is_marked_not_sent(world: World, terminal: Terminal) -> None:
+    terminal.expect("Dialtone phone")
+    terminal.type("/mms ftp://example.com/cat.jpg look")
+    terminal.expect("you → +15005550006: look")
+    terminal.expect("Not sent: ")
+    terminal.type("/quit")
+    assert terminal.finish() == 0
+
+
 def test_fail_makes_the_next_text_undelivered(world: World, terminal: Terminal) -> None:
     terminal.expect("Dialtone phone")
     terminal.type("/fail text 30006")

@@ -108,7 +108,8 @@ def create_phone_app(carrier: Carrier) -> Bottle:
         message = _phone(lambda: carrier.send_sms(body, media, payload.get("to")))
         answer = {"sid": message.sid, "to": message.to, "status": message.status}
         opted_out = carrier.state.optouts.is_opted_out(message.to, message.from_)
-        if opted_out and carrier_keyword(body) is None:
+        keyword = carrier_keyword(body)
+        if opted_out and (keyword is None or keyword.opted_out is None):  # HELP gets nothing too
             # Twilio tells the sender nothing after STOP; the phone says why no reply comes.
             answer["notice"] = OPTED_OUT_NOTICE.format(number=message.to)
         return _json(201, answer)

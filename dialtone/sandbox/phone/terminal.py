@@ -18,7 +18,8 @@ from rich.text import Text
 from dialtone.errors import DialtoneError
 from dialtone.sandbox.phone.client import PhoneApiError, PhoneClient, SandboxUnavailable
 from dialtone.sandbox.phone.fail_command import FailCommandError, run_fail_command
-from dialtone.sandbox.phone.view import help_panel, render, sent
+from dialtone.sandbox.phone.view import help_panel, render, sent, stamp
+from dialtone.untrusted import printable
 
 
 class Phone:
@@ -92,9 +93,10 @@ class Phone:
             if self._ringing == sid:
                 self._ringing = None
 
-    def say(self, text: str, style: str = "dim") -> None:
-        """A line from the phone itself."""
-        self.console.print(Text(text, style=style), highlight=False)
+    def say(self, text: str, style: str = "dim", *, stamped: bool = False) -> None:
+        """A line from the phone itself (`stamped`: with the time, as events are)."""
+        line = Text(printable(text, None), style=style)
+        self.console.print(stamp() + line if stamped else line, highlight=False)
 
     def handle(self, line: str) -> bool:
         """Carry out one line of input; False to quit."""
@@ -114,8 +116,13 @@ class Phone:
                 # Said first (the sandbox's "ringing" event may print before call() returns),
                 # unless the sandbox is sure to refuse: the phone is on a call already.
                 if not self.on_call:
-                    self.say(f"Calling {self.sandbox_number}…", "magenta")
-                self._joined(self.client.call())  # a refusal is said below
+                    self.say(f"Calling {self.sandbox_number}…", "magenta", stamped=True)
+                try:
+                    sid = self.client.call()
+                except PhoneApiError as exc:
+                    self.say(f"Not called: {exc}", "yellow")
+                    return True
+                self._joined(sid)
             elif command in ("/hangup", "/h"):
                 self.client.hangup()
             elif command in ("/answer", "/a"):
@@ -152,9 +159,13 @@ class Phone:
             return
         # Echoed first: a reply (Twilio's to STOP comes at once) may print before text() returns.
         self.console.print(sent(self.sandbox_number, body or "", bool(media)), highlight=False)
-        answer = self.client.text(body, media or [])
+        try:
+            answer = self.client.text(body, media or [])
+        except PhoneApiError as exc:
+            self.say(f"Not sent: {exc}", "yellow")
+            return
         if answer.get("notice"):
-            self.say(str(answer["notice"]), "yellow")
+            self.say(str(answer["notice"]), "yellow", stamped=True)
 
     def hang_up_quietly(self) -> None:
         """End a live call on the way out (it may have ended already, or the sandbox gone)."""

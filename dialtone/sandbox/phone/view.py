@@ -9,6 +9,8 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
+from dialtone.untrusted import printable
+
 Event = dict[str, Any]
 
 COMMANDS = [
@@ -39,23 +41,40 @@ def help_panel(phone_number: str, sandbox_number: str, url: str) -> Panel:
     return Panel(table, title="[bold]Dialtone phone[/bold]", expand=False)
 
 
-def _stamp(event: Event) -> Text:
-    return Text(time.strftime("%H:%M:%S ", time.localtime(event.get("time"))), style="dim")
+def _displayable(event: Event) -> Event:
+    """`event` with its text safe for a terminal: what an app or an API call wrote may hold an
+    ESC that would rewrite the screen (escaped; a body's line breaks are kept)."""
+
+    def safe(value: Any) -> Any:
+        if isinstance(value, str):
+            return "\n".join(printable(line, None) for line in value.split("\n"))
+        if isinstance(value, list):
+            return [safe(item) for item in value]
+        return value
+
+    return {key: safe(value) for key, value in event.items()}
+
+
+def stamp(event: Event | None = None) -> Text:
+    """The time of `event` (or now) as the phone's lines start with it."""
+    moment = event.get("time") if event else None
+    return Text(time.strftime("%H:%M:%S ", time.localtime(moment)), style="dim")
 
 
 def sent(number: str, body: str, media: bool) -> Text:
     """The phone's own text, as it is sent: stamped like the lines that answer it."""
-    return _stamp({}) + Text(f"you → {number}: {body}{' 📎' if media else ''}", style="bold")
+    text = printable(f"you → {number}: {body}{' 📎' if media else ''}", None)
+    return stamp() + Text(text, style="bold")
 
 
 def render(event: Event, phone_number: str) -> Text | None:
     """One event as a line (or a few) for the terminal; None for events not worth showing."""
     kind = event["type"]
     body = _BODY.get(kind)
-    shown = body(event, phone_number) if body else None
+    shown = body(_displayable(event), phone_number) if body else None
     if shown is None:
         return None
-    return _stamp(event) + shown
+    return stamp(event) + shown
 
 
 def _message(event: Event, phone: str) -> Text:
