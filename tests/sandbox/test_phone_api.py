@@ -83,6 +83,7 @@ def test_a_text_after_stop_comes_with_a_notice_until_start(
         return dict(api.post_json("/_phone/messages", {"body": body}, status=201).json)
 
     to, phone = carrier.state.phone_number, carrier.phone_number
+    assert to is not None
     assert "notice" not in text("hello")
     assert "notice" not in text("STOP")  # a keyword: Twilio's own reply says what happened
     assert carrier.state.optouts.is_opted_out(to, phone)
