@@ -17,7 +17,7 @@ from rich.console import Console
 
 from dialtone import cli
 from dialtone.devloop.app_process import BROKEN_HEADER
-from dialtone.devloop.console import Banner, render_banner
+from dialtone.devloop.console import Banner, print_banner
 from dialtone.devloop.session import DevSession, open_session
 from dialtone.settings import Settings
 from dialtone.web.serving import port_in_use
@@ -60,7 +60,7 @@ def announce_when_ready(console: Console, banner: Banner, host: str, port: int, 
             # Quickly while nothing listens yet; calmly while the stand-in answers.
             time.sleep(0.02 if answer is None else 0.5)
         banner.ready_seconds = time.perf_counter() - t0
-        console.print(render_banner(banner))
+        print_banner(console, banner)
 
     threading.Thread(target=wait, daemon=True).start()
 

@@ -50,7 +50,12 @@ def render_banner(banner: Banner) -> Panel:
     table.add_row("Public URL", banner.public_url)
     table.add_row("App", banner.local_url)
     if banner.page_url:
-        table.add_row("Inspector", Text(banner.page_url, style="bold"))
+        # The URL and its token, whole, follow the panel: a cell would cut or fold it.
+        address = banner.page_url.split("?", 1)[0]
+        table.add_row(
+            "Inspector",
+            Text.assemble((address, "bold"), (" (the whole URL, with its token, is below)", "dim")),
+        )
     if banner.inspector_url:
         table.add_row("ngrok inspector", banner.inspector_url)
     for name, old, new in banner.changes:
@@ -64,6 +69,15 @@ def render_banner(banner: Banner) -> Panel:
     for hint in banner.hints:
         parts.append(Text(hint, style="yellow"))
     return Panel(Group(*parts), title="[bold]Dialtone[/bold]", expand=False)  # type: ignore[arg-type]
+
+
+def print_banner(console: Console, banner: Banner) -> None:
+    """The banner, then the inspector's URL on a line of its own that is never cut or broken
+    (a terminal of any width wraps it visually, and it copies whole)."""
+    console.print(render_banner(banner))
+    if banner.page_url:
+        line = Text.assemble(("Inspector  ", "bold cyan"), (banner.page_url, "bold"))
+        console.print(line, soft_wrap=True, highlight=False)
 
 
 def status_style(status: int) -> str:

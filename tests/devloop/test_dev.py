@@ -20,7 +20,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from rich.console import Console
 
+from dialtone.devloop.console import Banner, print_banner
 from dialtone.devloop.number_config import backup_path
 from dialtone.devloop.sandbox import app_settings
 from dialtone.sandbox.phone.client import PhoneClient
@@ -443,6 +445,17 @@ def test_the_banner_shows_the_changes_the_inspector_and_a_qr_code(
     assert re.search(r"Inspector\s+http://127\.0\.0\.1:\d+", dev.output)
     assert "Scan to text the number" in dev.output
     assert "█" in dev.output  # the QR code's blocks
+
+
+def test_the_inspector_url_is_printed_whole_in_an_80_column_terminal() -> None:
+    url = "http://127.0.0.1:5057/?token=" + "t" * 43  # as long as make dev's
+    banner = Banner("sandbox", "http://127.0.0.1:5000", "+15005550006", "http://127.0.0.1:5000")
+    banner.page_url = url
+    console = Console(record=True, width=80, color_system=None)
+    print_banner(console, banner)
+    lines = console.export_text().splitlines()
+    assert f"Inspector  {url}" in lines  # one line, never cut or folded by the panel
+    assert not any(url[:-1] in line and url not in line for line in lines)
 
 
 def test_no_update_leaves_the_number_and_keeps_no_backup(

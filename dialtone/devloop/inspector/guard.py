@@ -19,7 +19,7 @@ from dialtone.devloop.capture import TOKEN_HEADER
 from dialtone.sandbox import guard as loopback
 
 OPEN_PREFIXES = ("/static/", "/favicon.ico")
-AGAIN = " Open the URL make dev printed."
+AGAIN = " Open the URL make dev printed below its banner, whole."
 
 
 def split_host(host: str) -> tuple[str, str]:

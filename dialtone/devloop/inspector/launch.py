@@ -53,6 +53,9 @@ def start_inspector(session: DevSession, cleanup: ExitStack) -> InspectorServer:
     cleanup.callback(server.stop)
     session.page_url = server.url
     if sandbox:
-        session.hints = (*session.hints, "Or use the phone in the browser: open the Inspector URL.")
+        session.hints = (
+            *session.hints,
+            "Or use the phone in the browser: open the Inspector URL below.",
+        )
     session.child_env = {INGEST_ENV: server.ingest_url, TOKEN_ENV: server.token}
     return server
