@@ -8,10 +8,14 @@ can put it back), and with --dry-run changes nothing.
 from __future__ import annotations
 
 import argparse
+from typing import TYPE_CHECKING
 
 from dialtone import cli
 from dialtone.errors import DialtoneError, SettingsError
 from dialtone.settings import absolute_url
+
+if TYPE_CHECKING:
+    from rich.console import Console
 
 SUMMARY = "point the number at a deployed Dialtone (a diff first; --dry-run changes nothing)"
 
@@ -25,12 +29,39 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--dry-run", action="store_true", help="show the diff, change nothing")
 
 
+def refuse_a_webhook_url(url: str, paths: tuple[str, ...]) -> None:
+    """DialtoneError for the URL of one webhook where the base URL belongs: the paths are added
+    to it (https://bot.example.com/sms_url would point the number at .../sms_url/sms_url)."""
+    path = url.split("?", 1)[0].rstrip("/")
+    for route in paths:
+        if route and path.endswith(route.rstrip("/")):
+            base = path[: -len(route.rstrip("/"))]
+            raise DialtoneError(
+                f"{url} is the URL of a webhook, not of the deployed Dialtone: the webhook paths "
+                f"({', '.join(paths)}) are added to the URL given. Did you mean {base}?"
+            )
+
+
+def print_changes(console: Console, title: str, rows: list[tuple[str, str, str]]) -> None:
+    """Each field's before and after, each URL on a line of its own, never cut: at any
+    terminal width a wrong URL shows whole."""
+    from rich.text import Text
+
+    from dialtone.untrusted import printable  # the before values are whatever was set
+
+    console.print(Text(title, style="bold"))
+    for name, old, new in rows:
+        console.print(Text(f"  {name}", style="cyan"))
+        was = printable(old, None) or "(empty)"
+        console.print(Text.assemble("    before  ", (was, "dim")), soft_wrap=True)
+        console.print(Text.assemble("    after   ", (new, "green")), soft_wrap=True)
+
+
 def run(args: argparse.Namespace) -> int:
     """Point the number at URL."""
     from datetime import UTC, datetime
 
     from rich.console import Console
-    from rich.table import Table
 
     from dialtone.devloop.number_config import (
         BACKUP_DIR,
@@ -50,6 +81,7 @@ def run(args: argparse.Namespace) -> int:
     if not url.startswith("https://"):
         raise DialtoneError(f"Twilio should call an https URL in production; got {url}.")
     settings = cli.load_settings()
+    refuse_a_webhook_url(url, (settings.sms_path, settings.voice_path, "/status"))
     if not settings.phone_number:
         raise SettingsError(["TWILIO_PHONE_NUMBER: set it to the number to point"])
     client = make_client(settings)
@@ -64,15 +96,10 @@ def run(args: argparse.Namespace) -> int:
     )
     rows = diff(before.fields, dict(changes))
     console = Console()
-    table = Table(title=f"{settings.phone_number} ({before.sid})")
-    for column in ("field", "before", "after"):
-        table.add_column(column)
-    for name, old, new in rows:
-        table.add_row(name, old or "(empty)", new, style=None)
     if not rows:
         console.print(f"{settings.phone_number} already points at {url}; nothing to change.")
         return 0
-    console.print(table)
+    print_changes(console, f"{settings.phone_number} ({before.sid})", rows)
     if args.dry_run:
         console.print("Dry run: nothing was changed.")
         return 0

@@ -17,7 +17,7 @@ PROD = "https://bot.example.com"
 
 
 def run(
-    command: str, *args: str, settings: Settings, cwd: Path
+    command: str, *args: str, settings: Settings, cwd: Path, columns: int = 120
 ) -> subprocess.CompletedProcess[str]:
     env = {
         "PATH": os.environ.get("PATH", ""),
@@ -25,7 +25,7 @@ def run(
         "TWILIO_AUTH_TOKEN": str(settings.auth_token),
         "TWILIO_PHONE_NUMBER": str(settings.phone_number),
         "TWILIO_API_URL": str(settings.twilio_api_url),
-        "COLUMNS": "120",
+        "COLUMNS": str(columns),
     }
     return subprocess.run(
         [sys.executable, "-m", "dialtone", command, *args],
@@ -76,6 +76,34 @@ def test_http_url_is_refused_in_one_paragraph(
     assert done.returncode == 2
     assert "https" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+@pytest.mark.parametrize("path", ["/sms_url", "/voice_url/", "/status"])
+def test_a_webhooks_own_url_is_refused_with_the_base_url_to_use(
+    sandbox: SandboxServer,
+    sandbox_settings: Settings,
+    configured: dict[str, str],
+    tmp_path: Path,
+    path: str,
+) -> None:
+    done = run("webhooks", PROD + path, "--dry-run", settings=sandbox_settings, cwd=tmp_path)
+    assert done.returncode == 2
+    paragraph = done.stderr.strip()
+    assert "\n" not in paragraph
+    assert paragraph.endswith(f"Did you mean {PROD}?")
+    assert number_webhooks(sandbox) == configured
+
+
+def test_a_narrow_terminal_wraps_the_diff_instead_of_cutting_it(
+    sandbox: SandboxServer, sandbox_settings: Settings, configured: dict[str, str], tmp_path: Path
+) -> None:
+    deep = PROD + "/a/rather/long/path/to/the/deployed/dialtone"
+    done = run("webhooks", deep, "--dry-run", settings=sandbox_settings, cwd=tmp_path, columns=60)
+    assert done.returncode == 0, done.stderr
+    assert "…" not in done.stdout
+    lines = [line.strip() for line in done.stdout.splitlines()]
+    assert f"after   {deep}/voice_url" in lines  # whole, on a line of its own
+    assert "before  https://old.example.com/v" in lines
 
 
 def test_restore_without_a_backup_says_so(
