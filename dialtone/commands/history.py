@@ -33,7 +33,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The options of `dialtone history`."""
     parser.add_argument("--db", type=Path, help="the database file (default: DATABASE_PATH)")
     parser.add_argument("--limit", type=positive, default=10, help="conversations to show (10)")
-    parser.add_argument("--messages", type=positive, default=10, help="latest entries per number")
+    parser.add_argument(
+        "--messages",
+        type=positive,
+        default=10,
+        help="the latest messages and calls (together) shown per number (10)",
+    )
     parser.add_argument("--number", help="only the conversation with this number")
 
 

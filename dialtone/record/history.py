@@ -49,14 +49,16 @@ def render_history(
     path: Path | str,
     *,
     number: str | None = None,
+    per_number: int | None = None,
 ) -> None:
-    """Print one table per conversation, most recently active first (`number`: the filter)."""
+    """Print one table per conversation, most recently active first (`number`: the filter;
+    `per_number`: the latest entries, messages and calls together, shown of each)."""
     if not conversations:
         console.print(Text(nothing_found(path, number)))
         return
     console.print(Text(f"Recent conversations in {path} (times in UTC)", style="bold"))
     for conversation in conversations:
-        console.print(conversation_table(conversation))
+        console.print(conversation_table(conversation, per_number))
 
 
 def nothing_found(path: Path | str, number: str | None) -> str:
@@ -84,8 +86,9 @@ def phone_number_spellings(typed: str) -> list[str]:
     return [spelling for spelling in spellings if spelling != typed]
 
 
-def conversation_table(conversation: Conversation) -> Table:
-    """One number's latest messages and calls, oldest first, with their statuses."""
+def conversation_table(conversation: Conversation, per_number: int | None = None) -> Table:
+    """One number's latest messages and calls (`per_number` of them together), oldest first,
+    with their statuses."""
     title = Text(printable(conversation.number) or "(unknown number)", style="bold cyan")
     counts = [_plural(conversation.message_count, "message")]
     if conversation.call_count:
@@ -99,7 +102,10 @@ def conversation_table(conversation: Conversation) -> Table:
     table.add_column("What", ratio=1, overflow="fold")
     table.add_column("Status", no_wrap=True)
     entries: list[Message | Call] = [*conversation.messages, *conversation.calls]
-    for entry in sorted(entries, key=lambda e: e.created_at):
+    entries.sort(key=lambda e: e.created_at)
+    if per_number is not None:
+        entries = entries[-per_number:]  # the record gave the latest of each kind
+    for entry in entries:
         what = _message_text(entry) if isinstance(entry, Message) else _call_text(entry)
         table.add_row(
             _when(entry.created_at),
@@ -107,7 +113,7 @@ def conversation_table(conversation: Conversation) -> Table:
             what,
             _status(entry),
         )
-    shown = len(conversation.messages) + len(conversation.calls)
+    shown = len(entries)
     total = conversation.message_count + conversation.call_count
     if shown < total:
         table.caption = f"the latest {shown} of {total}"
@@ -180,5 +186,7 @@ def show_history(
             if conversations:
                 break
             conversations = store.conversations(limit, per_number=per_number, number=spelling)
-    render_history(conversations, console or Console(), store.where, number=number)
+    render_history(
+        conversations, console or Console(), store.where, number=number, per_number=per_number
+    )
     return 0

@@ -155,6 +155,13 @@ def test_a_count_below_one_is_refused_in_one_line(
     assert "Traceback" not in error
 
 
+def test_messages_counts_calls_too(record: Path) -> None:
+    # OTHER has 1 message and 1 call: --messages 1 shows the latest one of the two.
+    output = render("--db", str(record), "--number", OTHER, "--messages", "1")
+    assert [row[2] for row in rows(output)] == ["Reminder"]
+    assert "the latest 1 of 2" in output
+
+
 def test_history_leaves_the_record_untouched(record: Path) -> None:
     before = hashlib.sha256(record.read_bytes()).hexdigest()
     render("--db", str(record))
