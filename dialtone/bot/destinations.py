@@ -34,7 +34,20 @@ class Refusal:
 
 def check_destination(to: object, settings: Settings, *, calls: bool = False) -> Refusal | None:
     """None when `to` may be texted (or called, with `calls`), else why not."""
-    if not isinstance(to, str) or not is_possible(to):
+    if to is None:
+        return Refusal(400, '"to" is required: the number, like "+15551234567".')
+    if not isinstance(to, str):
+        return Refusal(
+            400,
+            '"to" must be a string holding the number, like "+15551234567" (a JSON number '
+            "cannot hold the +).",
+        )
+    if not is_possible(to):
+        compact = "".join(ch for ch in to if ch not in " -.()")
+        if compact != to and is_possible(compact):
+            return Refusal(
+                400, f'"to" must be written without spaces, dashes or brackets: "{compact}".'
+            )
         return Refusal(
             400,
             '"to" must be a possible phone number in E.164 form like +15551234567, '

@@ -62,6 +62,28 @@ def test_impossible_numbers_are_not_phone_numbers(to: str) -> None:
     assert refusal.status == 400
 
 
+@pytest.mark.parametrize("to", ["+1 555 123 4567", "+1 (555) 123-4567", "+1.555.123.4567"])
+def test_a_number_written_with_spaces_is_refused_with_its_compact_form(to: str) -> None:
+    refusal = check_destination(to, Settings())
+    assert refusal is not None
+    assert refusal.status == 400
+    assert refusal.message.endswith('without spaces, dashes or brackets: "+15551234567".')
+
+
+@pytest.mark.parametrize("to", [15551234567, ["+15551234567"]])
+def test_a_to_that_is_not_a_string_is_told_so(to: object) -> None:
+    refusal = check_destination(to, Settings())
+    assert refusal is not None
+    assert refusal.status == 400
+    assert "must be a string" in refusal.message
+
+
+def test_a_missing_to_is_told_it_is_required() -> None:
+    refusal = check_destination(None, Settings())
+    assert refusal is not None
+    assert (refusal.status, refusal.message.split(":")[0]) == (400, '"to" is required')
+
+
 @pytest.mark.parametrize("to", ["+15551234567", "+14155550100", "+447700900123", "+4930123456"])
 def test_ordinary_numbers_pass(to: str) -> None:
     assert check_destination(to, Settings()) is None
