@@ -26,6 +26,7 @@ from dialtone.record.recorder import Recorder
 from dialtone.record.store import open_store
 from dialtone.settings import Settings
 from dialtone.twilio_api import TwilioHandle
+from dialtone.untrusted import printable
 from dialtone.web import health, serving
 from dialtone.web.api_auth import ApiGuard
 from dialtone.web.handlers import mount
@@ -153,6 +154,10 @@ def _plain_error_for(api_paths: set[str]) -> Callable[[HTTPError], str]:
     def plain_error(error: HTTPError) -> str:
         """Errors as one plain line (JSON for JSON clients), never an HTML page or a traceback."""
         message = error.body if isinstance(error.body, str) and error.body else error.status_line
+        allowed = error.headers.get("Allow") if error.status_code == 405 else None
+        if allowed and message == "Method not allowed.":  # Bottle's words: say what works
+            method = printable(request.method, 20)
+            message = f"{method} is not allowed here; use {allowed.replace(',', ' or')}."
         accept = request.get_header("Accept") or ""
         if "application/json" in accept or request.path in api_paths:
             response.content_type = "application/json"

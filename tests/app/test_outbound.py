@@ -59,7 +59,7 @@ def test_routes_are_off_without_api_token(
         ({"to": "+15551234567", "body": "x" * 1601}, "at most 1600"),
         ({"to": "+15551234567", "media_url": ["ftp://x"]}, "media_url"),
         ({"to": "+15551234567", "media_url": ["https://x.example/a.png"] * 11}, "At most 10"),
-        ({"to": ["+15551234567"], "body": "hi"}, "E.164"),
+        ({"to": ["+15551234567"], "body": "hi"}, "must be a string"),
         ([1, 2], "JSON object"),
     ],
 )

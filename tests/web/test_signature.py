@@ -109,7 +109,8 @@ def test_no_auth_token_refuses_to_start(settings: Settings) -> None:
 
 
 def test_get_on_a_webhook_is_405(app: webtest.TestApp) -> None:
-    app.get("/status", status=405)
+    answer = app.get("/status", status=405)
+    assert answer.text.strip().endswith("GET is not allowed here; use POST.")
 
 
 @pytest.mark.parametrize(
