@@ -82,8 +82,13 @@ def run(args: argparse.Namespace) -> int:
         raise DialtoneError(f"Twilio should call an https URL in production; got {url}.")
     settings = cli.load_settings()
     refuse_a_webhook_url(url, (settings.sms_path, settings.voice_path, "/status"))
-    if not settings.phone_number:
-        raise SettingsError(["TWILIO_PHONE_NUMBER: set it to the number to point"])
+    missing = (
+        [] if settings.phone_number else ["TWILIO_PHONE_NUMBER: set it to the number to point"]
+    )
+    if not settings.has_credentials:  # every missing setting in one message, not one per run
+        missing += ["TWILIO_ACCOUNT_SID and TWILIO_AUTH_TOKEN: the account that owns the number"]
+    if missing or not settings.phone_number:
+        raise SettingsError(missing)
     client = make_client(settings)
     number = find_number(client, settings.phone_number)
     before = snapshot(number, settings.account_sid or "")

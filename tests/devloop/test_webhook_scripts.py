@@ -106,6 +106,23 @@ def test_a_narrow_terminal_wraps_the_diff_instead_of_cutting_it(
     assert "before  https://old.example.com/v" in lines
 
 
+def test_every_missing_setting_is_named_at_once(tmp_path: Path) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "dialtone", "webhooks", PROD, "--dry-run"],
+        cwd=tmp_path,
+        env={"PATH": os.environ.get("PATH", "")},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 2
+    assert "2 problem(s)" in done.stderr
+    assert "TWILIO_PHONE_NUMBER" in done.stderr
+    assert "TWILIO_ACCOUNT_SID and TWILIO_AUTH_TOKEN" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
 def test_restore_without_a_backup_says_so(
     sandbox: SandboxServer, sandbox_settings: Settings, tmp_path: Path
 ) -> None:
