@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -95,6 +96,24 @@ def test_a_text_after_stop_comes_with_a_notice_until_start(
     assert "notice" not in text("START")
     assert not carrier.state.optouts.is_opted_out(to, phone)
     assert "notice" not in text("hello again")
+
+
+def test_twilios_keyword_reply_takes_the_delivery_steps_a_reply_takes() -> None:
+    # So replies reach the phone in the order their texts were sent: "Stop." answered by the
+    # app, then STOP answered by Twilio, not the other way round.
+    slow = Carrier(SandboxState(), time_scale=0.5).start()  # a delivery step is 0.5 s
+    try:
+        started = time.time()
+        sent = slow.send_sms("STOP")
+        assert slow.state.optouts.is_opted_out(sent.to, sent.from_)  # carried out at once
+        early = [e for e in slow.events.since(0) if e["type"] == "message"]
+        assert early == []  # shown only once delivered, like any message
+        assert slow.wait_idle(5)
+        (reply,) = [e for e in slow.events.since(0) if e["type"] == "message"]
+        assert reply["auto_reply"]
+        assert reply["time"] - started >= 0.9  # two delivery steps of 0.5 s
+    finally:
+        slow.stop()
 
 
 def test_events_wait_at_most_what_was_asked(api: webtest.TestApp) -> None:

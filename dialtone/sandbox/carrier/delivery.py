@@ -62,10 +62,15 @@ class Messenger:
 
     # --- in ---------------------------------------------------------------------------------
 
-    def keyword_reply(self, message: Message) -> None:
-        """Twilio's own reply to a carrier keyword, shown on the phone as coming from Twilio."""
-        answer = stop_filter.handle_keyword(self.state, message)
-        if answer is None:
+    def keyword_reply(self, message: Message) -> str | None:
+        """Carry out a carrier keyword at once (the opt-out list changes before the app hears
+        of it); Twilio's own reply to it, for `show_keyword_reply`, or None."""
+        return stop_filter.handle_keyword(self.state, message)
+
+    def show_keyword_reply(self, message: Message, answer: str) -> None:
+        """Twilio's reply to a keyword reaches the phone as a delivered message would (after
+        the same delivery steps), so replies arrive in the order their texts were sent."""
+        if not self.pause(2 * DELIVERY_STEP):
             return
         self.events.add(
             "message",

@@ -148,7 +148,9 @@ class Carrier:
             from_=self.phone_number, to=to, body=body, media_urls=[m.url for m in media]
         )
         messenger = self.messenger
-        messenger.keyword_reply(message)
+        answer = messenger.keyword_reply(message)
+        if answer is not None:
+            self._spawn("keyword-reply", messenger.show_keyword_reply, message, answer)
         self._spawn("sms-in", messenger.answer_text, message, media)  # keywords reach the app too
         return message
 
