@@ -156,8 +156,9 @@ def _plain_error_for(api_paths: set[str]) -> Callable[[HTTPError], str]:
         message = error.body if isinstance(error.body, str) and error.body else error.status_line
         allowed = error.headers.get("Allow") if error.status_code == 405 else None
         if allowed and message == "Method not allowed.":  # Bottle's words: say what works
-            method = printable(request.method, 20)
-            message = f"{method} is not allowed here; use {allowed.replace(',', ' or')}."
+            method = printable(request.method, 40)
+            methods = " or ".join(name.strip() for name in allowed.split(","))
+            message = f"{method} is not allowed here; use {methods}."
         accept = request.get_header("Accept") or ""
         if "application/json" in accept or request.path in api_paths:
             response.content_type = "application/json"

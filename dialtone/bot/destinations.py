@@ -46,7 +46,7 @@ def check_destination(to: object, settings: Settings, *, calls: bool = False) ->
         compact = "".join(ch for ch in to if ch not in " -.()")
         if compact != to and is_possible(compact):
             return Refusal(
-                400, f'"to" must be written without spaces, dashes or brackets: "{compact}".'
+                400, f'"to" must be written without spaces, dashes, dots or brackets: "{compact}".'
             )
         return Refusal(
             400,

@@ -32,10 +32,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def refuse_a_webhook_url(url: str, paths: tuple[str, ...]) -> None:
     """DialtoneError for the URL of one webhook where the base URL belongs: the paths are added
     to it (https://bot.example.com/sms_url would point the number at .../sms_url/sms_url)."""
-    path = url.split("?", 1)[0].rstrip("/")
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    path = parts.path.rstrip("/")
     for route in paths:
-        if route and path.endswith(route.rstrip("/")):
-            base = path[: -len(route.rstrip("/"))]
+        route = route.rstrip("/")
+        if route and path.endswith(route):  # "/" as a route cannot be told apart: not checked
+            base = f"{parts.scheme}://{parts.netloc}{path[: -len(route)]}"
             raise DialtoneError(
                 f"{url} is the URL of a webhook, not of the deployed Dialtone: the webhook paths "
                 f"({', '.join(paths)}) are added to the URL given. Did you mean {base}?"

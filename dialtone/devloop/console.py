@@ -58,8 +58,9 @@ def render_banner(banner: Banner) -> Panel:
         )
     if banner.inspector_url:
         table.add_row("ngrok inspector", banner.inspector_url)
-    for name, old, new in banner.changes:
-        table.add_row(name, Text.assemble((old or "(empty)", "dim"), "  ->  ", (new, "green")))
+    for name, old, new in banner.changes:  # `old` is whatever the number was set to: escaped
+        was = printable(old, None) or "(empty)"
+        table.add_row(name, Text.assemble((was, "dim"), "  ->  ", (new, "green")))
     if banner.ready_seconds is not None:
         table.add_row("Ready in", f"{banner.ready_seconds:.2f} s")
     parts: list[object] = [table]

@@ -67,7 +67,7 @@ def test_a_number_written_with_spaces_is_refused_with_its_compact_form(to: str) 
     refusal = check_destination(to, Settings())
     assert refusal is not None
     assert refusal.status == 400
-    assert refusal.message.endswith('without spaces, dashes or brackets: "+15551234567".')
+    assert refusal.message.endswith('without spaces, dashes, dots or brackets: "+15551234567".')
 
 
 @pytest.mark.parametrize("to", [15551234567, ["+15551234567"]])

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from dialtone.commands.webhooks import refuse_a_webhook_url
 from dialtone.sandbox.server import SandboxServer
 from dialtone.settings import Settings
 from tests.support.sandbox_fixtures import configure_number, number_webhooks
@@ -92,6 +93,18 @@ def test_a_webhooks_own_url_is_refused_with_the_base_url_to_use(
     assert "\n" not in paragraph
     assert paragraph.endswith(f"Did you mean {PROD}?")
     assert number_webhooks(sandbox) == configured
+
+
+@pytest.mark.parametrize(
+    ("url", "paths"),
+    [
+        (PROD, ("/", "/voice_url", "/status")),  # SMS_PATH=/ cannot be told apart: not checked
+        (PROD + "/status-board", ("/sms_url", "/voice_url", "/status")),
+        ("https://status", ("/sms_url", "/voice_url", "/status")),  # a host, not a path
+    ],
+)
+def test_a_base_url_is_not_taken_for_a_webhook(url: str, paths: tuple[str, ...]) -> None:
+    refuse_a_webhook_url(url, paths)
 
 
 def test_a_narrow_terminal_wraps_the_diff_instead_of_cutting_it(

@@ -99,8 +99,8 @@ def test_a_text_after_stop_comes_with_a_notice_until_start(
 
 
 def test_twilios_keyword_reply_takes_the_delivery_steps_a_reply_takes() -> None:
-    # So replies reach the phone in the order their texts were sent: "Stop." answered by the
-    # app, then STOP answered by Twilio, not the other way round.
+    # Like the app's replies, so "Stop." (answered by the app) and then STOP (answered by
+    # Twilio) are answered on the phone in that order, not the other way round.
     slow = Carrier(SandboxState(), time_scale=0.5).start()  # a delivery step is 0.5 s
     try:
         started = time.time()

@@ -108,6 +108,18 @@ def test_no_auth_token_refuses_to_start(settings: Settings) -> None:
         create_app(settings.with_overrides(auth_token=None))
 
 
+def test_a_405_names_every_method_that_works() -> None:
+    from bottle import Bottle
+
+    from dialtone.app import _plain_error_for
+
+    app = Bottle()
+    app.route("/both", ["GET", "POST"], lambda: "ok")
+    app.default_error_handler = _plain_error_for(set())
+    answer = webtest.TestApp(app).put("/both", status=405)
+    assert answer.text.strip().endswith("PUT is not allowed here; use GET or POST.")
+
+
 def test_get_on_a_webhook_is_405(app: webtest.TestApp) -> None:
     answer = app.get("/status", status=405)
     assert answer.text.strip().endswith("GET is not allowed here; use POST.")
