@@ -90,8 +90,11 @@ def status_style(status: int) -> str:
     return "green"
 
 
-def render_request(record: RequestRecord, when: float | None = None) -> Text:
-    """One webhook as a coloured line: time, route, From, Body or Digits, status, duration."""
+def render_request(
+    record: RequestRecord, when: float | None = None, width: int | None = None
+) -> Text:
+    """One webhook as a coloured line: time, route, From, Body or Digits, status, duration.
+    With `width`, the Body is shortened so the line fits it (an 80-column terminal)."""
     notes = record.notes
     stamp = time.strftime("%H:%M:%S", time.localtime(when))
     line = Text.assemble(
@@ -103,21 +106,26 @@ def render_request(record: RequestRecord, when: float | None = None) -> Text:
         " ",
     )
     said = (notes.get("digits") and f"pressed {notes['digits']}") or notes.get("body")
-    if said is not None:
-        line.append(_short(said) if said else "(empty)", style="white")
-        line.append(" ")
+    tail = Text()
     if notes.get("status"):
-        line.append(f"[{notes['status']}] ", style="magenta")
-    line.append(str(record.status), style=status_style(record.status))
-    line.append(f" {record.duration_ms:.1f}ms", style="dim")
+        tail.append(f"[{notes['status']}] ", style="magenta")
+    tail.append(str(record.status), style=status_style(record.status))
+    tail.append(f" {record.duration_ms:.1f}ms", style="dim")
+    if said is not None:
+        # The quotes and the space after take 3 columns; a Body keeps 10 characters at least.
+        room = 50 if width is None else min(50, width - len(line) - len(tail) - 3)
+        line.append(_short(said, max(room, 10)) if said else "(empty)", style="white")
+        line.append(" ")
+    line.append_text(tail)
     if notes.get("rejected"):
         line.append(f"  rejected: {notes['rejected']}", style="red")
     return line
 
 
 def _short(text: str, limit: int = 50) -> str:
+    """`text` on one line, at most `limit` characters of it (ending in "..." when cut), quoted."""
     text = " ".join(text.split())
-    return repr(text if len(text) <= limit else text[: limit - 3] + "...")
+    return repr(text if len(text) <= limit else text[: max(0, limit - 3)] + "...")
 
 
 def lines_shown(message: str) -> str:
@@ -140,7 +148,8 @@ class RequestLogHandler(logging.Handler):
         try:
             request = getattr(record, "request", None)
             if isinstance(request, RequestRecord):
-                self.console.print(render_request(request, record.created), highlight=False)
+                line = render_request(request, record.created, self.console.width)
+                self.console.print(line, highlight=False)
             else:
                 style = "red" if record.levelno >= logging.WARNING else "dim"
                 message = record.getMessage()

@@ -1,0 +1,24 @@
+"""make dev's webhook lines: they fit the terminal, shortening the Body rather than wrapping."""
+
+from __future__ import annotations
+
+import pytest
+
+from dialtone.devloop.console import render_request
+from dialtone.web.accesslog import RequestRecord
+
+LONG = "hello there, this is a long message that goes on and on and on"
+
+
+@pytest.mark.parametrize("width", [72, 80, 100])
+def test_a_long_body_is_shortened_to_fit_the_terminal(width: int) -> None:
+    record = RequestRecord("POST", "/sms_url", 200, 1.4, {"from": "+15555550100", "body": LONG})
+    line = render_request(record, 0, width).plain
+    assert len(line) <= width
+    assert line.endswith(" 200 1.4ms")  # the status is never the part that goes
+    assert "'hello" in line
+
+
+def test_without_a_width_the_body_keeps_its_50_characters() -> None:
+    record = RequestRecord("POST", "/sms_url", 200, 1.4, {"from": "+15555550100", "body": LONG})
+    assert "'hello there, this is a long message that goes o...'" in render_request(record).plain
