@@ -219,11 +219,17 @@ def _shown(name: str, raw: str) -> str:
 
 
 def _postgres_url(raw: str) -> str:
-    scheme = urlsplit(raw).scheme
-    if scheme not in ("postgresql", "postgres"):
+    parts = urlsplit(raw)
+    if parts.scheme not in ("postgresql", "postgres"):
         raise ValueError(
             "DATABASE_URL must be a postgresql://user:password@host:5432/dbname URL; leave it "
             "empty to keep the record in SQLite at DATABASE_PATH"
+        )
+    if parts.netloc.count("@") > 1:
+        # libpq would take the password's tail for the host, and print it in its error.
+        raise ValueError(
+            "the user name or password in DATABASE_URL holds an '@': write it as %40 (and ':' "
+            "as %3A, '/' as %2F), as URLs need"
         )
     return raw
 

@@ -71,6 +71,7 @@ def is_environmental(exc: BaseException) -> bool:
         psycopg.OperationalError
         | PoolTimeout
         | pg_errors.ReadOnlySqlTransaction
+        | pg_errors.InsufficientPrivilege
         | pg_errors.InsufficientResources
         | pg_errors.OperatorIntervention
         | pg_errors.SystemError
@@ -282,18 +283,30 @@ class PostgresStore(RecordStore):
             raise self._unavailable(exc, "read") from exc
 
     def _unavailable(self, exc: BaseException, action: str) -> StoreUnavailable:
-        # libpq's messages span lines and never hold the password; one paragraph of them.
-        words = " ".join(str(exc).split()) or type(exc).__name__
+        # libpq's messages span lines and never hold the password; one paragraph of them. The
+        # server's own first line when there is one (not the SQL it quotes after LINE 2:).
+        diag = getattr(exc, "diag", None)
+        primary = getattr(diag, "message_primary", None) if diag is not None else None
+        words = " ".join((primary or str(exc)).split()) or type(exc).__name__
         hint = (
             "check DATABASE_URL, that the server is up and that it accepts connections from "
             "this machine"
         )
         if isinstance(exc, pg_errors.ReadOnlySqlTransaction):
             hint = "the server is read-only (a standby?): point DATABASE_URL at the primary"
+        if isinstance(exc, pg_errors.InsufficientPrivilege):
+            action = "used"
+            hint = (
+                "the role in DATABASE_URL lacks a privilege the record needs: make it the owner "
+                "of the database (CREATE DATABASE dialtone OWNER dialtone), or of the tables a "
+                "role that migrated them first created"
+            )
         code = getattr(exc, "sqlstate", None) or type(exc).__name__
         reason = f"cannot be {action}: PostgreSQL " + (
-            "is read-only" if isinstance(exc, pg_errors.ReadOnlySqlTransaction) else "unreachable"
-            if isinstance(exc, psycopg.OperationalError | PoolTimeout) else f"error {code}"
+            "is read-only" if isinstance(exc, pg_errors.ReadOnlySqlTransaction) else
+            "refuses the role a privilege" if isinstance(exc, pg_errors.InsufficientPrivilege)
+            else "unreachable" if isinstance(exc, psycopg.OperationalError | PoolTimeout)
+            else f"error {code}"
         )  # fmt: skip
         return StoreUnavailable(
             f"The record in {self.where} cannot be {action}: {words} ({hint}).",

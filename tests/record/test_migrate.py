@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 from dialtone.record.store import Store
+from tests.support.postgres import PostgresServer
 
 
 def migrate(cwd: Path, **env: str) -> subprocess.CompletedProcess[str]:
@@ -47,3 +48,33 @@ def test_migrate_refuses_a_record_it_cannot_write_in_one_paragraph(tmp_path: Pat
     assert "Traceback" not in result.stderr
     assert str(blocker) in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_a_role_without_privileges_is_told_so_not_that_the_server_is_down(
+    postgres_server: PostgresServer, tmp_path: Path
+) -> None:
+    import psycopg
+
+    url = postgres_server.fresh_database()  # owned by the server's superuser
+    name = url.rsplit("/", 1)[1]
+    role = f"visitor_{name}"
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute(f"CREATE ROLE {role} LOGIN")
+        conn.execute("REVOKE CREATE ON SCHEMA public FROM PUBLIC")
+    visitor = url.replace(f"//{postgres_server.user}@", f"//{role}@")
+    result = migrate(tmp_path, DATABASE_URL=visitor)
+    assert result.returncode == 2
+    paragraph = result.stderr.strip()
+    assert "\n" not in paragraph
+    assert "Traceback" not in paragraph
+    assert "cannot be used: permission denied for schema public" in paragraph
+    assert "OWNER" in paragraph
+    assert "LINE" not in paragraph  # the server's first line, not the SQL it quotes
+    assert "the server is up" not in paragraph
+
+
+def test_an_at_sign_in_the_password_is_refused_before_it_can_be_shown(tmp_path: Path) -> None:
+    result = migrate(tmp_path, DATABASE_URL="postgresql://dialtone:p@ssw0rd@127.0.0.1:1/dialtone")
+    assert result.returncode == 2
+    assert "%40" in result.stderr
+    assert "ssw0rd" not in result.stderr
