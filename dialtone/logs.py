@@ -24,6 +24,11 @@ class EscapingFormatter(logging.Formatter):
         return "\n".join(printable(line, None) for line in text.split("\n"))
 
 
+def debugging_level(level: str) -> bool:
+    """True for LOG_LEVEL=DEBUG."""
+    return bool(logging.getLevelName(level) == logging.DEBUG)
+
+
 def configure(level: str = "INFO") -> None:
     """Plain timestamped lines on stderr; waitress's own chatter kept to what matters."""
     handler = logging.StreamHandler()
@@ -34,11 +39,16 @@ def configure(level: str = "INFO") -> None:
     # waitress warns "Task queue depth is N" on every busy moment; the access log already shows
     # load, so keep only its errors. Its own "Serving on ..." line stays at INFO.
     logging.getLogger("waitress.queue").setLevel(logging.ERROR)
+    # psycopg's pool warns at every failed reconnection (every 1-3 s of an outage); the record
+    # says once that it cannot be written and once that it can again.
+    logging.getLogger("psycopg.pool").setLevel(
+        logging.DEBUG if debugging_level(level) else logging.ERROR
+    )
     # The twilio library logs every request it makes at INFO, with parameters; keep it quiet.
     logging.getLogger("twilio.http_client").setLevel(logging.WARNING)
     # pyngrok logs each step and every line ngrok prints; dialtone.devloop.tunnel explains ngrok's
     # failures itself, so show them only when debugging.
-    debugging = logging.getLevelName(level) == logging.DEBUG
+    debugging = debugging_level(level)
     logging.getLogger("pyngrok").setLevel(logging.DEBUG if debugging else logging.WARNING)
     logging.getLogger("pyngrok.process.ngrok").setLevel(
         logging.DEBUG if debugging else logging.CRITICAL + 1

@@ -105,8 +105,8 @@ class PostgresStore(RecordStore):
                 elif (version := schema_version(conn)) != len(migrations):
                     raise SchemaMismatch(
                         f"The record in {self.where} has schema version {version}, and this "
-                        f"Dialtone reads version {len(migrations)}. Start the server once to "
-                        "migrate it (or upgrade Dialtone if it is newer).",
+                        f"Dialtone reads version {len(migrations)}. Run `make migrate` (or "
+                        "`dialtone migrate`) to migrate it, or upgrade Dialtone if it is newer.",
                         path=self.where,
                     )
         except psycopg.Error as exc:

@@ -21,6 +21,7 @@ from bottle import request
 from dialtone.record.base import IDEMPOTENCY_HEADER, Received, RecordStore
 from dialtone.record.errors import BadRecord, StoreError, StoreUnavailable
 from dialtone.record.rows import Outcome
+from dialtone.untrusted import printable
 
 log = logging.getLogger("dialtone.record")
 
@@ -58,7 +59,10 @@ class Recorder:
         received = self._receive(form, key, opted_out, keyword)
         if received is not None:
             return received.sender_opted_out
-        return self.is_opted_out(form.get("From") or "")
+        try:  # the NOT RECORDED line above already tells of the outage, with the SID
+            return bool(form.get("From")) and self.store.is_opted_out(form["From"])
+        except StoreError:
+            return False  # failing open, as is_opted_out does
 
     def _receive(
         self, form: Mapping[str, str], key: str | None, opted_out: bool | None, keyword: str | None
@@ -151,8 +155,12 @@ class Recorder:
         """
         if not number:
             return False
-        opted_out = self._attempt("opt-out check", number, lambda: self.store.is_opted_out(number))
-        return bool(opted_out)
+        try:
+            return self.store.is_opted_out(number)
+        except StoreError as exc:
+            shown = printable(number, 40)
+            log.warning("Cannot read whether %s opted out (taken as not): %s", shown, exc)
+            return False
 
     def health(self) -> StoreUnavailable | None:
         """None when the record takes writes now; else the failure (for GET /healthz)."""

@@ -168,7 +168,7 @@ def open_readonly(path: Path, migrations: Sequence[str] = MIGRATIONS) -> sqlite3
         raise SchemaMismatch(
             f"The record at {path} has schema version {version}, and this Dialtone reads "
             f"version {len(migrations)}. "
-            + ("Upgrade Dialtone." if newer else "Start the server once to migrate it."),
+            + ("Upgrade Dialtone." if newer else "Run `make migrate` (or `dialtone migrate`)."),
             path=path,
         )
     return conn

@@ -96,6 +96,8 @@ def open_store(settings: Settings) -> RecordStore:
     if failure is not None:
         store.close()
         raise failure
+    kind = "" if store.shared else "SQLite file "
+    log.info("The record: %s%s, at schema version %d.", kind, store.where, store.schema_version)
     return store
 
 

@@ -40,6 +40,8 @@ def check_down(app: webtest.TestApp, caplog: pytest.LogCaptureFixture, n: int) -
     lost = [r.getMessage() for r in caplog.records if f"SM{n:032x}" in r.getMessage()]
     assert len(lost) == 1  # logged once, with its SID
     assert "NOT RECORDED" in lost[0]
+    # ... and nothing else for it: not a second line for the opt-out that could not be read.
+    assert [r for r in caplog.records if CALLER in r.getMessage()] == []
     health = app.get("/healthz", status=503)
     assert health.json["status"] == "unavailable"
     assert "cannot be written" in health.json["record"]
