@@ -157,7 +157,7 @@ class Phone:
         if not body and not media:
             self.say("Nothing to send: type some words (or /mms URL).", "yellow")
             return
-        # Echoed first: a reply (Twilio's to STOP comes at once) may print before text() returns.
+        # Echoed first: the events thread may print a reply before text() returns.
         self.console.print(sent(self.sandbox_number, body or "", bool(media)), highlight=False)
         try:
             answer = self.client.text(body, media or [])
