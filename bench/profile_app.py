@@ -1,6 +1,7 @@
 """Where Dialtone's time goes per webhook, without the network: cProfile over the WSGI app.
 
-python -m bench.profile_app [--route /sms_url] [--count 20000]   (recording into a temp file)
+python -m bench.profile_app [--route /sms_url] [--count 20000] [--database-url postgresql://...]
+(recording into a temp SQLite file, or into the PostgreSQL database given)
 """
 
 from __future__ import annotations
@@ -53,6 +54,7 @@ def main() -> None:
     parser.add_argument("--route", default="/sms_url")
     parser.add_argument("--count", type=int, default=20000)
     parser.add_argument("--sort", default="cumulative", help="pstats order: cumulative, tottime")
+    parser.add_argument("--database-url", help="record into this PostgreSQL database instead")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, stream=io.StringIO())  # log lines formatted, kept
     settings = Settings(
@@ -62,6 +64,7 @@ def main() -> None:
         public_url=PUBLIC_URL,
         rules_file=Path(__file__).resolve().parent.parent / "rules.toml",
         database_path=Path(tempfile.mkdtemp(prefix="dialtone-profile-")) / "profile.db",
+        database_url=args.database_url,
     )
     app = AccessLog(create_app(settings))
     raws = [
