@@ -58,6 +58,7 @@ RESERVED_WORDS = HELP_WORDS | OPT_OUT_WORDS | OPT_IN_WORDS
 # plainly wants one: rather than stay silent and leave them opted in, say what works.
 # ("yes." and other near opt-in words are ordinary texts.)
 NEAR_OPT_OUT_REPLY = "To stop texts from this number, reply STOP on its own."
+NEAR_OPT_OUT = "\x00near opt-out"  # keyword_for's answer for one (never a rules keyword)
 
 # Placeholders each kind of reply may use.
 TEXT_PLACEHOLDERS = ("body", "from")
@@ -178,13 +179,17 @@ class Rules:
     source: Path = field(default=Path("rules.toml"))
 
     def keyword_for(self, body: str) -> str | None:
-        """The normalized keyword `body` matches ("help" for any HELP word, a STOP word itself)."""
+        """The normalized keyword `body` matches: "help" for any HELP word, a carrier's opt-out
+        or opt-in keyword itself, NEAR_OPT_OUT for an opt-out word that is not the bare word
+        ("Stop."), a rules keyword; None for anything else (near opt-in words too)."""
         word = normalize_keyword(body)
         if word in HELP_WORDS:
             return "help"
-        if word in OPT_OUT_WORDS or word in OPT_IN_WORDS or word in self.keywords:
-            return word
-        return None
+        if word in OPT_OUT_WORDS or word in OPT_IN_WORDS:
+            if carrier_keyword(body) is not None:
+                return word
+            return NEAR_OPT_OUT if word in OPT_OUT_WORDS else None
+        return word if word in self.keywords else None
 
     def text_reply(self, body: str, *, sender: str = "", limit: int = MAX_REPLY_CHARS) -> str:
         """The reply to a text (keyword, help, empty or default); "" means no reply."""
@@ -196,11 +201,9 @@ class Rules:
             template = self.empty
         else:
             if word in OPT_OUT_WORDS or word in OPT_IN_WORDS:
-                if carrier_keyword(body) is not None:
-                    return ""  # the carrier's keyword: Twilio (and the record) answer it
-                if word in OPT_OUT_WORDS:
-                    return truncate(NEAR_OPT_OUT_REPLY, limit)
-                word = None
+                return ""  # the carrier's keyword: Twilio (and the record) answer it
+            if word == NEAR_OPT_OUT:
+                return truncate(NEAR_OPT_OUT_REPLY, limit)
             template = self.help if word == "help" else self.keywords.get(word or "", self.default)
         return template.render({"body": body.strip(), "from": sender}, limit)
 
@@ -222,7 +225,7 @@ class Rules:
         """The whole reply to an inbound message, within Twilio's limit; None for no reply."""
         types = list(media_types)
         word = self.keyword_for(body)
-        if carrier_keyword(body) is not None and (word in OPT_OUT_WORDS or word in OPT_IN_WORDS):
+        if word in OPT_OUT_WORDS or word in OPT_IN_WORDS:
             return None  # opt-out words get nothing but the carrier's (or the record's) answer
         if not types:
             return self._text_reply(body, word, sender, MAX_REPLY_CHARS) or None
