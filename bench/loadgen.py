@@ -163,34 +163,6 @@ def _parse_head(head: bytes) -> tuple[int, int, bool]:
     return status, length, close
 
 
-async def run_async(
-    host: str,
-    port: int,
-    requests: Sequence[bytes],
-    *,
-    connections: int,
-    duration: float,
-) -> LoadResult:
-    """Send `requests` in order over `connections` connections until sent or `duration` ends."""
-    result = LoadResult()
-    work = iter(enumerate(requests))  # shared: each connection takes the next request
-    started = time.perf_counter()
-    deadline = started + duration
-    tasks = [
-        asyncio.ensure_future(_connection(host, port, work, result, deadline))
-        for _ in range(connections)
-    ]
-    # A server that stops answering must not hang the run: whatever is still waiting after
-    # the grace period counts as a timeout.
-    _, waiting = await asyncio.wait(tasks, timeout=duration + STALL_SECONDS)
-    for task in waiting:
-        task.cancel()
-        result.errors["timeout"] += 1
-    await asyncio.gather(*waiting, return_exceptions=True)
-    result.elapsed = time.perf_counter() - started
-    return result
-
-
 def run(
     host: str,
     port: int,
@@ -199,8 +171,9 @@ def run(
     connections: int = 20,
     duration: float = 5.0,
 ) -> LoadResult:
-    """`run_async` on a fresh event loop."""
-    return asyncio.run(run_async(host, port, requests, connections=connections, duration=duration))
+    """Send `requests` in order over `connections` connections to one port until sent or
+    `duration` ends."""
+    return run_spread(host, [port], requests, connections=connections, duration=duration)
 
 
 def doubled(requests: Iterable[bytes]) -> list[bytes]:
@@ -216,16 +189,19 @@ async def run_spread_async(
     connections: int,
     duration: float,
 ) -> LoadResult:
-    """`run_async` with the connections spread evenly over several ports (instances behind a
-    load balancer), all taking the next request from one queue."""
+    """Send `requests` in order over `connections` connections, spread evenly over `ports`
+    (instances behind a load balancer), all taking the next request from one queue, until sent
+    or `duration` ends."""
     result = LoadResult()
-    work = iter(enumerate(requests))
+    work = iter(enumerate(requests))  # shared: each connection takes the next request
     started = time.perf_counter()
     deadline = started + duration
     tasks = [
         asyncio.ensure_future(_connection(host, ports[n % len(ports)], work, result, deadline))
         for n in range(connections)
     ]
+    # A server that stops answering must not hang the run: whatever is still waiting after
+    # the grace period counts as a timeout.
     _, waiting = await asyncio.wait(tasks, timeout=duration + STALL_SECONDS)
     for task in waiting:
         task.cancel()
