@@ -180,16 +180,20 @@ class Store(RecordStore):
             raise StoreUnavailable(f"The record at {self.path} is closed.", path=self.path)
         return self._conn
 
+    def _busy(self, holder: str) -> StoreUnavailable:
+        """Why a lock held by another thread or process was not had in lock_timeout."""
+        return StoreUnavailable(
+            f"The record at {self.path} is busy: another {holder} has held it for over "
+            f"{self.lock_timeout:g} s (a slow or stuck disk?).",
+            path=self.path,
+            code="DIALTONE_LOCK_TIMEOUT",
+        )
+
     @contextmanager
     def _locked(self) -> Iterator[None]:
         """Hold the lock, waiting at most lock_timeout for another thread's transaction."""
         if not self._lock.acquire(timeout=self.lock_timeout):
-            raise StoreUnavailable(
-                f"The record at {self.path} is busy: another thread has held it for over "
-                f"{self.lock_timeout:g} s (a slow or stuck disk?).",
-                path=self.path,
-                code="DIALTONE_LOCK_TIMEOUT",
-            )
+            raise self._busy("thread")
         try:
             yield
         finally:
@@ -204,12 +208,7 @@ class Store(RecordStore):
             yield
             return
         if not writer.acquire(self.lock_timeout):
-            raise StoreUnavailable(
-                f"The record at {self.path} is busy: another process has held it for over "
-                f"{self.lock_timeout:g} s (a slow or stuck disk?).",
-                path=self.path,
-                code="DIALTONE_LOCK_TIMEOUT",
-            )
+            raise self._busy("process")
         try:
             yield
         finally:
