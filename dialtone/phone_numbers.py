@@ -3,10 +3,25 @@
 from __future__ import annotations
 
 import re
+import unicodedata
 
 # E.164: a plus, a non-zero country digit, at most 15 digits in all.
 E164_RE = re.compile(r"\+[1-9][0-9]{1,14}")
 WHATSAPP_PREFIX = "whatsapp:"
+
+
+# A number as people write it: digits, a leading +, spaces, dots, brackets and any dash.
+_SEPARATORS = r"\s().\-\u2010-\u2015\u2212"
+_WRITTEN_RE = re.compile(rf"\+?[0-9{_SEPARATORS}]*[0-9][0-9{_SEPARATORS}]*")
+
+
+def compact_number(written: str) -> str | None:
+    """A number as people write it ("+1 (555) 123-4567", no-break spaces, full-width digits,
+    any dash) without its separators: "+15551234567"; None for what is not one (sip:, a name)."""
+    text = unicodedata.normalize("NFKC", written)
+    if not _WRITTEN_RE.fullmatch(text):
+        return None
+    return "".join(ch for ch in text if ch == "+" or (ch.isascii() and ch.isdigit()))
 
 
 def is_e164(value: str) -> bool:

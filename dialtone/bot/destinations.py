@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from dialtone.phone_numbers import WHATSAPP_PREFIX, denied_prefix, is_possible
+from dialtone.phone_numbers import WHATSAPP_PREFIX, compact_number, denied_prefix, is_possible
 from dialtone.settings import Settings
 
 
@@ -43,8 +43,8 @@ def check_destination(to: object, settings: Settings, *, calls: bool = False) ->
             "cannot hold the +).",
         )
     if not is_possible(to):
-        compact = "".join(ch for ch in to if ch not in " -.()")
-        if compact != to and is_possible(compact):
+        compact = compact_number(to)
+        if compact is not None and compact != to and is_possible(compact):
             return Refusal(
                 400, f'"to" must be written without spaces, dashes, dots or brackets: "{compact}".'
             )

@@ -8,8 +8,6 @@ otherwise rewrite the reader's terminal).
 
 from __future__ import annotations
 
-import re
-import unicodedata
 from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
@@ -19,12 +17,10 @@ from rich.table import Table
 from rich.text import Text
 
 from dialtone.errors import DialtoneError
+from dialtone.phone_numbers import compact_number
 from dialtone.record.base import RecordStore
 from dialtone.record.store import Call, Conversation, Message, Store
 from dialtone.untrusted import printable
-
-# A phone number as people type it: digits, an optional leading +, and separators (any dash).
-PHONE_LIKE = re.compile(r"\+?[0-9\s().\-\u2010-\u2015\u2212]*[0-9][0-9\s().\-\u2010-\u2015\u2212]*")
 
 MAX_BODY = 160  # characters of a message shown; the record keeps all of it
 
@@ -75,13 +71,11 @@ def nothing_found(path: Path | str, number: str | None) -> str:
 
 
 def phone_number_spellings(typed: str) -> list[str]:
-    """Other ways to read `typed` as a phone number: without the spaces, dashes, dots and
-    brackets people write numbers with ("+1 (555) 123-4567" is "+15551234567"), and with the
-    + a bare number left out. None for what is not a phone number (sip:, client:, a name)."""
-    text = unicodedata.normalize("NFKC", typed)  # full-width digits, no-break spaces
-    if not PHONE_LIKE.fullmatch(text):
+    """Other ways to read `typed` as a phone number: without its separators, and with the +
+    a bare number left out; none for what is not a phone number (sip:, client:, a name)."""
+    digits = compact_number(typed)
+    if digits is None:
         return []
-    digits = "".join(ch for ch in text if ch == "+" or (ch.isascii() and ch.isdigit()))
     spellings = [digits] if digits.startswith("+") else [digits, "+" + digits]
     return [spelling for spelling in spellings if spelling != typed]
 
