@@ -6,16 +6,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from dialtone.facts import MAX_MEDIA
-
-# Twilio delivers at most 10 media items with one message.
-
-
-@dataclass(frozen=True)
-class Media:
-    """One MMS attachment: where Twilio stores it and its MIME type."""
-
-    url: str
-    content_type: str
+from dialtone.record.rows import Media  # the record's own: URL and content type
 
 
 @dataclass(frozen=True)
