@@ -59,10 +59,8 @@ class Recorder:
         received = self._receive(form, key, opted_out, keyword)
         if received is not None:
             return received.sender_opted_out
-        try:  # the NOT RECORDED line above already tells of the outage, with the SID
-            return bool(form.get("From")) and self.store.is_opted_out(form["From"])
-        except StoreError:
-            return False  # failing open, as is_opted_out does
+        # The NOT RECORDED line above already tells of the outage, with the SID.
+        return self.is_opted_out(form.get("From") or "", quiet=True)
 
     def _receive(
         self, form: Mapping[str, str], key: str | None, opted_out: bool | None, keyword: str | None
@@ -147,8 +145,9 @@ class Recorder:
             "opt-out", number, lambda: self.store.set_opt_out(number, opted_out, keyword=keyword)
         )
 
-    def is_opted_out(self, number: str) -> bool:
-        """True when the record says `number` opted out; False when it cannot be read (logged).
+    def is_opted_out(self, number: str, *, quiet: bool = False) -> bool:
+        """True when the record says `number` opted out; False when it cannot be read (logged
+        unless `quiet`).
 
         Failing open is safe here: Twilio keeps its own opt-out list on long codes and refuses
         (21610) a message to a number that texted STOP.
@@ -158,8 +157,9 @@ class Recorder:
         try:
             return self.store.is_opted_out(number)
         except StoreError as exc:
-            shown = printable(number, 40)
-            log.warning("Cannot read whether %s opted out (taken as not): %s", shown, exc)
+            if not quiet:
+                shown = printable(number, 40)
+                log.warning("Cannot read whether %s opted out (taken as not): %s", shown, exc)
             return False
 
     def health(self) -> StoreUnavailable | None:
