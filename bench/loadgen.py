@@ -3,6 +3,11 @@
 Every request is built (and signed) before the clock starts, so the client's work per request is
 one write and a small parse. A response with `Connection: close` (gunicorn's sync workers) makes
 the connection reconnect, as a real client would. Latency is from the write to the last byte.
+
+`run_at_rate` sends at a fixed rate instead, whatever the answers' pace, and counts each latency
+from when its request was due: a server that falls behind is charged for the wait (no
+"coordinated omission"), so targets are compared at the same load rather than each at its own
+limit.
 """
 
 from __future__ import annotations
@@ -10,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import Counter
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from urllib.parse import urlencode
 
@@ -107,10 +112,15 @@ def inbound_sms_form(index: int, account_sid: str, to: str) -> dict[str, str]:
     }
 
 
+# The next request for a connection: (its index, its bytes, when it was due or None for
+# "now"), or None when there are no more.
+Taker = Callable[[], Awaitable[tuple[int, bytes, float | None] | None]]
+
+
 async def _connection(
     host: str,
     port: int,
-    work: Iterator[tuple[int, bytes]],
+    take: Taker,
     result: LoadResult,
     deadline: float,
 ) -> None:
@@ -119,15 +129,15 @@ async def _connection(
     clock = time.perf_counter
     try:
         while clock() < deadline:
-            taken = next(work, None)
+            taken = await take()
             if taken is None:
                 break
-            index, request = taken
+            index, request, due = taken
             result.sent += 1
             if writer is None:
                 reader, writer = await asyncio.open_connection(host, port)
             assert reader is not None
-            started = clock()
+            started = clock() if due is None else due
             writer.write(request)
             try:
                 head = await reader.readuntil(b"\r\n\r\n")
@@ -192,12 +202,66 @@ async def run_spread_async(
     """Send `requests` in order over `connections` connections, spread evenly over `ports`
     (instances behind a load balancer), all taking the next request from one queue, until sent
     or `duration` ends."""
-    result = LoadResult()
     work = iter(enumerate(requests))  # shared: each connection takes the next request
+
+    async def take() -> tuple[int, bytes, float | None] | None:
+        taken = next(work, None)
+        return None if taken is None else (*taken, None)
+
+    return await _load(host, ports, take, connections, duration)
+
+
+async def run_at_rate_async(
+    host: str,
+    ports: Sequence[int],
+    requests: Sequence[bytes],
+    *,
+    rate: float,
+    duration: float,
+    connections: int = 64,
+) -> LoadResult:
+    """Send `requests` in order at `rate` a second for `duration` seconds over up to
+    `connections` connections spread over `ports`; each latency counts from when its request
+    was due. A request due while every connection waits for an answer waits for one, and that
+    wait is part of its latency."""
+    due: asyncio.Queue[tuple[int, bytes, float] | None] = asyncio.Queue()
+    count = min(len(requests), int(rate * duration))
+    first = time.perf_counter() + 0.01
+
+    async def pace() -> None:
+        for index in range(count):
+            when = first + index / rate
+            ahead = when - time.perf_counter()
+            if ahead > 0.0005:  # below that, sleeping costs more than it saves
+                await asyncio.sleep(ahead)
+            due.put_nowait((index, requests[index], when))
+        for _ in range(connections):
+            due.put_nowait(None)  # one "no more" for each connection
+
+    pacer = asyncio.ensure_future(pace())
+    try:
+        # Every request due is sent, however far behind the server: connections stop at None.
+        return await _load(host, ports, due.get, connections, duration, cut_off=False)
+    finally:
+        pacer.cancel()
+
+
+async def _load(
+    host: str,
+    ports: Sequence[int],
+    take: Taker,
+    connections: int,
+    duration: float,
+    *,
+    cut_off: bool = True,
+) -> LoadResult:
+    """`connections` connections spread evenly over `ports`, each sending what `take` gives it
+    until it gives None or (when `cut_off`) `duration` ends."""
+    result = LoadResult()
     started = time.perf_counter()
-    deadline = started + duration
+    deadline = started + duration if cut_off else float("inf")
     tasks = [
-        asyncio.ensure_future(_connection(host, ports[n % len(ports)], work, result, deadline))
+        asyncio.ensure_future(_connection(host, ports[n % len(ports)], take, result, deadline))
         for n in range(connections)
     ]
     # A server that stops answering must not hang the run: whatever is still waiting after
@@ -222,4 +286,21 @@ def run_spread(
     """`run_spread_async` on a fresh event loop."""
     return asyncio.run(
         run_spread_async(host, ports, requests, connections=connections, duration=duration)
+    )
+
+
+def run_at_rate(
+    host: str,
+    ports: Sequence[int],
+    requests: Sequence[bytes],
+    *,
+    rate: float,
+    duration: float,
+    connections: int = 64,
+) -> LoadResult:
+    """`run_at_rate_async` on a fresh event loop."""
+    return asyncio.run(
+        run_at_rate_async(
+            host, ports, requests, rate=rate, duration=duration, connections=connections
+        )
     )

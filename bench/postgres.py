@@ -45,6 +45,10 @@ class SpreadTarget(Target):
     pids: list[int] = field(default_factory=list)
     database_pid: int = 0  # the PostgreSQL postmaster: its CPU and its backends'
 
+    def addresses(self) -> list[int]:
+        """Every instance's port."""
+        return self.ports
+
     def send(self, args: argparse.Namespace, duration: float) -> loadgen.LoadResult:
         """The next requests, spread over every instance, for `duration` seconds."""
         cpu_before = sum(cpu_seconds(pid) for pid in self.pids)

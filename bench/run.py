@@ -1,6 +1,7 @@
 """`make bench`: signed webhooks per second, latency and memory, on real servers over loopback.
 
 python -m bench.run [--quick] [--route /sms_url] [--duration 5] [--connections 20]
+                    [--rates 1000,2000] [--rate-seconds 6]
 
 Targets, measured one after the other in the same run with the same load generator:
   ceiling   a bare WSGI app on waitress returning a fixed TwiML string (bench/bare_server.py)
@@ -9,6 +10,9 @@ Targets, measured one after the other in the same run with the same load generat
             WORKERS=1 for comparison), recording on when the store
             exists; the route is --route, or /sms_url when the app has it, else /status
   pg        two server.py instances recording into one PostgreSQL on this machine (bench/postgres.py)
+
+Then Flask, the PostgreSQL rows and Dialtone WORKERS=2 again at each fixed rate of --rates: the
+same load for all, so that their latencies compare at equal load rather than each at its limit.
 """
 
 from __future__ import annotations
@@ -42,6 +46,15 @@ PHONE_NUMBER = "+15550001111"
 PUBLIC_URL = "https://bench.dialtone.test"
 MAX_RATE = 20000  # requests built per second of run: more than any target here answers
 GOAL_RATIO, GOAL_P99_MS, GOAL_IDLE_MB = 1.2, 10.0, 40.0
+
+
+@dataclass
+class RateRow:
+    """One target's line at one fixed rate."""
+
+    name: str
+    rate: float
+    result: loadgen.LoadResult = field(default_factory=loadgen.LoadResult)
 
 
 @dataclass
@@ -206,6 +219,19 @@ class Target:
         result.client_cpu = time.process_time() - client_before
         return result
 
+    def addresses(self) -> list[int]:
+        """The ports its requests are spread over."""
+        return [self.port]
+
+    def send_at_rate(self, rate: float, duration: float) -> loadgen.LoadResult:
+        """The next requests at `rate` a second for `duration` seconds."""
+        result = loadgen.run_at_rate(
+            HOST, self.addresses(), self.requests[self.offset :], rate=rate, duration=duration
+        )
+        self.answered |= {self.offset + index for index in result.answered}
+        self.offset += result.sent
+        return result
+
 
 def measure(targets: list[Target], args: argparse.Namespace) -> None:
     """Warm each target up, then load them in turn, ROUNDS times each, so that whatever else
@@ -215,6 +241,19 @@ def measure(targets: list[Target], args: argparse.Namespace) -> None:
     for _ in range(args.rounds):
         for target in targets:
             target.result.merge(target.send(args, args.duration / args.rounds))
+
+
+def measure_at_rates(targets: list[Target], args: argparse.Namespace) -> list[RateRow]:
+    """Each target at each of `args.rates` requests a second, in interleaved rounds."""
+    rows = {
+        (target.name, rate): RateRow(target.name, rate) for target in targets for rate in args.rates
+    }
+    for _ in range(args.rounds):
+        for rate in args.rates:
+            for target in targets:
+                result = target.send_at_rate(rate, args.rate_seconds / args.rounds)
+                rows[target.name, rate].result.merge(result)
+    return list(rows.values())
 
 
 def start_ceiling(args: argparse.Namespace, work: Path, stack: ExitStack) -> Target:
@@ -413,6 +452,30 @@ def report(rows: list[Row], record_lines: list[str], args: argparse.Namespace) -
     return met
 
 
+def report_rates(rows: list[RateRow], args: argparse.Namespace) -> None:
+    """The fixed-rate table: every target at the same load, latencies from when each request
+    was due."""
+    if not rows:
+        return
+    print()
+    print(
+        f"Latency at fixed rates ({args.rate_seconds:g} s per target and rate, in "
+        f"{args.rounds} interleaved rounds; each latency counted from when its request was due):"
+    )
+    width = max(len(row.name) for row in rows)
+    header = f"{'target':<{width}}  {'req/s':>6}  {'p50 ms':>6}  {'p99 ms':>6}  {'p99.9 ms':>8}"
+    print(header + "  answers")
+    print("-" * (len(header) + 20))
+    for row in sorted(rows, key=lambda row: row.rate):
+        res = row.result
+        answers = " ".join(f"{status}:{n}" for status, n in sorted(res.statuses.items()))
+        errors = " ".join(f"{name}:{n}" for name, n in res.errors.items())
+        print(
+            f"{row.name:<{width}}  {row.rate:>6.0f}  {ms(res.percentile(50)):>6}  "
+            f"{ms(res.percentile(99)):>6}  {ms(res.percentile(99.9)):>8}  {answers} {errors}".rstrip()
+        )
+
+
 def _mark(ok: bool) -> str:
     return "met" if ok else "NOT MET"
 
@@ -443,11 +506,35 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         metavar="REF",
         help="also run Dialtone WORKERS=2 as it was at this git commit (a before/after A/B)",
     )
+    parser.add_argument(
+        "--rates",
+        type=rates,
+        default="1000",
+        help="fixed request rates to compare Flask and Dialtone's latencies at, comma-separated "
+        "(1000; 'none' to skip)",
+    )
+    parser.add_argument(
+        "--rate-seconds", type=float, default=6.0, help="seconds per target at each fixed rate"
+    )
     args = parser.parse_args(argv)
     if args.quick:
         args.duration, args.rounds = min(args.duration, 1.0), 1
-    args.pool = int(args.duration * MAX_RATE)
+        args.rate_seconds = min(args.rate_seconds, 1.0)
+    args.pool = int(args.duration * MAX_RATE + sum(args.rates) * args.rate_seconds)
     return args
+
+
+def rates(text: str) -> list[float]:
+    """--rates: '1000,2000' -> [1000.0, 2000.0]; 'none' -> []."""
+    if text.strip().lower() in ("", "none"):
+        return []
+    try:
+        values = [float(part) for part in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a list of numbers: {text!r}") from None
+    if any(value <= 0 for value in values):
+        raise argparse.ArgumentTypeError(f"rates are requests a second, above 0: {text!r}")
+    return values
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -492,6 +579,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             sampler.start()
             measure(targets, args)
             loaded = sampler.stop()
+            at_rates = [flask] if flask else []
+            at_rates += [target for _, target, _ in pg_targets] + [main_target]
+            rate_rows = measure_at_rates(at_rates, args)
             sent_twice: set[int] = set()
             if recording_available():
                 route = main_target.name.split("POST ", 1)[1].split(",")[0]
@@ -510,6 +600,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             )
             print("\n".join(lines))
             met &= pg_met
+        report_rates(rate_rows, args)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     print()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable, Iterable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -119,3 +120,47 @@ def test_parse_head() -> None:
 
 def test_doubled_sends_each_request_twice_in_a_row() -> None:
     assert loadgen.doubled([b"a", b"b"]) == [b"a", b"a", b"b", b"b"]
+
+
+def test_at_a_fixed_rate_sends_on_time(port: int) -> None:
+    result = loadgen.run_at_rate(
+        "127.0.0.1", [port], requests(port, "/sms_url", 100), rate=50, duration=1.0
+    )
+    assert result.statuses == {200: 50}  # the rate times the duration, not the whole list
+    assert sorted(result.answered) == list(range(50))
+    assert 0.95 < result.elapsed < 2.0
+
+
+class Slow(BaseHTTPRequestHandler):
+    """Answers each request after 50 ms, keeping the connection open."""
+
+    protocol_version = "HTTP/1.1"
+
+    def do_POST(self) -> None:
+        self.rfile.read(int(self.headers["Content-Length"]))
+        time.sleep(0.05)
+        self.send_response(200)
+        self.send_header("Content-Length", "2")
+        self.end_headers()
+        self.wfile.write(b"ok")
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+def test_at_a_fixed_rate_a_server_behind_is_charged_for_the_wait() -> None:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Slow)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        port = server.server_address[1]
+        # 20 requests due in 0.2 s, one connection, 50 ms each: the last is answered about
+        # 0.8 s after it was due, though each took 50 ms once sent.
+        result = loadgen.run_at_rate(
+            "127.0.0.1", [port], requests(port, "/x", 20), rate=100, duration=0.2, connections=1
+        )
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert result.statuses == {200: 20}
+    assert result.percentile(50) > 0.3
+    assert result.percentile(100) > 0.7
