@@ -164,3 +164,14 @@ def test_at_a_fixed_rate_a_server_behind_is_charged_for_the_wait() -> None:
     assert result.statuses == {200: 20}
     assert result.percentile(50) > 0.3
     assert result.percentile(100) > 0.7
+
+
+def test_rates_option() -> None:
+    from bench.run import parse_args
+
+    assert parse_args([]).rates == [1000.0]
+    assert parse_args(["--rates", "500,2000"]).rates == [500.0, 2000.0]
+    assert parse_args(["--rates", "none"]).rates == []
+    for bad in ("fast", "0", "-5,100"):
+        with pytest.raises(SystemExit):
+            parse_args(["--rates", bad])
