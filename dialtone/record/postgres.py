@@ -10,6 +10,11 @@ When the database goes away, a connection that broke is dropped from the pool an
 tried once more on a fresh one (every write is idempotent); what still fails raises
 StoreUnavailable naming the database (never the password), and the pool reconnects by itself
 once the server is back.
+
+No statement waits for ever: each pooled connection has a statement_timeout (a lock held by a
+migration or by hand, an overloaded server) and TCP keepalives with a user timeout (a network
+that drops packets, a failover), so a webhook is answered within Twilio's 15 s whatever the
+database does. A server that stops but whose machine still acknowledges packets is not caught.
 """
 
 from __future__ import annotations
@@ -50,6 +55,26 @@ WAIT = 5.0  # seconds a request waits for a pooled connection while the database
 WAIT_WHILE_DOWN = 0.5  # ... and once a write has failed: answer webhooks fast meanwhile
 RECOVERY_INTERVAL = 1.0  # seconds between attempts to reconnect while writes fail
 POOL_SIZE = 10
+STATEMENT_TIMEOUT = 3.0  # seconds a write may take (a webhook waits for it)
+READ_TIMEOUT = 30.0  # seconds a read may take (history, GET /messages)
+# libpq's TCP settings for pooled connections (unless DATABASE_URL sets them): a silent peer is
+# dropped after about 5 s of unacknowledged data or 5 s of unanswered keepalives when idle.
+TCP_SETTINGS = {
+    "keepalives": 1,
+    "keepalives_idle": 1,
+    "keepalives_interval": 2,
+    "keepalives_count": 2,
+    "tcp_user_timeout": 5000,
+}
+
+
+# GET /healthz's write. It names the tables a webhook writes, so that a lock on one of them
+# (a migration, a LOCK TABLE by hand) holds the probe as it holds the webhooks.
+HEALTH_PROBE = """
+INSERT INTO health (id, checked_at)
+SELECT 1, %s WHERE NOT EXISTS (SELECT FROM messages, events, opt_outs WHERE false)
+ON CONFLICT (id) DO UPDATE SET checked_at = excluded.checked_at
+"""
 
 
 def describe(url: str) -> str:
@@ -62,6 +87,12 @@ def describe(url: str) -> str:
     port = info.get("port") or "5432"
     where = f"PostgreSQL database {info.get('dbname') or '(default)'} on {host}:{port}"
     return where + (f" as {info['user']}" if info.get("user") else "")
+
+
+def is_timeout(exc: BaseException) -> bool:
+    """True for a statement cancelled by statement_timeout (the server is up; retrying on a
+    fresh connection would only wait as long again)."""
+    return isinstance(exc, pg_errors.QueryCanceled)
 
 
 def is_environmental(exc: BaseException) -> bool:
@@ -98,6 +129,7 @@ class PostgresStore(RecordStore):
         super().__init__(clock)
         self.where = describe(url)
         self._failing = threading.Event()  # set while writes fail: wait less for a connection
+        self._disconnected = threading.Event()  # set while the failure is the connection's
         try:
             with psycopg.connect(url, autocommit=True, connect_timeout=CONNECT_TIMEOUT) as conn:
                 if not readonly:
@@ -125,7 +157,8 @@ class PostgresStore(RecordStore):
             self._url,
             min_size=min(2, self._pool_size),
             max_size=self._pool_size,
-            kwargs={"autocommit": True, "connect_timeout": CONNECT_TIMEOUT},
+            kwargs={"autocommit": True, "connect_timeout": CONNECT_TIMEOUT} | self._tcp_settings(),
+            configure=self._configure,
             timeout=WAIT,
             name="dialtone-record",
             open=False,
@@ -136,6 +169,16 @@ class PostgresStore(RecordStore):
             pool.close()
             raise
         return pool
+
+    def _tcp_settings(self) -> dict[str, int]:
+        """TCP_SETTINGS, except those DATABASE_URL sets itself."""
+        given = conninfo_to_dict(self._url)
+        return {key: value for key, value in TCP_SETTINGS.items() if key not in given}
+
+    @staticmethod
+    def _configure(conn: psycopg.Connection[Any]) -> None:
+        """Each new pooled connection: no write waits longer than STATEMENT_TIMEOUT."""
+        conn.execute(f"SET statement_timeout = {int(STATEMENT_TIMEOUT * 1000)}")
 
     def _recover(self) -> None:
         """While writes fail, at most once a RECOVERY_INTERVAL: when the server answers a
@@ -177,11 +220,7 @@ class PostgresStore(RecordStore):
         """None when a write commits now; else why not (the database, the server's words)."""
         try:
             self._write(
-                lambda q: q.conn.execute(
-                    "INSERT INTO health (id, checked_at) VALUES (1, %s) "
-                    "ON CONFLICT (id) DO UPDATE SET checked_at = excluded.checked_at",
-                    (self._now(),),
-                ),
+                lambda q: q.conn.execute(HEALTH_PROBE, (self._now(),)),
                 wait=WAIT_WHILE_DOWN if self._failing.is_set() else 2.0,
             )
         except StoreUnavailable as exc:
@@ -240,24 +279,31 @@ class PostgresStore(RecordStore):
         """Run `work` in one transaction, committed whole or rolled back whole; run once more
         on a fresh connection when the pooled one had died (every write is idempotent: a
         commit that did land is then found by its claimed key)."""
-        if self._failing.is_set():
+        if self._disconnected.is_set():
             self._recover()
         for attempt in (1, 2):
             try:
                 result = self._transaction(work, wait, single)
                 self._failing.clear()
+                self._disconnected.clear()
                 return result
             except psycopg.OperationalError as exc:
+                if is_timeout(exc):  # the server is up and answered: no fresh connection
+                    self._failing.set()
+                    raise self._unavailable(exc, "written") from exc
                 if attempt == 1 and self._pool is not None:
                     self._pool.check()  # drop every idle connection that died with the server
                     wait = WAIT_WHILE_DOWN  # a fresh connection comes at once, or not soon
                     continue
                 self._failing.set()
+                self._disconnected.set()
                 raise self._unavailable(exc, "written") from exc
             except (psycopg.Error, PoolTimeout) as exc:
                 if not is_environmental(exc):
                     raise
                 self._failing.set()
+                if isinstance(exc, PoolTimeout):
+                    self._disconnected.set()
                 raise self._unavailable(exc, "written") from exc
         raise AssertionError("unreachable")
 
@@ -275,7 +321,10 @@ class PostgresStore(RecordStore):
         """Run `query` in one REPEATABLE READ transaction."""
         try:
             with self._connection() as conn, conn.transaction():
-                conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
+                conn.execute(
+                    "SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY; "
+                    f"SET LOCAL statement_timeout = {int(READ_TIMEOUT * 1000)}"
+                )
                 return query(PgQueries(conn))
         except (psycopg.Error, PoolTimeout) as exc:
             if not is_environmental(exc):
@@ -292,6 +341,12 @@ class PostgresStore(RecordStore):
             "check DATABASE_URL, that the server is up and that it accepts connections from "
             "this machine"
         )
+        if is_timeout(exc):
+            limit = READ_TIMEOUT if action == "read" else STATEMENT_TIMEOUT
+            hint = (
+                f"a statement took longer than {limit:g} s: a lock held by another session (a "
+                "migration, a long transaction) or an overloaded server"
+            )
         if isinstance(exc, pg_errors.ReadOnlySqlTransaction):
             hint = "the server is read-only (a standby?): point DATABASE_URL at the primary"
         if isinstance(exc, pg_errors.InsufficientPrivilege):
@@ -305,6 +360,7 @@ class PostgresStore(RecordStore):
         reason = f"cannot be {action}: PostgreSQL " + (
             "is read-only" if isinstance(exc, pg_errors.ReadOnlySqlTransaction) else
             "refuses the role a privilege" if isinstance(exc, pg_errors.InsufficientPrivilege)
+            else "statement timeout (a lock, or an overloaded server)" if is_timeout(exc)
             else "unreachable" if isinstance(exc, psycopg.OperationalError | PoolTimeout)
             else f"error {code}"
         )  # fmt: skip

@@ -12,6 +12,7 @@ import logging
 import os
 import shutil
 import subprocess
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -134,3 +135,34 @@ def test_postgresql_stopped_and_started(
         )
         server.start()
         check_back(app, store, 2)
+
+
+@pytest.mark.postgres
+def test_a_locked_table_holds_no_webhook_past_the_statement_timeout(
+    postgres_url: str,
+    settings: Settings,
+    make_app: Callable[..., webtest.TestApp],
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A migration or a LOCK TABLE by hand holds the messages table: each webhook is answered
+    after STATEMENT_TIMEOUT, unrecorded and logged; /healthz says why; all back once the lock
+    goes, with no reconnection (the server was up all along)."""
+    import psycopg
+
+    from dialtone.record import postgres
+
+    monkeypatch.setattr(postgres, "STATEMENT_TIMEOUT", 0.3)
+    with PostgresStore(postgres_url) as store:
+        app = make_app(settings, store=store)
+        assert app.get("/healthz").json["record"] == "ok"
+        with psycopg.connect(postgres_url) as locker:
+            locker.execute("LOCK TABLE messages IN ACCESS EXCLUSIVE MODE")
+            started = time.monotonic()
+            check_down(app, caplog, 1)
+            assert time.monotonic() - started < 10  # not held until the lock goes
+            record = app.get("/healthz", status=503).json["record"]
+            assert "statement timeout" in record
+        with caplog.at_level(logging.WARNING, logger="dialtone.record"):
+            check_back(app, store, 2)
+        assert not [r for r in caplog.records if "Reconnected" in r.getMessage()]
