@@ -114,6 +114,7 @@ def create_app(
     checker = SignatureChecker(
         settings.auth_token, public_url=settings.public_url, validate=settings.validate_signatures
     )
+    app.add_hook("before_request", _path_is_utf8)
     app.add_hook("before_request", _body_limit(settings.max_body_bytes))
     app.default_error_handler = _plain_error_for({s.path for s in specs if s.kind == "api"})
     health.install(app, recorder)
@@ -140,6 +141,15 @@ class _CloseOnShutdown:
 
     def close(self) -> None:
         self.store.close()
+
+
+def _path_is_utf8() -> None:
+    """400 for a path that is not UTF-8. Bottle drops the bytes it cannot decode, so
+    /se%80nd_sms would reach /send_sms past a proxy rule that refuses /send_sms."""
+    try:
+        request.environ["bottle.raw_path"].encode("latin-1").decode("utf-8")
+    except UnicodeError:
+        raise HTTPError(400, "The path is not valid UTF-8.") from None
 
 
 def _body_limit(limit: int) -> Callable[[], None]:

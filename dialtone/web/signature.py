@@ -2,7 +2,8 @@
 
 1. the form read as UTF-8 (Bottle's own `request.forms` is latin-1; a 400 if it is not UTF-8),
    after its fields are counted in the raw body: more than MAX_FORM_FIELDS is a 400 before any
-   field is parsed or any HMAC computed,
+   field is parsed or any HMAC computed, and a body that is not a form a 415 (Bottle parses
+   any body as urlencoded, uncounted),
 2. X-Twilio-Signature checked with twilio's RequestValidator against the public URL: PUBLIC_URL +
    path + query, or without PUBLIC_URL the URL waitress rebuilt from trusted proxy headers
    (never the raw X-Forwarded-* headers, which anyone can send); a 403 and a log line otherwise,
@@ -34,6 +35,11 @@ log = logging.getLogger("dialtone.web.signature")
 SIGNATURE_HEADER = "X-Twilio-Signature"
 SIGNATURE_SETTINGS_HEADER = "X-Twilio-Webhooks-Signature-Settings"
 URLENCODED = "application/x-www-form-urlencoded"
+MULTIPART = "multipart/form-data"
+NOT_A_FORM = (
+    "A webhook's body is a form (application/x-www-form-urlencoded, as Twilio sends it); this "
+    "one's Content-Type is {kind}."
+)
 SUPPORTED_ALGORITHMS = frozenset({HMAC_SHA1, HMAC_SHA256})
 # Twilio's webhooks carry fewer than a hundred fields (an MMS with ten media about 45, a call
 # with caller-name and geography fields about 40). Above this, a form is refused before it is
@@ -43,23 +49,30 @@ TOO_MANY_FIELDS = f"The form has more than {MAX_FORM_FIELDS} fields; Twilio send
 
 
 def read_form() -> FormsDict:
-    """The request's form fields decoded as UTF-8; HTTP 400 if they are not valid UTF-8."""
+    """The request's form fields decoded as UTF-8; HTTP 400 if they are not valid UTF-8 or
+    cannot be read, 415 for a body that is not a form (Bottle would parse it as one)."""
     cached = request.environ.get("dialtone.form")
     if cached is not None:
         return cached
-    urlencoded = (request.content_type or "").lower().startswith(URLENCODED)
+    kind = (request.content_type or "").split(";", 1)[0].strip().lower()
     body = request.body.read()
-    if count_fields(body, urlencoded=urlencoded) > MAX_FORM_FIELDS:
+    if body and kind not in (URLENCODED, MULTIPART):
+        raise HTTPError(415, NOT_A_FORM.format(kind=kind or "not given"))
+    if count_fields(body, urlencoded=kind == URLENCODED) > MAX_FORM_FIELDS:
         raise HTTPError(400, TOO_MANY_FIELDS)
     try:
-        if urlencoded:
-            form = parse_urlencoded(body)
-        else:  # multipart and anything else: Bottle's parser, then undo its latin-1
+        if kind == MULTIPART:  # Bottle's parser, which decodes the parts as UTF-8 itself
             form = FormsDict()
             for key, value in request.forms.allitems():
-                form.append(_utf8(key), _utf8(value))
+                if not key:
+                    raise HTTPError(400, "A part of the multipart form has no name.")
+                form.append(key, value)
+        else:
+            form = parse_urlencoded(body)
     except UnicodeError:
         raise HTTPError(400, "The form is not valid UTF-8.") from None
+    except LookupError:  # a charset= Python does not know
+        raise HTTPError(400, "The form's charset is not one Python knows.") from None
     request.environ["dialtone.form"] = form
     return form
 
@@ -90,11 +103,6 @@ def parse_urlencoded(body: bytes) -> FormsDict:
             value = unquote(value.replace("+", " "), errors="strict")
         form.append(key, value)
     return form
-
-
-def _utf8(text: str) -> str:
-    # Bottle decoded the body as latin-1; undo that and decode it as UTF-8, strictly.
-    return text.encode("latin-1").decode("utf-8")
 
 
 def request_url(public_url: str | None) -> str:
