@@ -66,8 +66,12 @@ class Recorder:
         self, form: Mapping[str, str], key: str | None, opted_out: bool | None, keyword: str | None
     ) -> Received | None:
         sid = form.get("MessageSid") or form.get("SmsSid") or ""
+        what = "inbound message"
+        if opted_out is not None:  # the one record a lost line must let an operator redo
+            change = "opt-out" if opted_out else "opt-in"
+            what += f" and the {change} of {printable(form.get('From') or '?', 40)} ({keyword})"
         return self._attempt(
-            "inbound message",
+            what,
             sid,
             lambda: self.store.receive_message(form, key, opted_out=opted_out, keyword=keyword),
         )

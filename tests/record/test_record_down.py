@@ -52,6 +52,18 @@ def check_down(app: webtest.TestApp, caplog: pytest.LogCaptureFixture, n: int) -
     assert "nothing was sent" in call.json["error"]["message"]
 
 
+def check_lost_stop_named(app: webtest.TestApp, caplog: pytest.LogCaptureFixture, n: int) -> None:
+    """A STOP that could not be recorded: its line names the number and the keyword, so that
+    an operator can redo the opt-out."""
+    caplog.clear()
+    with caplog.at_level(logging.ERROR, logger="dialtone.record"):
+        signed_post(app, AUTH_TOKEN)("/sms_url", text(n, body="STOP"), status=None)
+    lost = [r.getMessage() for r in caplog.records if f"SM{n:032x}" in r.getMessage()]
+    assert len(lost) == 1
+    assert "NOT RECORDED" in lost[0]
+    assert f"the opt-out of {CALLER} (STOP)" in lost[0]
+
+
 def check_back(app: webtest.TestApp, store: Store | PostgresStore, n: int) -> None:
     """What must hold once the record takes writes again (no restart)."""
     health = app.get("/healthz").json
@@ -70,6 +82,7 @@ def test_an_injected_read_only_record(
         assert app.get("/healthz").json["record"] == "ok"
         store._connection().execute("PRAGMA query_only = 1")  # SQLITE_READONLY from now on
         check_down(app, caplog, 1)
+        check_lost_stop_named(app, caplog, 3)
         assert "SQLITE_READONLY" in app.get("/healthz", status=503).json["record"]
         assert str(settings.database_path) not in app.get("/healthz", status=503).text
         store._connection().execute("PRAGMA query_only = 0")
@@ -130,6 +143,7 @@ def test_postgresql_stopped_and_started(
         assert app.get("/healthz").json["record"] == "ok"
         server.stop()
         check_down(app, caplog, 1)
+        check_lost_stop_named(app, caplog, 3)
         assert app.get("/healthz", status=503).json["record"] == (
             "cannot be written: PostgreSQL unreachable"
         )
