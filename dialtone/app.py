@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
+from ipaddress import ip_address
 from typing import Any
 
 from bottle import Bottle, HTTPError, request, response
@@ -207,7 +208,36 @@ def startup_warnings(settings: Settings) -> list[str]:
             "this server sees, which fails behind a tunnel or proxy. Set PUBLIC_URL to the "
             "https URL Twilio calls."
         )
+    if settings.api_token and settings.trusted_proxy == "*" and not is_loopback(settings.host):
+        warnings.append(
+            f"TRUSTED_PROXY=* believes X-Forwarded-For from any client, and HOST={settings.host} "
+            "lets clients connect directly: anyone can pose as a new address for each guess of "
+            "API_TOKEN, past the failed-token lockout. Set TRUSTED_PROXY to your proxy's "
+            "address, or HOST=127.0.0.1 behind it."
+        )
+    if (
+        settings.api_token
+        and settings.public_url
+        and not settings.trusted_proxy
+        and is_loopback(settings.host)
+    ):
+        warnings.append(
+            "PUBLIC_URL is set and HOST is loopback, so a proxy is in front, but TRUSTED_PROXY is "
+            "not set: every client has the proxy's address, and ten wrong API tokens from anyone "
+            "lock every API client out for a minute. Set TRUSTED_PROXY=127.0.0.1 (the proxy's "
+            "address)."
+        )
     return warnings
+
+
+def is_loopback(host: str) -> bool:
+    """HOST is a loopback address or localhost."""
+    if host == "localhost":
+        return True
+    try:
+        return ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def main() -> int:

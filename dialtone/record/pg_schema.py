@@ -113,6 +113,9 @@ CREATE TABLE IF NOT EXISTS dialtone_schema (
 def migrate(conn: Any, where: str, migrations: Sequence[str] = PG_MIGRATIONS) -> int:
     """Apply the pending migrations on `conn` (autocommit), each in its own transaction, under
     the migration advisory lock; return the final version."""
+    current = schema_version(conn)
+    if current == len(migrations):
+        return current  # nothing to do: no lock, and no CREATE (a role without it may run)
     conn.execute("SELECT pg_advisory_lock(%s)", (MIGRATION_LOCK,))
     try:
         conn.execute(VERSION_TABLE)

@@ -78,3 +78,31 @@ def test_an_at_sign_in_the_password_is_refused_before_it_can_be_shown(tmp_path: 
     assert result.returncode == 2
     assert "%40" in result.stderr
     assert "ssw0rd" not in result.stderr
+
+
+def test_a_role_that_may_only_read_and_write_runs_a_migrated_record(
+    postgres_server: PostgresServer,
+) -> None:
+    """Least privilege: once the owner has migrated, a role with table privileges only (no
+    CREATE) starts and writes; it needs CREATE only when a migration is pending."""
+    import psycopg
+
+    from dialtone.record.postgres import PostgresStore
+
+    url = postgres_server.fresh_database()
+    PostgresStore(url).close()  # migrated by the owner
+    name = url.rsplit("/", 1)[1]
+    role = f"app_{name}"
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("REVOKE CREATE ON SCHEMA public FROM PUBLIC")
+        conn.execute(f"CREATE ROLE {role} LOGIN")
+        conn.execute(f"GRANT USAGE ON SCHEMA public TO {role}")
+        conn.execute(
+            f"GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO {role}"
+        )
+        conn.execute(f"GRANT USAGE ON ALL SEQUENCES IN SCHEMA public TO {role}")
+    app_url = url.replace(f"//{postgres_server.user}@", f"//{role}@")
+    with PostgresStore(app_url) as store:
+        assert store.health() is None
+        store.set_opt_out("+15557654321", True, keyword="STOP")
+        assert store.is_opted_out("+15557654321")

@@ -76,3 +76,19 @@ def test_status_callbacks_are_described_in_one_line() -> None:
     assert describe(message) == "message SM1 is undelivered, error 30003"
     call = FormsDict(CallSid="CA1", CallStatus="completed", CallDuration="42")
     assert describe(call) == "call CA1 is completed, after 42s"
+
+
+def test_a_trust_everyone_proxy_on_an_open_port_is_warned(settings: Settings) -> None:
+    open_to_all = settings.with_overrides(trusted_proxy="*", host="0.0.0.0")
+    assert any("TRUSTED_PROXY=*" in w for w in startup_warnings(open_to_all))
+    behind = settings.with_overrides(trusted_proxy="*", host="127.0.0.1")
+    assert not any("TRUSTED_PROXY=*" in w for w in startup_warnings(behind))
+
+
+def test_a_proxy_without_trusted_proxy_is_warned_for_the_lockout(settings: Settings) -> None:
+    behind = settings.with_overrides(public_url="https://bot.example.com", trusted_proxy=None)
+    assert any("lock every API client out" in w for w in startup_warnings(behind))
+    told = behind.with_overrides(trusted_proxy="127.0.0.1")
+    assert not any("lock every API client out" in w for w in startup_warnings(told))
+    no_api = behind.with_overrides(api_token=None)
+    assert not any("lock every API client out" in w for w in startup_warnings(no_api))
