@@ -24,6 +24,7 @@ from dialtone.errors import SettingsError
 from dialtone.record.base import RecordStore
 from dialtone.record.limits import limiter_factory
 from dialtone.record.recorder import Recorder
+from dialtone.record.spool import OptOutSpool
 from dialtone.record.store import open_store
 from dialtone.settings import Settings
 from dialtone.twilio_api import TwilioHandle
@@ -95,7 +96,7 @@ def create_app(
     if store is None:
         store = open_store(settings)
         app.install(_CloseOnShutdown(store))
-    recorder = Recorder(store)
+    recorder = Recorder(store, OptOutSpool.beside(settings.database_path))
     # With PostgreSQL the limits count in the record, across instances; else in this process.
     limiters = limiter_factory(store, in_memory)
     handle = TwilioHandle(settings, twilio)

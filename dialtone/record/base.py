@@ -295,10 +295,21 @@ class RecordStore(ABC):
 
     # --- opt-outs ------------------------------------------------------------------------
 
-    def set_opt_out(self, number: str, opted_out: bool, *, keyword: str | None = None) -> None:
-        """Mark `number` as opted out (STOP) or back in (START)."""
+    def set_opt_out(
+        self, number: str, opted_out: bool, *, keyword: str | None = None, at: str | None = None
+    ) -> None:
+        """Mark `number` as opted out (STOP) or back in (START); `at`: as of that earlier
+        moment (a change kept while the record was down), unless it changed since."""
         number = forms.text(number)
-        self._write(lambda q: q.set_opt_out(number, opted_out, keyword, self._now()))
+        self._write(
+            lambda q: q.set_opt_out(
+                number, opted_out, keyword, at or self._now(), if_newer=at is not None
+            )
+        )
+
+    def now(self) -> str:
+        """The record's clock, in its timestamp format."""
+        return self._now()
 
     def is_opted_out(self, number: str) -> bool:
         """True when `number` has opted out and not back in."""

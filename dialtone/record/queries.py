@@ -142,6 +142,9 @@ INSERT INTO opt_outs (number, opted_out, keyword, created_at, updated_at) VALUES
 ON CONFLICT (number) DO UPDATE SET
     opted_out = excluded.opted_out, keyword = excluded.keyword, updated_at = excluded.updated_at
 """
+# An opt-out change kept while the record was down (dialtone.record.spool): applied only over
+# an older state, so a later START or STOP recorded meanwhile stands.
+SET_OPT_OUT_IF_NEWER = SET_OPT_OUT.rstrip() + "\nWHERE opt_outs.updated_at < excluded.updated_at\n"
 CONVERSATION_PEERS = """
 SELECT peer, max(created_at), count(*) FILTER (WHERE kind = 'm'),
        count(*) FILTER (WHERE kind = 'c') FROM (
@@ -168,6 +171,7 @@ class Queries:
         "update_call": UPDATE_CALL,
         "add_digits": ADD_DIGITS,
         "set_opt_out": SET_OPT_OUT,
+        "set_opt_out_if_newer": SET_OPT_OUT_IF_NEWER,
         "is_opted_out": "SELECT opted_out FROM opt_outs WHERE number = ?",
         "conversation_peers": CONVERSATION_PEERS,
         "message": f"SELECT {MESSAGE_COLUMNS} FROM messages WHERE sid = ?",  # noqa: S608
@@ -237,8 +241,11 @@ class Queries:
     def add_digits(self, sid: str, digits: str, now: str) -> None:
         self.conn.execute(self.sql["add_digits"], (digits, now, sid))
 
-    def set_opt_out(self, number: str, opted_out: bool, keyword: str | None, now: str) -> None:
-        self.conn.execute(self.sql["set_opt_out"], (number, opted_out, keyword, now, now))
+    def set_opt_out(
+        self, number: str, opted_out: bool, keyword: str | None, now: str, *, if_newer: bool = False
+    ) -> None:
+        statement = self.sql["set_opt_out_if_newer" if if_newer else "set_opt_out"]
+        self.conn.execute(statement, (number, opted_out, keyword, now, now))
 
     # --- reads ---------------------------------------------------------------------------
 

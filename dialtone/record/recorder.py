@@ -8,6 +8,10 @@ Twilio's own logs, and in this process's log line).
 
 A webhook without the SID or status the record needs (BadRecord) is logged as a warning and
 answered too: the reply matters more than the record, and a signed request came from Twilio.
+
+An opt-out change (STOP, START) that cannot be recorded is kept in the OptOutSpool and applied
+once the record takes a write again (the first webhook, health check or send after it is back),
+before that send checks the opt-out list.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ from bottle import request
 from dialtone.record.base import IDEMPOTENCY_HEADER, Received, RecordStore
 from dialtone.record.errors import BadRecord, StoreError, StoreUnavailable
 from dialtone.record.rows import Outcome
+from dialtone.record.spool import OptOutChange, OptOutSpool
 from dialtone.untrusted import printable
 
 log = logging.getLogger("dialtone.record")
@@ -31,13 +36,16 @@ T = TypeVar("T")
 class Recorder:
     """Never-raising writes and reads over a RecordStore (see the module docstring)."""
 
-    def __init__(self, store: RecordStore) -> None:
+    def __init__(self, store: RecordStore, spool: OptOutSpool | None = None) -> None:
         self.store = store
+        self.spool = spool
         self._failing = False  # the last health check failed: log changes, not every check
 
     def _attempt(self, what: str, sid: str, write: Callable[[], T]) -> T | None:
         try:
-            return write()
+            result = write()
+            self._replay_spool()
+            return result
         except BadRecord as exc:
             log.warning("not recording %s: %s", what, exc)
         except StoreError as exc:
@@ -59,8 +67,46 @@ class Recorder:
         received = self._receive(form, key, opted_out, keyword)
         if received is not None:
             return received.sender_opted_out
+        sender = form.get("From") or ""
+        if opted_out is not None and sender:
+            self._keep(OptOutChange(sender, opted_out, keyword, self.store.now()))
         # The NOT RECORDED line above already tells of the outage, with the SID.
-        return self.is_opted_out(form.get("From") or "", quiet=True)
+        return self.is_opted_out(sender, quiet=True)
+
+    def _keep(self, change: OptOutChange) -> None:
+        """Spool an opt-out change the record could not take (logged either way)."""
+        if self.spool is None:
+            return
+        shown = printable(change.number, 40)
+        try:
+            self.spool.add(change)
+        except OSError as exc:
+            log.error(
+                "The opt-out change of %s could not be kept either (%s): redo it by hand once "
+                "the record is back (docs/opt-outs.md).",
+                shown,
+                exc,
+            )
+            return
+        log.warning(
+            "Kept the opt-out change of %s in %s; it is applied when the record is back.",
+            shown,
+            self.spool.path,
+        )
+
+    def _replay_spool(self) -> None:
+        """Apply the kept opt-out changes, once the record takes writes again."""
+        if self.spool is None or not self.spool.pending:
+            return
+        try:
+            applied = self.spool.replay(
+                lambda c: self.store.set_opt_out(c.number, c.opted_out, keyword=c.keyword, at=c.at)
+            )
+        except (StoreError, OSError) as exc:  # down again: the next success tries again
+            log.debug("The kept opt-out changes wait for the record: %s", exc)
+            return
+        if applied:
+            log.warning("Applied %d opt-out change(s) kept while the record was down.", applied)
 
     def _receive(
         self, form: Mapping[str, str], key: str | None, opted_out: bool | None, keyword: str | None
@@ -174,6 +220,8 @@ class Recorder:
         elif failure is None and self._failing:
             log.warning("The record takes writes again.")
         self._failing = failure is not None
+        if failure is None:
+            self._replay_spool()
         return failure
 
     def opted_out_before_sending(self, number: str) -> bool:
@@ -184,6 +232,14 @@ class Recorder:
         if failure is not None:
             log.error("Refusing to send to %s: %s", number, failure)
             raise failure
+        self._replay_spool()
+        if self.spool is not None and self.spool.pending:  # a STOP kept there may be this one's
+            raise StoreUnavailable(
+                f"The opt-out changes kept in {self.spool.path} while the record was down are "
+                "not applied yet.",
+                path=self.spool.path,
+                reason="opt-out changes kept while it was down are not applied yet",
+            )
         return self.store.is_opted_out(number)
 
 

@@ -64,6 +64,12 @@ def check_lost_stop_named(app: webtest.TestApp, caplog: pytest.LogCaptureFixture
     assert f"the opt-out of {CALLER} (STOP)" in lost[0]
 
 
+def check_stop_kept(app: webtest.TestApp) -> None:
+    """Once the record is back, the STOP it could not take is applied before the next send."""
+    refused = app.post_json("/send_sms", {"to": CALLER, "body": "hi"}, headers=AUTH, status=409)
+    assert refused.json["error"]["opted_out"] is True
+
+
 def check_back(app: webtest.TestApp, store: Store | PostgresStore, n: int) -> None:
     """What must hold once the record takes writes again (no restart)."""
     health = app.get("/healthz").json
@@ -86,6 +92,7 @@ def test_an_injected_read_only_record(
         assert "SQLITE_READONLY" in app.get("/healthz", status=503).json["record"]
         assert str(settings.database_path) not in app.get("/healthz", status=503).text
         store._connection().execute("PRAGMA query_only = 0")
+        check_stop_kept(app)
         check_back(app, store, 2)
 
 
@@ -148,6 +155,7 @@ def test_postgresql_stopped_and_started(
             "cannot be written: PostgreSQL unreachable"
         )
         server.start()
+        check_stop_kept(app)
         check_back(app, store, 2)
 
 

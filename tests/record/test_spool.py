@@ -1,0 +1,83 @@
+"""The opt-out spool: STOP and START kept on local disk while the record is down, applied once
+it is back, never over a newer state."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import pytest
+
+from dialtone.record.base import RecordStore
+from dialtone.record.errors import StoreUnavailable
+from dialtone.record.recorder import Recorder
+from dialtone.record.spool import OptOutChange, OptOutSpool
+
+NUMBER = "+15557654321"
+
+
+def stop(at: str, number: str = NUMBER) -> OptOutChange:
+    return OptOutChange(number, True, "STOP", at)
+
+
+def test_changes_are_applied_in_order_then_forgotten(tmp_path: Path) -> None:
+    spool = OptOutSpool.beside(tmp_path / "var" / "dialtone.db")  # its directory is made
+    assert not spool.pending
+    spool.add(stop("2026-01-01T00:00:01.000000Z"))
+    spool.add(OptOutChange(NUMBER, False, "START", "2026-01-01T00:00:02.000000Z"))
+    assert spool.pending
+    assert spool.path == tmp_path / "var" / "dialtone.db-opt-outs.jsonl"
+    assert oct(spool.path.stat().st_mode & 0o777) == "0o600"
+    applied: list[OptOutChange] = []
+    assert spool.replay(applied.append) == 2
+    assert [c.keyword for c in applied] == ["STOP", "START"]
+    assert not spool.path.exists()
+    assert not spool.pending
+    assert spool.replay(applied.append) == 0
+
+
+def test_a_failed_replay_keeps_every_change(tmp_path: Path) -> None:
+    spool = OptOutSpool.beside(tmp_path / "dialtone.db")
+    spool.add(stop("2026-01-01T00:00:01.000000Z"))
+
+    def down(change: OptOutChange) -> None:
+        raise StoreUnavailable("still down", path="x")
+
+    with pytest.raises(StoreUnavailable):
+        spool.replay(down)
+    assert spool.pending
+    assert OptOutSpool.beside(tmp_path / "dialtone.db").pending  # and after a restart
+
+
+def test_a_line_cut_short_is_skipped_not_fatal(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    spool = OptOutSpool.beside(tmp_path / "dialtone.db")
+    spool.add(stop("2026-01-01T00:00:01.000000Z"))
+    with spool.path.open("a") as file:
+        file.write('{"number": "+1555')  # a crash mid-write
+    applied: list[OptOutChange] = []
+    assert spool.replay(applied.append) == 1
+    assert "Skipping line 2" in caplog.text
+
+
+def test_a_kept_change_never_overrides_a_newer_one(store: RecordStore, tmp_path: Path) -> None:
+    store.set_opt_out(NUMBER, False, keyword="START", at="2026-01-01T00:00:05.000000Z")
+    store.set_opt_out(NUMBER, True, keyword="STOP", at="2026-01-01T00:00:03.000000Z")  # older
+    assert not store.is_opted_out(NUMBER)
+    store.set_opt_out(NUMBER, True, keyword="STOP", at="2026-01-01T00:00:07.000000Z")  # newer
+    assert store.is_opted_out(NUMBER)
+    store.set_opt_out("+15550000001", True, keyword="STOP", at="2026-01-01T00:00:01.000000Z")
+    assert store.is_opted_out("+15550000001")  # no row yet: taken
+
+
+def test_a_spool_left_by_an_earlier_run_is_applied_at_the_first_write(
+    store: RecordStore, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    OptOutSpool.beside(tmp_path / "dialtone.db").add(stop(store.now()))
+    recorder = Recorder(store, OptOutSpool.beside(tmp_path / "dialtone.db"))
+    with caplog.at_level(logging.WARNING, logger="dialtone.record"):
+        assert recorder.health() is None
+    assert store.is_opted_out(NUMBER)
+    assert "Applied 1 opt-out change(s)" in caplog.text
+    assert not recorder.spool or not recorder.spool.pending
