@@ -11,14 +11,18 @@ through TRUSTED_PROXY (Bottle's `request.remote_addr` would believe the header f
 from __future__ import annotations
 
 import hmac
+import logging
 import math
 from typing import NoReturn
 
 from bottle import request
 
 from dialtone.settings import Settings
+from dialtone.untrusted import printable
 from dialtone.web.jsonapi import fail, json_error
 from dialtone.web.ratelimit import Limiter, LimiterFactory, in_memory
+
+log = logging.getLogger("dialtone.api")
 
 AUTH_FAILURES_PER_MINUTE = 10
 
@@ -53,6 +57,14 @@ class ApiGuard:
             self.throttle(self.limiter, expected, "requests")
             return
         self.throttle(self.failures, client, "failed authentications")
+        locked = self.failures.locked(client)
+        if locked is not None:  # this failure completed the lock: logged once per lock
+            log.warning(
+                "API: refusing %s for %d s after %d wrong or missing tokens within a minute.",
+                printable(client, 60),
+                math.ceil(locked),
+                self.failures.limit,
+            )
         if scheme.lower() != "bearer" or not token:
             error = json_error(401, "Send Authorization: Bearer <API_TOKEN>.")
             error.set_header("WWW-Authenticate", "Bearer")

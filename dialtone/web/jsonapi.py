@@ -34,7 +34,7 @@ def json_answer(result: dict[str, Any], status: int = 200) -> HTTPResponse:
 
 def read_json() -> dict[str, Any]:
     """The request body as a JSON object, or a 400 saying what is wrong with it."""
-    if request.content_type.split(";")[0].strip() != JSON:
+    if request.content_type.split(";")[0].strip().lower() != JSON:
         fail(400, "Send a JSON body with Content-Type: application/json.")
     try:
         payload = json.loads(request.body.read() or b"null")

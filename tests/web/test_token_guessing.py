@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import http.client
 import json
+import logging
 import os
 import subprocess
 import sys
@@ -13,6 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import webtest
 
 from dialtone.app import close_app, create_app
 from dialtone.errors import SettingsError
@@ -153,3 +155,30 @@ def test_the_server_does_not_start_with_a_short_api_token(tmp_path: Path) -> Non
     assert "Traceback" not in done.stderr
     assert "hunter2" not in done.stderr
     assert not (tmp_path / "dialtone.db").exists()
+
+
+def test_a_lockout_is_logged_once_with_the_address(
+    app: webtest.TestApp, caplog: pytest.LogCaptureFixture
+) -> None:
+    wrong = {"Authorization": "Bearer not-the-token", "REMOTE_ADDR": "203.0.113.7"}
+    with caplog.at_level(logging.WARNING, logger="dialtone.api"):
+        for _ in range(AUTH_FAILURES_PER_MINUTE + 3):
+            app.get(
+                "/messages",
+                headers={"Authorization": wrong["Authorization"]},
+                extra_environ={"REMOTE_ADDR": wrong["REMOTE_ADDR"]},
+                status="*",
+            )
+    lines = [r.getMessage() for r in caplog.records if "refusing" in r.getMessage()]
+    assert len(lines) == 1
+    assert "203.0.113.7" in lines[0]
+
+
+def test_json_content_type_is_case_insensitive(app: webtest.TestApp) -> None:
+    answer = app.post(
+        "/send_sms",
+        b'{"to": "+15557654321"}',
+        headers={"Authorization": f"Bearer {API_TOKEN}", "Content-Type": "Application/JSON"},
+        status=400,
+    )
+    assert "Content-Type" not in answer.json["error"]["message"]  # read, then found lacking
