@@ -8,10 +8,15 @@ database is reachable and writable before the instances start.
 from __future__ import annotations
 
 import argparse
+import sys
 
 from dialtone import cli
 
 SUMMARY = "create or migrate the record (DATABASE_URL or DATABASE_PATH), then exit"
+# sysexits.h's EX_TEMPFAIL: the database did not answer (yet); the migrate unit tries again.
+# Every other failure (a refused password, a missing privilege, a newer schema) exits 2, which
+# the unit does not retry: the same paragraph every 5 s would only fill the journal.
+TRY_AGAIN = 75
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -20,10 +25,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Open the record (which migrates it, or refuses it in one paragraph) and say where it is."""
+    from dialtone.record.errors import StoreUnavailable
     from dialtone.record.store import open_store
 
     settings = cli.load_settings()
-    store = open_store(settings)
+    try:
+        store = open_store(settings)
+    except StoreUnavailable as exc:
+        if exc.code not in ("OperationalError", "PoolTimeout"):  # the server answered: no
+            raise
+        print(f"\n{exc}\n", file=sys.stderr)
+        return TRY_AGAIN
     try:
         version = store.schema_version
     finally:

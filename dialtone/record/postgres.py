@@ -89,6 +89,13 @@ def describe(url: str) -> str:
     return where + (f" as {info['user']}" if info.get("user") else "")
 
 
+def version_words(version: int) -> str:
+    """'has schema version N', or what version 0 means: nothing there yet."""
+    if version == 0:
+        return "has no Dialtone tables yet (no instance or `dialtone migrate` has run on it)"
+    return f"has schema version {version}"
+
+
 def is_timeout(exc: BaseException) -> bool:
     """True for a statement cancelled by statement_timeout (the server is up; retrying on a
     fresh connection would only wait as long again)."""
@@ -136,9 +143,13 @@ class PostgresStore(RecordStore):
                     migrate(conn, self.where, migrations)
                 elif (version := schema_version(conn)) != len(migrations):
                     raise SchemaMismatch(
-                        f"The record in {self.where} has schema version {version}, and this "
-                        f"Dialtone reads version {len(migrations)}. Run `make migrate` (or "
-                        "`dialtone migrate`) to migrate it, or upgrade Dialtone if it is newer.",
+                        f"The record in {self.where} {version_words(version)}, and this "
+                        f"Dialtone reads version {len(migrations)}. "
+                        + (
+                            "Upgrade Dialtone: a newer one migrated it."
+                            if version > len(migrations)
+                            else "Run `make migrate` (or `dialtone migrate`) to migrate it."
+                        ),
                         path=self.where,
                     )
         except psycopg.Error as exc:

@@ -209,3 +209,21 @@ def test_history_reads_postgresql_when_database_url_is_set(
     assert "PostgreSQL database" in output
     assert re.search(rf"{re.escape(OTHER)}\s+1 message, 1 call\s+opted out", output)
     assert len(rows(output)) == 5
+
+
+def test_history_on_a_postgresql_record_at_another_version_says_what_to_do(
+    postgres_url: str,
+) -> None:
+    import psycopg
+
+    from dialtone.record.errors import SchemaMismatch
+    from dialtone.record.postgres import PostgresStore
+
+    with pytest.raises(SchemaMismatch, match="has no Dialtone tables yet.*Run `make migrate`"):
+        PostgresStore(postgres_url, readonly=True)
+    PostgresStore(postgres_url).close()
+    with psycopg.connect(postgres_url, autocommit=True) as conn:
+        conn.execute("UPDATE dialtone_schema SET version = version + 1")
+    with pytest.raises(SchemaMismatch, match="Upgrade Dialtone") as raised:
+        PostgresStore(postgres_url, readonly=True)
+    assert "make migrate" not in str(raised.value)

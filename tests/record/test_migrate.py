@@ -106,3 +106,17 @@ def test_a_role_that_may_only_read_and_write_runs_a_migrated_record(
         assert store.health() is None
         store.set_opt_out("+15557654321", True, keyword="STOP")
         assert store.is_opted_out("+15557654321")
+
+
+def test_a_database_that_does_not_answer_exits_75_to_be_tried_again(tmp_path: Path) -> None:
+    """The migrate unit retries 75 (not reachable yet, as at boot), not 2 (a wrong password,
+    a missing privilege: the same paragraph every 5 s)."""
+    from tests.support.live_server import free_socket
+
+    sock = free_socket()
+    port = sock.getsockname()[1]
+    sock.close()  # nothing listens there
+    result = migrate(tmp_path, DATABASE_URL=f"postgresql://dialtone@127.0.0.1:{port}/dialtone")
+    assert result.returncode == 75
+    assert "cannot be reached" in result.stderr
+    assert "Traceback" not in result.stderr
