@@ -219,7 +219,7 @@ def test_history_on_a_postgresql_record_at_another_version_says_what_to_do(
     from dialtone.record.errors import SchemaMismatch
     from dialtone.record.postgres import PostgresStore
 
-    with pytest.raises(SchemaMismatch, match="has no Dialtone tables yet.*Run `make migrate`"):
+    with pytest.raises(SchemaMismatch, match=r"has no Dialtone tables yet.*Run `make migrate`"):
         PostgresStore(postgres_url, readonly=True)
     PostgresStore(postgres_url).close()
     with psycopg.connect(postgres_url, autocommit=True) as conn:
