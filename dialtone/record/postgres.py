@@ -137,6 +137,7 @@ class PostgresStore(RecordStore):
         self.where = describe(url)
         self._failing = threading.Event()  # set while writes fail: wait less for a connection
         self._disconnected = threading.Event()  # set while the failure is the connection's
+        self._connect_error: psycopg.Error | None = None  # the last reconnection's, meanwhile
         try:
             with psycopg.connect(url, autocommit=True, connect_timeout=CONNECT_TIMEOUT) as conn:
                 if not readonly:
@@ -202,9 +203,14 @@ class PostgresStore(RecordStore):
             self._last_recovery = now
             try:
                 psycopg.connect(self._url, connect_timeout=2).close()
-                fresh = self._new_pool()
-            except (psycopg.Error, PoolTimeout):
+            except psycopg.Error as exc:
+                self._connect_error = exc  # why, for the messages of the writes meanwhile
                 return  # still down
+            self._connect_error = None
+            try:
+                fresh = self._new_pool()
+            except PoolTimeout:
+                return
             old, self._pool = self._pool, fresh
             if old is None:  # closed meanwhile
                 self._pool = None
@@ -348,6 +354,13 @@ class PostgresStore(RecordStore):
         diag = getattr(exc, "diag", None)
         primary = getattr(diag, "message_primary", None) if diag is not None else None
         words = " ".join((primary or str(exc)).split()) or type(exc).__name__
+        if isinstance(exc, PoolTimeout):  # the pool's words say nothing of the server
+            cause = getattr(self, "_connect_error", None)
+            words = (
+                " ".join(str(cause).split())
+                if cause is not None
+                else "no connection to the server came in time"
+            )
         hint = (
             "check DATABASE_URL, that the server is up and that it accepts connections from "
             "this machine"

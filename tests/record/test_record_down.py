@@ -151,6 +151,14 @@ def test_postgresql_stopped_and_started(
         server.stop()
         check_down(app, caplog, 1)
         check_lost_stop_named(app, caplog, 3)
+        time.sleep(1.1)  # a reconnection is tried at most once a second: it learns why
+        with caplog.at_level(logging.ERROR, logger="dialtone.record"):
+            signed_post(app, AUTH_TOKEN)("/sms_url", text(4), status=None)
+        lines = "\n".join(
+            r.getMessage() for r in caplog.records if "NOT RECORDED" in r.getMessage()
+        )
+        assert "couldn't get a connection" not in lines  # the pool's words, not the cause
+        assert "Connection refused" in lines.splitlines()[-1]
         assert app.get("/healthz", status=503).json["record"] == (
             "cannot be written: PostgreSQL unreachable"
         )
