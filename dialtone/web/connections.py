@@ -7,7 +7,9 @@ idle time, and any byte resets it). Dialtone serves with:
 - CONNECTION_LIMIT open connections per instance (default 2000), polled with poll() rather than
   select(), which cannot watch a descriptor above 1023;
 - REQUEST_TIMEOUT: a request (headers and body) must arrive whole within this many seconds of
-  its first byte, however steadily it trickles; slower connections are closed;
+  its first byte, however steadily it trickles, and a new connection must send its first byte
+  within as long; slower connections are closed (otherwise 2,000 connections that never send
+  anything hold every slot until CHANNEL_TIMEOUT);
 - CHANNEL_TIMEOUT: an idle keep-alive connection is closed after this many seconds;
 - MAX_HEADER_BYTES: larger request headers get 431, so a half-sent request holds little memory.
 
@@ -101,10 +103,19 @@ class RequestDeadline:
             return
         self.next_check = now + CHECK_SECONDS
         started: dict[Any, tuple[object, float]] = {}
-        late = 0
+        late = silent = 0
+        wall = time.time()  # waitress stamps its channels with time.time()
         for channel in channels_of(self.socket_map):
             request = channel.request
-            if request is None or channel.will_close:
+            if channel.will_close:
+                continue
+            if request is None:
+                # Nothing received or sent since it was accepted: a connection that has yet to
+                # send its first byte (a keep-alive one between requests has had activity).
+                never_used = channel.last_activity == channel.creation_time
+                if never_used and wall - channel.creation_time > self.timeout:
+                    channel.will_close = True
+                    silent += 1
                 continue
             seen, since = self.started.get(channel, (None, now))
             if seen is not request:
@@ -117,6 +128,12 @@ class RequestDeadline:
             else:
                 started[channel] = (request, since)
         self.started = started
+        if silent:
+            log.warning(
+                "Closed %d connection(s) that sent nothing within REQUEST_TIMEOUT=%gs",
+                silent,
+                self.timeout,
+            )
         if late:
             log.warning(
                 "Closed %d connection(s) that took longer than REQUEST_TIMEOUT=%gs to send "

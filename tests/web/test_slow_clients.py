@@ -192,3 +192,21 @@ def test_the_limits_are_settings_with_defaults() -> None:
         Settings.from_env({"CONNECTION_LIMIT": "0", "CHANNEL_TIMEOUT": "x", "MAX_HEADER_BYTES": ""})
     assert "CONNECTION_LIMIT" in str(refused.value)
     assert "CHANNEL_TIMEOUT" in str(refused.value)
+
+
+def test_a_connection_that_never_sends_is_closed_after_request_timeout(
+    serve: Callable[..., tuple[ServerProcess, int]],
+) -> None:
+    """Otherwise CONNECTION_LIMIT connections that send nothing hold every slot until
+    CHANNEL_TIMEOUT (120 s)."""
+    server, port = serve(REQUEST_TIMEOUT="1")
+    used = http.client.HTTPConnection("127.0.0.1", port, timeout=WAIT)
+    used.request("GET", "/healthz")
+    used.getresponse().read()
+    with socket.create_connection(("127.0.0.1", port), timeout=WAIT) as silent:
+        assert silent.recv(1) == b""  # closed by the server, within WAIT
+    server.wait_for("sent nothing within REQUEST_TIMEOUT=1s")
+    time.sleep(1.5)  # a used keep-alive connection idle that long is not a silent one
+    used.request("GET", "/healthz")
+    assert used.getresponse().status == 200
+    used.close()
