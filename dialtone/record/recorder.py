@@ -17,6 +17,7 @@ before that send checks the opt-out list.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable, Mapping
 from typing import TypeVar
 
@@ -30,6 +31,11 @@ from dialtone.untrusted import printable
 
 log = logging.getLogger("dialtone.record")
 
+# GET /healthz writes to the record to prove it can; a success stands for this long, so that a
+# flood of /healthz from anyone costs the database one write a second per instance. A failed
+# write anywhere in the meantime ends it at once.
+HEALTHY_FOR = 1.0
+
 T = TypeVar("T")
 
 
@@ -40,6 +46,7 @@ class Recorder:
         self.store = store
         self.spool = spool
         self._failing = False  # the last health check failed: log changes, not every check
+        self._healthy_until = 0.0  # time.monotonic() until which the last success stands
 
     def _attempt(self, what: str, sid: str, write: Callable[[], T]) -> T | None:
         try:
@@ -49,6 +56,7 @@ class Recorder:
         except BadRecord as exc:
             log.warning("not recording %s: %s", what, exc)
         except StoreError as exc:
+            self._healthy_until = 0.0
             # One loud line per lost record, with the SID to find it in Twilio's logs.
             log.error("NOT RECORDED: %s %s (answering anyway): %s", what, sid or "?", exc)
         return None
@@ -214,6 +222,8 @@ class Recorder:
 
     def health(self) -> StoreUnavailable | None:
         """None when the record takes writes now; else the failure (for GET /healthz)."""
+        if time.monotonic() < self._healthy_until:
+            return None
         failure = self.store.health()
         if failure is not None and not self._failing:
             log.error("The record cannot be written: %s", failure)
@@ -221,6 +231,7 @@ class Recorder:
             log.warning("The record takes writes again.")
         self._failing = failure is not None
         if failure is None:
+            self._healthy_until = time.monotonic() + HEALTHY_FOR
             self._replay_spool()
         return failure
 

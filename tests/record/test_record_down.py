@@ -19,7 +19,11 @@ from pathlib import Path
 import pytest
 import webtest
 
+from dialtone.record.base import RecordStore
+from dialtone.record.errors import StoreUnavailable
 from dialtone.record.postgres import PostgresStore
+from dialtone.record.recorder import Recorder
+from dialtone.record.spool import OptOutSpool
 from dialtone.record.store import Store
 from dialtone.settings import Settings
 from tests.conftest import API_TOKEN, AUTH_TOKEN, CALLER, PHONE_NUMBER, signed_post
@@ -196,3 +200,29 @@ def test_a_locked_table_holds_no_webhook_past_the_statement_timeout(
         with caplog.at_level(logging.WARNING, logger="dialtone.record"):
             check_back(app, store, 2)
         assert not [r for r in caplog.records if "Reconnected" in r.getMessage()]
+
+
+def test_a_health_success_stands_for_a_second_unless_a_write_fails(
+    store: RecordStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A flood of GET /healthz costs the database one probe write a second; a failed write
+    ends the second at once, so /healthz says so."""
+    probes = []
+    real = store.health
+
+    def counted() -> StoreUnavailable | None:
+        probes.append(1)
+        return real()
+
+    monkeypatch.setattr(store, "health", counted)
+    recorder = Recorder(store, OptOutSpool.beside(tmp_path / "dialtone.db"))
+    for _ in range(50):
+        assert recorder.health() is None
+    assert len(probes) == 1
+
+    def fails() -> None:
+        raise StoreUnavailable("down", path="x")
+
+    recorder._attempt("inbound message", "SM1", fails)
+    recorder.health()
+    assert len(probes) == 2
