@@ -211,7 +211,7 @@ async def run_spread_async(
     return await _load(host, ports, take, connections, duration)
 
 
-async def run_at_rate_async(
+def run_at_rate(
     host: str,
     ports: Sequence[int],
     requests: Sequence[bytes],
@@ -224,6 +224,17 @@ async def run_at_rate_async(
     `connections` connections spread over `ports`; each latency counts from when its request
     was due. A request due while every connection waits for an answer waits for one, and that
     wait is part of its latency."""
+    return asyncio.run(_at_rate(host, ports, requests, rate, duration, connections))
+
+
+async def _at_rate(
+    host: str,
+    ports: Sequence[int],
+    requests: Sequence[bytes],
+    rate: float,
+    duration: float,
+    connections: int,
+) -> LoadResult:
     due: asyncio.Queue[tuple[int, bytes, float] | None] = asyncio.Queue()
     count = min(len(requests), int(rate * duration))
     first = time.perf_counter() + 0.01
@@ -286,21 +297,4 @@ def run_spread(
     """`run_spread_async` on a fresh event loop."""
     return asyncio.run(
         run_spread_async(host, ports, requests, connections=connections, duration=duration)
-    )
-
-
-def run_at_rate(
-    host: str,
-    ports: Sequence[int],
-    requests: Sequence[bytes],
-    *,
-    rate: float,
-    duration: float,
-    connections: int = 64,
-) -> LoadResult:
-    """`run_at_rate_async` on a fresh event loop."""
-    return asyncio.run(
-        run_at_rate_async(
-            host, ports, requests, rate=rate, duration=duration, connections=connections
-        )
     )
