@@ -252,9 +252,12 @@ async def _at_rate(
     pacer = asyncio.ensure_future(pace())
     try:
         # Every request due is sent, however far behind the server: connections stop at None.
-        return await _load(host, ports, due.get, connections, duration, cut_off=False)
+        result = await _load(host, ports, due.get, connections, duration, cut_off=False)
     finally:
         pacer.cancel()
+    if result.sent < count:  # still waiting when the stall timeout ended the run
+        result.errors["never sent"] += count - result.sent
+    return result
 
 
 async def _load(

@@ -32,7 +32,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         store = open_store(settings)
     except StoreUnavailable as exc:
-        if exc.code not in ("OperationalError", "PoolTimeout"):  # the server answered: no
+        if not exc.transient:  # the server answered no: waiting will not mend it
             raise
         print(f"\n{exc}\n", file=sys.stderr)
         return TRY_AGAIN

@@ -31,7 +31,13 @@ class StoreUnavailable(StoreError):
     """
 
     def __init__(
-        self, message: str, *, path: Path | str, code: str | None = None, reason: str = ""
+        self,
+        message: str,
+        *,
+        path: Path | str,
+        code: str | None = None,
+        reason: str = "",
+        transient: bool = False,
     ) -> None:
         super().__init__(message)
         self.path = path
@@ -39,6 +45,8 @@ class StoreUnavailable(StoreError):
         self.code = code
         # The cause without the file or host, for GET /healthz: "SQLITE_FULL (the disk is full)".
         self.reason = reason or (code or "unavailable")
+        # The server did not answer (yet): waiting may mend it, unlike a refused password.
+        self.transient = transient
 
 
 class SchemaMismatch(StoreUnavailable):

@@ -116,6 +116,8 @@ def migrate(conn: Any, where: str, migrations: Sequence[str] = PG_MIGRATIONS) ->
     current = schema_version(conn)
     if current == len(migrations):
         return current  # nothing to do: no lock, and no CREATE (a role without it may run)
+    if current > len(migrations):
+        raise _newer(where, current, len(migrations))
     conn.execute("SELECT pg_advisory_lock(%s)", (MIGRATION_LOCK,))
     try:
         conn.execute(VERSION_TABLE)
@@ -124,12 +126,7 @@ def migrate(conn: Any, where: str, migrations: Sequence[str] = PG_MIGRATIONS) ->
                 row = conn.execute("SELECT version FROM dialtone_schema FOR UPDATE").fetchone()
                 version = row[0] if row else 0
                 if version > len(migrations):
-                    raise SchemaMismatch(
-                        f"The record in {where} has schema version {version}, but this Dialtone "
-                        f"knows only up to {len(migrations)}: it was written by a newer "
-                        "Dialtone. Upgrade Dialtone, or point DATABASE_URL at another database.",
-                        path=where,
-                    )
+                    raise _newer(where, version, len(migrations))
                 if version == len(migrations):
                     return version
                 conn.execute(migrations[version])
@@ -140,6 +137,15 @@ def migrate(conn: Any, where: str, migrations: Sequence[str] = PG_MIGRATIONS) ->
                 )
     finally:
         conn.execute("SELECT pg_advisory_unlock(%s)", (MIGRATION_LOCK,))
+
+
+def _newer(where: str, version: int, known: int) -> SchemaMismatch:
+    return SchemaMismatch(
+        f"The record in {where} has schema version {version}, but this Dialtone knows only up "
+        f"to {known}: it was written by a newer Dialtone. Upgrade Dialtone, or point "
+        "DATABASE_URL at another database.",
+        path=where,
+    )
 
 
 def schema_version(conn: Any) -> int:

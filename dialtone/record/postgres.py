@@ -68,15 +68,6 @@ TCP_SETTINGS = {
 }
 
 
-# GET /healthz's write. It names the tables a webhook writes, so that a lock on one of them
-# (a migration, a LOCK TABLE by hand) holds the probe as it holds the webhooks.
-HEALTH_PROBE = """
-INSERT INTO health (id, checked_at)
-SELECT 1, %s WHERE NOT EXISTS (SELECT FROM messages, events, opt_outs WHERE false)
-ON CONFLICT (id) DO UPDATE SET checked_at = excluded.checked_at
-"""
-
-
 def describe(url: str) -> str:
     """'PostgreSQL database NAME on HOST:PORT as USER': what a message may say, no password."""
     try:
@@ -94,6 +85,23 @@ def version_words(version: int) -> str:
     if version == 0:
         return "has no Dialtone tables yet (no instance or `dialtone migrate` has run on it)"
     return f"has schema version {version}"
+
+
+# A server that answered a connection with FATAL refused it for good (a password, a role, a
+# database that does not exist, pg_hba.conf), except while it starts, stops or is full.
+PASSING_FATALS = ("starting up", "shutting down", "too many", "recovery")
+
+
+def is_transient(exc: BaseException) -> bool:
+    """True when the server did not answer (yet): refused, timed out, unknown host, or busy
+    starting; False when it answered no (libpq gives connection failures no SQLSTATE, so its
+    words tell)."""
+    if isinstance(exc, PoolTimeout):
+        return True
+    if not isinstance(exc, psycopg.OperationalError) or getattr(exc, "sqlstate", None):
+        return False
+    words = str(exc)
+    return "FATAL:" not in words or any(passing in words for passing in PASSING_FATALS)
 
 
 def is_timeout(exc: BaseException) -> bool:
@@ -237,12 +245,23 @@ class PostgresStore(RecordStore):
         """None when a write commits now; else why not (the database, the server's words)."""
         try:
             self._write(
-                lambda q: q.conn.execute(HEALTH_PROBE, (self._now(),)),
+                self._probe,
                 wait=WAIT_WHILE_DOWN if self._failing.is_set() else 2.0,
             )
         except StoreUnavailable as exc:
             return exc
         return None
+
+    def _probe(self, q: PgQueries) -> None:
+        """GET /healthz's write. It first takes the lock a webhook's INSERT takes on each table
+        a webhook writes, so that a lock held on one of them (a migration, a CREATE INDEX, a
+        LOCK TABLE by hand) holds the probe as it holds the webhooks."""
+        q.conn.execute("LOCK TABLE messages, events, opt_outs IN ROW EXCLUSIVE MODE")
+        q.conn.execute(
+            "INSERT INTO health (id, checked_at) VALUES (1, %s) "
+            "ON CONFLICT (id) DO UPDATE SET checked_at = excluded.checked_at",
+            (self._now(),),
+        )
 
     # --- transactions --------------------------------------------------------------------
 
@@ -334,13 +353,17 @@ class PostgresStore(RecordStore):
             except Discard as discarded:
                 return discarded.result
 
-    def _read(self, query: Callable[[PgQueries], T]) -> T:
-        """Run `query` in one REPEATABLE READ transaction."""
+    def is_opted_out(self, number: str) -> bool:
+        """RecordStore.is_opted_out, within a write's time: a webhook or a send waits for it."""
+        return self._read(lambda q: q.is_opted_out(number), timeout=STATEMENT_TIMEOUT)
+
+    def _read(self, query: Callable[[PgQueries], T], timeout: float = READ_TIMEOUT) -> T:
+        """Run `query` in one REPEATABLE READ transaction, cancelled after `timeout` s."""
         try:
             with self._connection() as conn, conn.transaction():
                 conn.execute(
                     "SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY; "
-                    f"SET LOCAL statement_timeout = {int(READ_TIMEOUT * 1000)}"
+                    f"SET LOCAL statement_timeout = {int(timeout * 1000)}"
                 )
                 return query(PgQueries(conn))
         except (psycopg.Error, PoolTimeout) as exc:
@@ -355,7 +378,7 @@ class PostgresStore(RecordStore):
         primary = getattr(diag, "message_primary", None) if diag is not None else None
         words = " ".join((primary or str(exc)).split()) or type(exc).__name__
         if isinstance(exc, PoolTimeout):  # the pool's words say nothing of the server
-            cause = getattr(self, "_connect_error", None)
+            cause = self._connect_error
             words = (
                 " ".join(str(cause).split())
                 if cause is not None
@@ -366,10 +389,9 @@ class PostgresStore(RecordStore):
             "this machine"
         )
         if is_timeout(exc):
-            limit = READ_TIMEOUT if action == "read" else STATEMENT_TIMEOUT
             hint = (
-                f"a statement took longer than {limit:g} s: a lock held by another session (a "
-                "migration, a long transaction) or an overloaded server"
+                "a statement took longer than its time limit: a lock held by another session "
+                "(a migration, a long transaction) or an overloaded server"
             )
         if isinstance(exc, pg_errors.ReadOnlySqlTransaction):
             hint = "the server is read-only (a standby?): point DATABASE_URL at the primary"
@@ -393,4 +415,5 @@ class PostgresStore(RecordStore):
             path=self.where,
             code=code,
             reason=reason,
+            transient=is_transient(exc),
         )

@@ -11,7 +11,9 @@ answered too: the reply matters more than the record, and a signed request came 
 
 An opt-out change (STOP, START) that cannot be recorded is kept in the OptOutSpool and applied
 once the record takes a write again (the first webhook, health check or send after it is back),
-before that send checks the opt-out list.
+before that send checks the opt-out list. The spool is this machine's: every process of it
+sees a change another kept (a send checks the file first), but another machine does not
+until this one has applied it.
 """
 
 from __future__ import annotations
@@ -47,6 +49,7 @@ class Recorder:
         self.spool = spool
         self._failing = False  # the last health check failed: log changes, not every check
         self._healthy_until = 0.0  # time.monotonic() until which the last success stands
+        self._replay_stuck = False  # the spool could not be applied: said once
 
     def _attempt(self, what: str, sid: str, write: Callable[[], T]) -> T | None:
         try:
@@ -72,12 +75,15 @@ class Recorder:
         """Record an inbound message (and an opt-out change); True when its sender had opted
         out before it. One transaction; when it fails (logged), the opt-out is read on its own,
         as `is_opted_out` would (failing open)."""
+        # An opt-out change counts from when it arrived, not from after a failed write's wait:
+        # a STOP that arrives later but is recorded first must stay the newer one.
+        arrived = self.store.now() if opted_out is not None else ""
         received = self._receive(form, key, opted_out, keyword)
         if received is not None:
             return received.sender_opted_out
         sender = form.get("From") or ""
         if opted_out is not None and sender:
-            self._keep(OptOutChange(sender, opted_out, keyword, self.store.now()))
+            self._keep(OptOutChange(sender, opted_out, keyword, arrived))
         # The NOT RECORDED line above already tells of the outage, with the SID.
         return self.is_opted_out(sender, quiet=True)
 
@@ -102,17 +108,30 @@ class Recorder:
             self.spool.path,
         )
 
-    def _replay_spool(self) -> None:
-        """Apply the kept opt-out changes, once the record takes writes again."""
-        if self.spool is None or not self.spool.pending:
+    def _replay_spool(self, *, wait: bool = False) -> None:
+        """Apply the kept opt-out changes, once the record takes writes again; unless `wait`,
+        not while another thread or process is at it."""
+        if self.spool is None or not self.spool.pending(now=wait):
             return
         try:
             applied = self.spool.replay(
-                lambda c: self.store.set_opt_out(c.number, c.opted_out, keyword=c.keyword, at=c.at)
+                lambda c: self.store.set_opt_out(c.number, c.opted_out, keyword=c.keyword, at=c.at),
+                wait=wait,
             )
-        except (StoreError, OSError) as exc:  # down again: the next success tries again
+        except StoreError as exc:  # down again: the next success tries again
             log.debug("The kept opt-out changes wait for the record: %s", exc)
             return
+        except Exception as exc:  # whatever it is, the answer still goes out
+            if not self._replay_stuck:
+                log.error(
+                    "Cannot apply the opt-out changes kept in %s (sends are refused until "
+                    "they are): %s",
+                    self.spool.path,
+                    exc,
+                )
+            self._replay_stuck = True
+            return
+        self._replay_stuck = False
         if applied:
             log.warning("Applied %d opt-out change(s) kept while the record was down.", applied)
 
@@ -241,10 +260,11 @@ class Recorder:
         texting a number whose STOP may have been lost."""
         failure = self.store.health()
         if failure is not None:
+            self._healthy_until = 0.0
             log.error("Refusing to send to %s: %s", number, failure)
             raise failure
-        self._replay_spool()
-        if self.spool is not None and self.spool.pending:  # a STOP kept there may be this one's
+        self._replay_spool(wait=True)
+        if self.spool is not None and self.spool.pending(now=True):  # a STOP there may be its
             raise StoreUnavailable(
                 f"The opt-out changes kept in {self.spool.path} while the record was down are "
                 "not applied yet.",

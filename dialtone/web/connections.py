@@ -113,7 +113,11 @@ class RequestDeadline:
                 # Nothing received or sent since it was accepted: a connection that has yet to
                 # send its first byte (a keep-alive one between requests has had activity).
                 never_used = channel.last_activity == channel.creation_time
-                if never_used and wall - channel.creation_time > self.timeout:
+                if (
+                    never_used
+                    and not channel.requests
+                    and wall - channel.creation_time > self.timeout
+                ):
                     channel.will_close = True
                     silent += 1
                 continue

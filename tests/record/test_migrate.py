@@ -8,6 +8,9 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
+from dialtone.record.errors import SchemaMismatch
 from dialtone.record.store import Store
 from tests.support.postgres import PostgresServer
 
@@ -106,6 +109,11 @@ def test_a_role_that_may_only_read_and_write_runs_a_migrated_record(
         assert store.health() is None
         store.set_opt_out("+15557654321", True, keyword="STOP")
         assert store.is_opted_out("+15557654321")
+    # A newer Dialtone migrated it meanwhile: this one says so, not that a privilege lacks.
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("UPDATE dialtone_schema SET version = version + 1")
+    with pytest.raises(SchemaMismatch, match="Upgrade Dialtone"):
+        PostgresStore(app_url)
 
 
 def test_a_database_that_does_not_answer_exits_75_to_be_tried_again(tmp_path: Path) -> None:
@@ -120,3 +128,18 @@ def test_a_database_that_does_not_answer_exits_75_to_be_tried_again(tmp_path: Pa
     assert result.returncode == 75
     assert "cannot be reached" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_a_server_that_answers_no_exits_2_not_to_be_tried_again(
+    postgres_server: PostgresServer, tmp_path: Path
+) -> None:
+    """A role or database that does not exist (as a wrong password) is a FATAL from the
+    server: waiting will not mend it."""
+    url = postgres_server.fresh_database()
+    for wrong in (
+        url.replace(f"//{postgres_server.user}@", "//nobody_here@"),
+        url.rsplit("/", 1)[0] + "/no_such_database",
+    ):
+        result = migrate(tmp_path, DATABASE_URL=wrong)
+        assert result.returncode == 2, result.stderr
+        assert "Traceback" not in result.stderr

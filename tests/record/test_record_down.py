@@ -172,7 +172,17 @@ def test_postgresql_stopped_and_started(
 
 
 @pytest.mark.postgres
+@pytest.mark.parametrize(
+    ("table", "mode"),
+    [
+        ("messages", "ACCESS EXCLUSIVE"),  # an ALTER TABLE in a migration
+        ("messages", "SHARE"),  # a CREATE INDEX without CONCURRENTLY
+        ("opt_outs", "ACCESS EXCLUSIVE"),  # also holds the opt-out read after the write
+    ],
+)
 def test_a_locked_table_holds_no_webhook_past_the_statement_timeout(
+    table: str,
+    mode: str,
     postgres_url: str,
     settings: Settings,
     make_app: Callable[..., webtest.TestApp],
@@ -191,7 +201,7 @@ def test_a_locked_table_holds_no_webhook_past_the_statement_timeout(
         app = make_app(settings, store=store)
         assert app.get("/healthz").json["record"] == "ok"
         with psycopg.connect(postgres_url) as locker:
-            locker.execute("LOCK TABLE messages IN ACCESS EXCLUSIVE MODE")
+            locker.execute(f"LOCK TABLE {table} IN {mode} MODE")
             started = time.monotonic()
             check_down(app, caplog, 1)
             assert time.monotonic() - started < 10  # not held until the lock goes

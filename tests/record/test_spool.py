@@ -22,17 +22,17 @@ def stop(at: str, number: str = NUMBER) -> OptOutChange:
 
 def test_changes_are_applied_in_order_then_forgotten(tmp_path: Path) -> None:
     spool = OptOutSpool.beside(tmp_path / "var" / "dialtone.db")  # its directory is made
-    assert not spool.pending
+    assert not spool.pending()
     spool.add(stop("2026-01-01T00:00:01.000000Z"))
     spool.add(OptOutChange(NUMBER, False, "START", "2026-01-01T00:00:02.000000Z"))
-    assert spool.pending
+    assert spool.pending()
     assert spool.path == tmp_path / "var" / "dialtone.db-opt-outs.jsonl"
     assert oct(spool.path.stat().st_mode & 0o777) == "0o600"
     applied: list[OptOutChange] = []
     assert spool.replay(applied.append) == 2
     assert [c.keyword for c in applied] == ["STOP", "START"]
     assert not spool.path.exists()
-    assert not spool.pending
+    assert not spool.pending()
     assert spool.replay(applied.append) == 0
 
 
@@ -45,20 +45,44 @@ def test_a_failed_replay_keeps_every_change(tmp_path: Path) -> None:
 
     with pytest.raises(StoreUnavailable):
         spool.replay(down)
-    assert spool.pending
-    assert OptOutSpool.beside(tmp_path / "dialtone.db").pending  # and after a restart
+    assert spool.pending()
+    assert OptOutSpool.beside(tmp_path / "dialtone.db").pending()  # and after a restart
 
 
-def test_a_line_cut_short_is_skipped_not_fatal(
+def test_a_line_cut_short_is_skipped_and_the_next_change_kept(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     spool = OptOutSpool.beside(tmp_path / "dialtone.db")
     spool.add(stop("2026-01-01T00:00:01.000000Z"))
-    with spool.path.open("a") as file:
-        file.write('{"number": "+1555')  # a crash mid-write
+    with spool.path.open("ab") as file:
+        file.write(b'{"number": "+1555\xc3')  # a crash mid-write, inside a UTF-8 character
+    spool.add(stop("2026-01-01T00:00:02.000000Z", number="+15550000002"))
     applied: list[OptOutChange] = []
-    assert spool.replay(applied.append) == 1
+    assert spool.replay(applied.append) == 2
+    assert [c.number for c in applied] == [NUMBER, "+15550000002"]
     assert "Skipping line 2" in caplog.text
+
+
+def test_another_process_s_change_is_seen_before_a_send(tmp_path: Path) -> None:
+    """Two processes of one machine share the file: the one that did not keep the STOP sees
+    it at once when asked before a send, and within RECHECK otherwise."""
+    mine = OptOutSpool.beside(tmp_path / "dialtone.db")
+    assert not mine.pending()
+    OptOutSpool.beside(tmp_path / "dialtone.db").add(stop("2026-01-01T00:00:01.000000Z"))
+    assert mine.pending(now=True)
+
+
+def test_a_replay_under_way_elsewhere_is_not_waited_for_unless_asked(tmp_path: Path) -> None:
+    spool = OptOutSpool.beside(tmp_path / "dialtone.db")
+    spool.add(stop("2026-01-01T00:00:01.000000Z"))
+    other = OptOutSpool.beside(tmp_path / "dialtone.db")  # another process's, same file
+    seen: list[int | None] = []
+
+    def apply(change: OptOutChange) -> None:
+        seen.append(other.replay(lambda c: None))  # while this replay holds the lock
+
+    assert spool.replay(apply) == 1
+    assert seen == [None]
 
 
 def test_a_kept_change_never_overrides_a_newer_one(store: RecordStore, tmp_path: Path) -> None:
@@ -80,4 +104,5 @@ def test_a_spool_left_by_an_earlier_run_is_applied_at_the_first_write(
         assert recorder.health() is None
     assert store.is_opted_out(NUMBER)
     assert "Applied 1 opt-out change(s)" in caplog.text
-    assert not recorder.spool or not recorder.spool.pending
+    assert recorder.spool is not None
+    assert not recorder.spool.pending(now=True)
