@@ -95,8 +95,9 @@ def create_app(
     app = Bottle()
     if store is None:
         store = open_store(settings)
-        app.install(_CloseOnShutdown(store))
+        app.install(_CloseOnShutdown(store.close))
     recorder = Recorder(store, OptOutSpool.beside(settings.database_path))
+    app.install(_CloseOnShutdown(recorder.close, name="dialtone_kept_opt_outs"))
     # With PostgreSQL the limits count in the record, across instances; else in this process.
     limiters = limiter_factory(store, in_memory)
     handle = TwilioHandle(settings, twilio)
@@ -130,19 +131,19 @@ def close_app(app: Bottle) -> None:
 
 
 class _CloseOnShutdown:
-    """A Bottle plugin that changes no route; Bottle.close() closes the record it holds."""
+    """A Bottle plugin that changes no route; Bottle.close() calls `close` (the record's)."""
 
-    name = "dialtone_record"
     api = 2
 
-    def __init__(self, store: RecordStore) -> None:
-        self.store = store
+    def __init__(self, close: Callable[[], None], *, name: str = "dialtone_record") -> None:
+        self.name = name
+        self._close = close
 
     def apply(self, callback: Callable[..., object], route: object) -> Callable[..., object]:
         return callback
 
     def close(self) -> None:
-        self.store.close()
+        self._close()
 
 
 def _path_is_utf8() -> None:
@@ -231,6 +232,21 @@ def startup_warnings(settings: Settings) -> list[str]:
     return warnings
 
 
+def spool_warning(settings: Settings) -> str | None:
+    """Why the opt-out changes the record cannot take could not be kept on disk, if so (it
+    makes the spool's directory and lock file if missing, as the first change would)."""
+    spool = OptOutSpool.beside(settings.database_path)
+    problem = spool.writable()
+    if problem is None:
+        return None
+    return (
+        f"STOPs and STARTs the record cannot take while it is down would be kept in "
+        f"{spool.path}, but that cannot be written ({problem}): they would be held in memory "
+        "only, and lost if the process stops. Make DATABASE_PATH's directory writable by this "
+        "user."
+    )
+
+
 def is_loopback(host: str) -> bool:
     """HOST is a loopback address or localhost."""
     if host == "localhost":
@@ -248,8 +264,9 @@ def main() -> int:
 
     def make_app() -> Bottle:
         app = create_app(settings)
-        for warning in startup_warnings(settings):
-            log.warning(warning)
+        for warning in [*startup_warnings(settings), spool_warning(settings)]:
+            if warning:
+                log.warning(warning)
         return app
 
     # Each instance builds its own app (and opens its own record) in its own process.

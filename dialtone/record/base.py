@@ -297,11 +297,11 @@ class RecordStore(ABC):
 
     def set_opt_out(
         self, number: str, opted_out: bool, *, keyword: str | None = None, at: str | None = None
-    ) -> None:
+    ) -> bool:
         """Mark `number` as opted out (STOP) or back in (START); `at`: as of that earlier
-        moment (a change kept while the record was down), unless it changed since."""
+        moment (a change kept while the record was down), unless it changed since (False)."""
         number = forms.text(number)
-        self._write(
+        return self._write(
             lambda q: q.set_opt_out(
                 number, opted_out, keyword, at or self._now(), if_newer=at is not None
             )

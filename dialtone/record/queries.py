@@ -243,9 +243,10 @@ class Queries:
 
     def set_opt_out(
         self, number: str, opted_out: bool, keyword: str | None, now: str, *, if_newer: bool = False
-    ) -> None:
+    ) -> bool:
+        """True when written; False when `if_newer` and the row had changed since `now`."""
         statement = self.sql["set_opt_out_if_newer" if if_newer else "set_opt_out"]
-        self.conn.execute(statement, (number, opted_out, keyword, now, now))
+        return self.conn.execute(statement, (number, opted_out, keyword, now, now)).rowcount > 0
 
     # --- reads ---------------------------------------------------------------------------
 

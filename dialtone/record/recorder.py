@@ -28,7 +28,7 @@ from bottle import request
 from dialtone.record.base import IDEMPOTENCY_HEADER, Received, RecordStore
 from dialtone.record.errors import BadRecord, StoreError, StoreUnavailable
 from dialtone.record.rows import Outcome
-from dialtone.record.spool import OptOutChange, OptOutSpool
+from dialtone.record.spool import KeptOptOuts, OptOutChange, OptOutSpool
 from dialtone.untrusted import printable
 
 log = logging.getLogger("dialtone.record")
@@ -45,16 +45,18 @@ class Recorder:
     """Never-raising writes and reads over a RecordStore (see the module docstring)."""
 
     def __init__(self, store: RecordStore, spool: OptOutSpool | None = None) -> None:
+        """`spool`: where the opt-out changes the record cannot take are kept (none: only in
+        memory). What an earlier run kept there is applied from a thread at once."""
         self.store = store
-        self.spool = spool
+        self.kept = KeptOptOuts(spool, self._apply_kept)
+        self.kept.start()
         self._failing = False  # the last health check failed: log changes, not every check
         self._healthy_until = 0.0  # time.monotonic() until which the last success stands
-        self._replay_stuck = False  # the spool could not be applied: said once
 
     def _attempt(self, what: str, sid: str, write: Callable[[], T]) -> T | None:
         try:
             result = write()
-            self._replay_spool()
+            self.kept.apply()
             return result
         except BadRecord as exc:
             log.warning("not recording %s: %s", what, exc)
@@ -63,6 +65,15 @@ class Recorder:
             # One loud line per lost record, with the SID to find it in Twilio's logs.
             log.error("NOT RECORDED: %s %s (answering anyway): %s", what, sid or "?", exc)
         return None
+
+    def close(self) -> None:
+        """Stop applying kept opt-out changes from the thread (they stay kept)."""
+        self.kept.close()
+
+    def _apply_kept(self, change: OptOutChange) -> bool:
+        return self.store.set_opt_out(
+            change.number, change.opted_out, keyword=change.keyword, at=change.at
+        )
 
     def receive_message(
         self,
@@ -83,57 +94,9 @@ class Recorder:
             return received.sender_opted_out
         sender = form.get("From") or ""
         if opted_out is not None and sender:
-            self._keep(OptOutChange(sender, opted_out, keyword, arrived))
+            self.kept.keep(OptOutChange(sender, opted_out, keyword, arrived))
         # The NOT RECORDED line above already tells of the outage, with the SID.
         return self.is_opted_out(sender, quiet=True)
-
-    def _keep(self, change: OptOutChange) -> None:
-        """Spool an opt-out change the record could not take (logged either way)."""
-        if self.spool is None:
-            return
-        shown = printable(change.number, 40)
-        try:
-            self.spool.add(change)
-        except OSError as exc:
-            log.error(
-                "The opt-out change of %s could not be kept either (%s): redo it by hand once "
-                "the record is back (docs/opt-outs.md).",
-                shown,
-                exc,
-            )
-            return
-        log.warning(
-            "Kept the opt-out change of %s in %s; it is applied when the record is back.",
-            shown,
-            self.spool.path,
-        )
-
-    def _replay_spool(self, *, wait: bool = False) -> None:
-        """Apply the kept opt-out changes, once the record takes writes again; unless `wait`,
-        not while another thread or process is at it."""
-        if self.spool is None or not self.spool.pending(now=wait):
-            return
-        try:
-            applied = self.spool.replay(
-                lambda c: self.store.set_opt_out(c.number, c.opted_out, keyword=c.keyword, at=c.at),
-                wait=wait,
-            )
-        except StoreError as exc:  # down again: the next success tries again
-            log.debug("The kept opt-out changes wait for the record: %s", exc)
-            return
-        except Exception as exc:  # whatever it is, the answer still goes out
-            if not self._replay_stuck:
-                log.error(
-                    "Cannot apply the opt-out changes kept in %s (sends are refused until "
-                    "they are): %s",
-                    self.spool.path,
-                    exc,
-                )
-            self._replay_stuck = True
-            return
-        self._replay_stuck = False
-        if applied:
-            log.warning("Applied %d opt-out change(s) kept while the record was down.", applied)
 
     def _receive(
         self, form: Mapping[str, str], key: str | None, opted_out: bool | None, keyword: str | None
@@ -251,7 +214,7 @@ class Recorder:
         self._failing = failure is not None
         if failure is None:
             self._healthy_until = time.monotonic() + HEALTHY_FOR
-            self._replay_spool()
+            self.kept.apply()
         return failure
 
     def opted_out_before_sending(self, number: str) -> bool:
@@ -263,12 +226,17 @@ class Recorder:
             self._healthy_until = 0.0
             log.error("Refusing to send to %s: %s", number, failure)
             raise failure
-        self._replay_spool(wait=True)
-        if self.spool is not None and self.spool.pending(now=True):  # a STOP there may be its
+        self.kept.apply(wait=True)
+        if self.kept.pending(now=True):  # a STOP kept there may be this number's
             raise StoreUnavailable(
-                f"The opt-out changes kept in {self.spool.path} while the record was down are "
-                "not applied yet.",
-                path=self.spool.path,
+                "Opt-out changes kept while the record was down are not applied yet"
+                + (
+                    " (they cannot be read: see the log)"
+                    if self.kept.stuck
+                    else "; they are as soon as the record takes writes"
+                )
+                + ".",
+                path=str(self.kept.spool.path if self.kept.spool else "memory"),
                 reason="opt-out changes kept while it was down are not applied yet",
             )
         return self.store.is_opted_out(number)

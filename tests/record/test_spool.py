@@ -4,6 +4,7 @@ it is back, never over a newer state."""
 from __future__ import annotations
 
 import logging
+import time
 from pathlib import Path
 
 import pytest
@@ -11,7 +12,7 @@ import pytest
 from dialtone.record.base import RecordStore
 from dialtone.record.errors import StoreUnavailable
 from dialtone.record.recorder import Recorder
-from dialtone.record.spool import OptOutChange, OptOutSpool
+from dialtone.record.spool import KeptOptOuts, OptOutChange, OptOutSpool
 
 NUMBER = "+15557654321"
 
@@ -60,7 +61,7 @@ def test_a_line_cut_short_is_skipped_and_the_next_change_kept(
     applied: list[OptOutChange] = []
     assert spool.replay(applied.append) == 2
     assert [c.number for c in applied] == [NUMBER, "+15550000002"]
-    assert "Skipping line 2" in caplog.text
+    assert "Skipped 1 line(s)" in caplog.text
 
 
 def test_another_process_s_change_is_seen_before_a_send(tmp_path: Path) -> None:
@@ -95,14 +96,94 @@ def test_a_kept_change_never_overrides_a_newer_one(store: RecordStore, tmp_path:
     assert store.is_opted_out("+15550000001")  # no row yet: taken
 
 
-def test_a_spool_left_by_an_earlier_run_is_applied_at_the_first_write(
+def test_a_spool_left_by_an_earlier_run_is_applied_by_the_first_write(
     store: RecordStore, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
+    """(Or by the thread that starts with the Recorder, whichever comes first.)"""
     OptOutSpool.beside(tmp_path / "dialtone.db").add(stop(store.now()))
-    recorder = Recorder(store, OptOutSpool.beside(tmp_path / "dialtone.db"))
     with caplog.at_level(logging.WARNING, logger="dialtone.record"):
+        recorder = Recorder(store, OptOutSpool.beside(tmp_path / "dialtone.db"))
         assert recorder.health() is None
+        recorder.close()
     assert store.is_opted_out(NUMBER)
-    assert "Applied 1 opt-out change(s)" in caplog.text
-    assert recorder.spool is not None
-    assert not recorder.spool.pending(now=True)
+    assert caplog.text.count("Applied 1 opt-out change(s)") == 1
+    assert not recorder.kept.pending(now=True)
+
+
+def test_a_kept_change_is_applied_without_traffic(
+    store: RecordStore, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The other machines learn of a STOP kept here without waiting for this one's next
+    request: a thread applies it, at start or once the record is back."""
+    spool = OptOutSpool.beside(tmp_path / "dialtone.db")
+    spool.add(stop(store.now()))
+    spool.add(OptOutChange("+15550000001", False, "START", "2000-01-01T00:00:00.000000Z"))
+    store.set_opt_out("+15550000001", True, keyword="STOP")  # newer than that START
+    caplog.set_level(logging.WARNING, logger="dialtone.record")
+    recorder = Recorder(store, spool)
+    try:
+        deadline = time.monotonic() + 5
+        while spool.pending(now=True) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert store.is_opted_out(NUMBER)
+        assert store.is_opted_out("+15550000001")  # the older START did not undo the STOP
+        assert "Applied 1 opt-out change(s)" in caplog.text
+        assert "1 already superseded" in caplog.text
+    finally:
+        recorder.close()
+
+
+def test_where_the_disk_refuses_a_change_is_held_in_memory_and_sends_wait(
+    store: RecordStore, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    blocker = tmp_path / "not-a-directory"
+    blocker.write_text("a file where the spool's directory should be")
+    spool = OptOutSpool.beside(blocker / "dialtone.db")
+    assert spool.writable() is not None
+    recorder = Recorder(store, spool)
+    try:
+        with caplog.at_level(logging.ERROR, logger="dialtone.record"):
+            recorder.kept.keep(stop(store.now()))
+        assert "held in memory" in caplog.text
+        assert recorder.kept.pending()
+        recorder.kept.apply(wait=True)
+        assert store.is_opted_out(NUMBER)
+        assert not recorder.kept.pending(now=True)
+    finally:
+        recorder.close()
+
+
+def test_a_send_waits_while_a_held_change_cannot_be_applied(
+    store: RecordStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    blocker = tmp_path / "not-a-directory"
+    blocker.write_text("")
+    recorder = Recorder(store, OptOutSpool.beside(blocker / "dialtone.db"))
+    try:
+        monkeypatch.setattr(
+            recorder,
+            "_apply_kept",
+            lambda change: (_ for _ in ()).throw(StoreUnavailable("still down", path="x")),
+        )
+        recorder.kept = KeptOptOuts(recorder.kept.spool, recorder._apply_kept)
+        recorder.kept.keep(stop(store.now()))
+        with pytest.raises(StoreUnavailable, match="not applied yet"):
+            recorder.opted_out_before_sending(NUMBER)
+    finally:
+        recorder.close()
+
+
+def test_lines_that_are_no_change_are_set_aside_in_one_line(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    spool = OptOutSpool.beside(tmp_path / "dialtone.db")
+    spool.add(stop("2026-01-01T00:00:01.000000Z"))
+    with spool.path.open("ab") as file:
+        file.write(b"[" * 100_000 + b"\n")  # past the JSON parser's recursion limit
+        file.write(b'{"number": "+15550000009", "opted_out": "false", "at": "x"}\n')
+    applied: list[OptOutChange] = []
+    assert spool.replay(applied.append) == 1
+    assert [c.number for c in applied] == [NUMBER]
+    assert caplog.text.count("Skipped 2 line(s)") == 1
+    rejected = spool.path.with_name(spool.path.name + ".rejected").read_bytes()
+    assert b'"opted_out": "false"' in rejected

@@ -6,6 +6,7 @@ import logging
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 from dialtone import logs
 from dialtone.app import startup_warnings
@@ -92,3 +93,14 @@ def test_a_proxy_without_trusted_proxy_is_warned_for_the_lockout(settings: Setti
     assert not any("lock every API client out" in w for w in startup_warnings(told))
     no_api = behind.with_overrides(api_token=None)
     assert not any("lock every API client out" in w for w in startup_warnings(no_api))
+
+
+def test_a_spool_that_cannot_be_written_is_warned(settings: Settings, tmp_path: Path) -> None:
+    from dialtone.app import spool_warning
+
+    assert spool_warning(settings) is None
+    blocker = tmp_path / "not-a-directory"
+    blocker.write_text("")
+    warning = spool_warning(settings.with_overrides(database_path=blocker / "dialtone.db"))
+    assert warning is not None
+    assert "held in memory" in warning
