@@ -93,11 +93,14 @@ def create_app(
     specs = load_routes(settings.routes_dir) if routes is None else routes
     rules = RulesFile(settings.rules_file)
     app = Bottle()
+    own_store = store is None
     if store is None:
         store = open_store(settings)
-        app.install(_CloseOnShutdown(store.close))
     recorder = Recorder(store, OptOutSpool.beside(settings.database_path))
+    # Bottle.close() closes plugins in the order installed: the thread first, then the record.
     app.install(_CloseOnShutdown(recorder.close, name="dialtone_kept_opt_outs"))
+    if own_store:
+        app.install(_CloseOnShutdown(store.close))
     # With PostgreSQL the limits count in the record, across instances; else in this process.
     limiters = limiter_factory(store, in_memory)
     handle = TwilioHandle(settings, twilio)

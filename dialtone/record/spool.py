@@ -49,13 +49,20 @@ class OptOutChange:
 
 
 class OptOutSpool:
-    """The pending opt-out changes of this machine, in a JSON-lines file."""
+    """The pending opt-out changes of this machine, in a JSON-lines file.
+
+    Two locks, each a thread lock and a flock on a file of its own: `.lock` for the short
+    moments the file changes (an append, dropping what was applied), `.replay.lock` for a
+    whole replay, database writes included, so that one replays at a time while appends
+    (a STOP webhook) never wait for the database.
+    """
 
     RECHECK = 1.0  # seconds between looks for a file another process of the machine wrote
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        self._thread_lock = threading.Lock()
+        self._file_lock = _Lock(path.with_name(path.name + ".lock"))
+        self._replay_lock = _Lock(path.with_name(path.name + ".replay.lock"))
         self._pending = False
         self._checked = -self.RECHECK  # time.monotonic() of the last look at the file
 
@@ -83,7 +90,7 @@ class OptOutSpool:
         """None when changes can be kept here (its directory and lock file made if missing);
         else why not."""
         try:
-            with self._locked(wait=True):
+            with self._file_lock.held(wait=True):
                 pass
         except OSError as exc:
             return exc
@@ -92,13 +99,15 @@ class OptOutSpool:
     def add(self, change: OptOutChange) -> None:
         """Append `change`, durably (OSError when the disk refuses)."""
         line = (json.dumps(asdict(change)) + "\n").encode()  # ASCII: no character cut in two
-        with self._locked(wait=True):
+        with self._file_lock.held(wait=True):
             fd = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o600)
             size = None
             try:
                 size = os.fstat(fd).st_size
-                if size and os.pread(fd, 1, size - 1) != b"\n":  # a line cut by a crash
-                    line = b"\n" + line
+                if size:
+                    os.lseek(fd, size - 1, os.SEEK_SET)  # (writes still go to the end)
+                    if os.read(fd, 1) != b"\n":  # a line cut by a crash
+                        line = b"\n" + line
                 written = 0
                 while written < len(line):  # a nearly full disk may take part of it
                     written += os.write(fd, line[written:])
@@ -114,25 +123,62 @@ class OptOutSpool:
     def replay(self, apply: Callable[[OptOutChange], None], *, wait: bool = False) -> int | None:
         """Apply every kept change in order, then forget them; how many were applied, or None
         when another thread or process is replaying (and not `wait`). What `apply` raises stops
-        the replay and keeps the file (each change is safe to apply again)."""
-        with self._locked(wait=wait) as mine:
+        the replay and keeps the file (each change is safe to apply again). Lines that are no
+        change are set aside in `.rejected`, once."""
+        with self._replay_lock.held(wait=wait) as mine:
             if not mine:
                 return None
-            try:
-                data = self.path.read_bytes()
-            except FileNotFoundError:
-                self._pending = False
-                return 0
-            changes = list(_parse(data, self.path))
-            for change in changes:
+            with self._file_lock.held(wait=True):
+                try:
+                    data = self.path.read_bytes()
+                except FileNotFoundError:
+                    self._pending = False
+                    return 0
+                changes, rejected = _parse(data)
+                if rejected:
+                    data = self._set_aside(data, rejected)
+            for change in changes:  # the database's time, without the file's lock
                 apply(change)
-            self.path.unlink()
-            self._pending = False
+            with self._file_lock.held(wait=True):
+                rest = self.path.read_bytes()[len(data) :]  # appended meanwhile
+                if rest:
+                    _replace(self.path, rest)
+                else:
+                    self.path.unlink()
+                self._pending = bool(rest)
             return len(changes)
 
+    def _set_aside(self, data: bytes, rejected: list[int]) -> bytes:
+        """Move the lines numbered `rejected` to `.rejected`; the file's new content."""
+        lines = data.splitlines(keepends=True)
+        aside = self.path.with_name(self.path.name + ".rejected")
+        skip = set(rejected)
+        with aside.open("ab") as file:
+            file.writelines(lines[n - 1].rstrip(b"\n") + b"\n" for n in rejected)
+        kept = b"".join(line for n, line in enumerate(lines, 1) if n not in skip)
+        _replace(self.path, kept)
+        log.warning(
+            "Set aside %d line(s) of %s that are not opt-out changes (the first was line %d), "
+            "in %s.",
+            len(rejected),
+            self.path,
+            rejected[0],
+            aside,
+        )
+        return kept
+
+
+class _Lock:
+    """A thread lock and an flock on `path` (where the platform has flock; Windows runs one
+    process)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._thread_lock = threading.Lock()
+
     @contextmanager
-    def _locked(self, *, wait: bool) -> Iterator[bool]:
-        """The spool to itself (True), or, when not `wait` and it is taken, False at once."""
+    def held(self, *, wait: bool) -> Iterator[bool]:
+        """Held (True), or, when not `wait` and it is taken, False at once."""
         if not self._thread_lock.acquire(blocking=wait):
             yield False
             return
@@ -141,54 +187,60 @@ class OptOutSpool:
             if fcntl is None:
                 yield True
                 return
-            lock = os.open(
-                self.path.with_name(self.path.name + ".lock"),
-                os.O_RDWR | os.O_CREAT | os.O_CLOEXEC,
-                0o600,
-            )
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
             try:
                 try:
-                    fcntl.flock(lock, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+                    fcntl.flock(fd, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
                 except BlockingIOError:
                     yield False
                     return
                 yield True
             finally:
-                os.close(lock)  # closing releases the flock
+                os.close(fd)  # closing releases the flock
         finally:
             self._thread_lock.release()
 
 
-def _parse(data: bytes, path: Path) -> Iterator[OptOutChange]:
-    bad: list[int] = []
+def _replace(path: Path, data: bytes) -> None:
+    """`path` holds `data` now, whole or not at all (a crash leaves the old or the new)."""
+    temporary = path.with_name(path.name + ".new")
+    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view) :]
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.replace(temporary, path)
+
+
+def _parse(data: bytes) -> tuple[list[OptOutChange], list[int]]:
+    """The changes in `data`, and the numbers of its lines that are none (cut short by a
+    crash, edited by hand)."""
+    changes: list[OptOutChange] = []
+    rejected: list[int] = []
     for at_line, line in enumerate(data.splitlines(), 1):
         if not line.strip():
             continue
         try:
             fields = json.loads(line.decode("utf-8"))
+            keyword = fields.get("keyword")
             if not isinstance(fields["opted_out"], bool):  # a "false" by hand is no STOP
                 raise TypeError("opted_out is not true or false")
-            yield OptOutChange(
-                number=str(fields["number"]),
-                opted_out=fields["opted_out"],
-                keyword=fields.get("keyword"),
-                at=str(fields["at"]),
+            if keyword is not None and not isinstance(keyword, str):
+                raise TypeError("keyword is not text")
+            changes.append(
+                OptOutChange(
+                    number=str(fields["number"]),
+                    opted_out=fields["opted_out"],
+                    keyword=keyword,
+                    at=str(fields["at"]),
+                )
             )
-        except (ValueError, KeyError, TypeError, RecursionError):  # cut short by a crash
-            bad.append(at_line)
-    if bad:
-        rejected = path.with_name(path.name + ".rejected")
-        with rejected.open("ab") as file:
-            lines = data.splitlines()
-            file.writelines(lines[n - 1] + b"\n" for n in bad)
-        log.warning(
-            "Skipped %d line(s) of %s that are not opt-out changes (the first is line %d); "
-            "they are kept in %s.",
-            len(bad),
-            path,
-            bad[0],
-            rejected,
-        )
+        except (ValueError, KeyError, TypeError, AttributeError, RecursionError):
+            rejected.append(at_line)
+    return changes, rejected
 
 
 class KeptOptOuts:
@@ -201,9 +253,10 @@ class KeptOptOuts:
         was there (StoreError while the record is down)."""
         self.spool = spool
         self._apply = apply
-        self._held: list[OptOutChange] = []  # what the spool's disk refused
-        self._lock = threading.Lock()
-        self._stuck = False  # the spool could not be applied for a reason not the record's
+        self._held: list[OptOutChange] = []  # what the spool's disk refused, oldest first
+        self._lock = threading.Lock()  # _held and _thread; never held across the database
+        self._applying = threading.Lock()  # one apply at a time in this process
+        self._stuck = False  # the changes could not be applied for a reason not the record's
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -215,7 +268,8 @@ class KeptOptOuts:
     def close(self) -> None:
         """Stop the thread (what is kept stays kept)."""
         self._stop.set()
-        thread = self._thread
+        with self._lock:
+            thread = self._thread
         if thread is not None:
             thread.join(timeout=5)
 
@@ -235,13 +289,13 @@ class KeptOptOuts:
             if self.spool is None:
                 raise OSError("no spool")
             self.spool.add(change)
-        except OSError as exc:
+        except Exception as exc:  # the disk, or anything else: memory still holds it
             with self._lock:
                 self._held.append(change)
             log.error(
                 "The opt-out change of %s could not be kept on disk either (%s): it is held in "
-                "memory, and sends are refused until it is applied. If this process stops "
-                "first, redo it by hand (docs/opt-outs.md).",
+                "memory, and this process refuses sends until it is applied. If the process "
+                "stops first, redo it by hand (docs/opt-outs.md).",
                 shown,
                 exc,
             )
@@ -256,7 +310,7 @@ class KeptOptOuts:
     def apply(self, *, wait: bool = False) -> None:
         """Apply what waits, if the record takes it; unless `wait`, not while another thread
         or process is at it."""
-        if not self.pending(now=wait):
+        if not self.pending(now=wait) or not self._applying.acquire(blocking=wait):
             return
         applied = superseded = 0
 
@@ -267,30 +321,33 @@ class KeptOptOuts:
             else:
                 superseded += 1
 
+        where = "memory"
         try:
-            if self._held and self._lock.acquire(blocking=wait):
-                try:
-                    while self._held:
-                        one(self._held[0])
-                        self._held.pop(0)
-                finally:
-                    self._lock.release()
-            if self.spool is not None:
-                self.spool.replay(one, wait=wait)
+            with self._lock:
+                held = list(self._held)
+            for change in held:  # the database's time, without the lock keep() takes
+                one(change)
+                with self._lock:
+                    self._held.remove(change)
+            where = str(self.spool.path) if self.spool else where
+            replayed = self.spool.replay(one, wait=wait) if self.spool is not None else 0
         except StoreError as exc:  # down again: the next success, or the thread, tries again
             log.debug("The kept opt-out changes wait for the record: %s", exc)
+            return
         except Exception as exc:  # whatever it is, the answer still goes out
             if not self._stuck:
                 log.error(
                     "Cannot apply the opt-out changes kept in %s, so sends are refused: %s. "
                     "Mend the file (or move it away and redo its changes by hand, "
                     "docs/opt-outs.md).",
-                    self.spool.path if self.spool else "memory",
+                    where,
                     exc,
                 )
             self._stuck = True
             return
-        else:
+        finally:
+            self._applying.release()
+        if replayed is not None:  # None: another process is at it; nothing was learnt
             self._stuck = False
         if applied or superseded:
             log.warning(
@@ -304,12 +361,23 @@ class KeptOptOuts:
     def _retry_soon(self) -> None:
         """Make sure the thread runs: it applies what waits every RETRY s until none does."""
         with self._lock:
-            if self._stop.is_set() or (self._thread is not None and self._thread.is_alive()):
+            if self._stop.is_set() or self._thread is not None:
                 return
             self._thread = threading.Thread(target=self._retry, name="kept opt-outs", daemon=True)
             self._thread.start()
 
     def _retry(self) -> None:
-        while not self._stop.is_set() and self.pending(now=True):
-            self.apply()
-            self._stop.wait(self.RETRY)
+        try:
+            while not self._stop.is_set():
+                # Decided, and the thread forgotten, under the lock _retry_soon() takes: a
+                # change kept meanwhile is either seen here or starts a new thread.
+                with self._lock:
+                    if not self.pending(now=True):
+                        self._thread = None
+                        return
+                self.apply()
+                self._stop.wait(self.RETRY)
+        except BaseException:
+            with self._lock:
+                self._thread = None
+            raise

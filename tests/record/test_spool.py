@@ -61,7 +61,7 @@ def test_a_line_cut_short_is_skipped_and_the_next_change_kept(
     applied: list[OptOutChange] = []
     assert spool.replay(applied.append) == 2
     assert [c.number for c in applied] == [NUMBER, "+15550000002"]
-    assert "Skipped 1 line(s)" in caplog.text
+    assert "Set aside 1 line(s)" in caplog.text
 
 
 def test_another_process_s_change_is_seen_before_a_send(tmp_path: Path) -> None:
@@ -97,9 +97,12 @@ def test_a_kept_change_never_overrides_a_newer_one(store: RecordStore, tmp_path:
 
 
 def test_a_spool_left_by_an_earlier_run_is_applied_by_the_first_write(
-    store: RecordStore, tmp_path: Path, caplog: pytest.LogCaptureFixture
+    store: RecordStore,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """(Or by the thread that starts with the Recorder, whichever comes first.)"""
+    monkeypatch.setattr(KeptOptOuts, "_retry_soon", lambda self: None)  # no thread: the write
     OptOutSpool.beside(tmp_path / "dialtone.db").add(stop(store.now()))
     with caplog.at_level(logging.WARNING, logger="dialtone.record"):
         recorder = Recorder(store, OptOutSpool.beside(tmp_path / "dialtone.db"))
@@ -184,6 +187,60 @@ def test_lines_that_are_no_change_are_set_aside_in_one_line(
     applied: list[OptOutChange] = []
     assert spool.replay(applied.append) == 1
     assert [c.number for c in applied] == [NUMBER]
-    assert caplog.text.count("Skipped 2 line(s)") == 1
+    assert caplog.text.count("Set aside 2 line(s)") == 1
     rejected = spool.path.with_name(spool.path.name + ".rejected").read_bytes()
     assert b'"opted_out": "false"' in rejected
+
+
+def test_bad_lines_are_set_aside_once_while_the_record_stays_down(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    spool = OptOutSpool.beside(tmp_path / "dialtone.db")
+    spool.add(stop("2026-01-01T00:00:01.000000Z"))
+    with spool.path.open("ab") as file:
+        file.write(b"not a change\n")
+
+    def down(change: OptOutChange) -> None:
+        raise StoreUnavailable("still down", path="x")
+
+    for _ in range(3):
+        with pytest.raises(StoreUnavailable):
+            spool.replay(down)
+    assert caplog.text.count("Set aside 1 line(s)") == 1
+    aside = spool.path.with_name(spool.path.name + ".rejected")
+    assert aside.read_bytes() == b"not a change\n"
+    assert spool.replay(lambda change: None) == 1
+
+
+def test_a_stop_is_kept_at_once_while_a_replay_waits_for_the_database(tmp_path: Path) -> None:
+    """The replay holds its own lock across the database, not the one an append takes: a STOP
+    webhook (here another process's spool) does not wait for a slow record."""
+    spool = OptOutSpool.beside(tmp_path / "dialtone.db")
+    spool.add(stop("2026-01-01T00:00:01.000000Z"))
+    other = OptOutSpool.beside(tmp_path / "dialtone.db")
+    took: list[float] = []
+
+    def slow(change: OptOutChange) -> None:
+        started = time.monotonic()
+        other.add(stop("2026-01-01T00:00:02.000000Z", number="+15550000002"))
+        took.append(time.monotonic() - started)
+
+    assert spool.replay(slow) == 1
+    assert took[0] < 1.0
+    rest: list[OptOutChange] = []  # what was appended meanwhile stays for the next replay
+    assert spool.replay(rest.append) == 1
+    assert [c.number for c in rest] == ["+15550000002"]
+
+
+def test_without_flock_or_pread_as_on_windows(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from dialtone.record import spool as module
+
+    monkeypatch.setattr(module, "fcntl", None)
+    monkeypatch.delattr(module.os, "pread", raising=False)
+    spool = OptOutSpool.beside(tmp_path / "dialtone.db")
+    spool.add(stop("2026-01-01T00:00:01.000000Z"))
+    spool.add(stop("2026-01-01T00:00:02.000000Z", number="+15550000002"))
+    applied: list[OptOutChange] = []
+    assert spool.replay(applied.append) == 2
