@@ -136,44 +136,43 @@ def test_a_kept_change_is_applied_without_traffic(
         recorder.close()
 
 
-def test_where_the_disk_refuses_a_change_is_held_in_memory_and_sends_wait(
-    store: RecordStore, tmp_path: Path, caplog: pytest.LogCaptureFixture
-) -> None:
+@pytest.fixture
+def no_disk(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> OptOutSpool:
+    """A spool whose directory is a file (even root cannot write there), and no retry thread:
+    what is kept waits for the test's own apply()."""
+    monkeypatch.setattr(KeptOptOuts, "_retry_soon", lambda self: None)
     blocker = tmp_path / "not-a-directory"
     blocker.write_text("a file where the spool's directory should be")
-    spool = OptOutSpool.beside(blocker / "dialtone.db")
-    assert spool.writable() is not None
-    recorder = Recorder(store, spool)
-    try:
-        with caplog.at_level(logging.ERROR, logger="dialtone.record"):
-            recorder.kept.keep(stop(store.now()))
-        assert "held in memory" in caplog.text
-        assert recorder.kept.pending()
-        recorder.kept.apply(wait=True)
-        assert store.is_opted_out(NUMBER)
-        assert not recorder.kept.pending(now=True)
-    finally:
-        recorder.close()
+    return OptOutSpool.beside(blocker / "dialtone.db")
+
+
+def test_where_the_disk_refuses_a_change_is_held_in_memory(
+    store: RecordStore, no_disk: OptOutSpool, caplog: pytest.LogCaptureFixture
+) -> None:
+    assert no_disk.writable() is not None
+    recorder = Recorder(store, no_disk)
+    with caplog.at_level(logging.ERROR, logger="dialtone.record"):
+        recorder.kept.keep(stop(store.now()))
+    assert "held in memory" in caplog.text
+    assert recorder.kept.pending()
+    assert recorder.opted_out_before_sending(NUMBER)  # applied first, then checked
+    assert store.is_opted_out(NUMBER)
+    assert not recorder.kept.pending(now=True)
 
 
 def test_a_send_waits_while_a_held_change_cannot_be_applied(
-    store: RecordStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    store: RecordStore, no_disk: OptOutSpool
 ) -> None:
-    blocker = tmp_path / "not-a-directory"
-    blocker.write_text("")
-    recorder = Recorder(store, OptOutSpool.beside(blocker / "dialtone.db"))
-    try:
-        monkeypatch.setattr(
-            recorder,
-            "_apply_kept",
-            lambda change: (_ for _ in ()).throw(StoreUnavailable("still down", path="x")),
-        )
-        recorder.kept = KeptOptOuts(recorder.kept.spool, recorder._apply_kept)
-        recorder.kept.keep(stop(store.now()))
-        with pytest.raises(StoreUnavailable, match="not applied yet"):
-            recorder.opted_out_before_sending(NUMBER)
-    finally:
-        recorder.close()
+    def down(change: OptOutChange) -> bool:
+        raise StoreUnavailable("still down", path="x")
+
+    kept = KeptOptOuts(no_disk, down)
+    recorder = Recorder(store, no_disk)
+    recorder.kept = kept
+    kept.keep(stop(store.now()))
+    with pytest.raises(StoreUnavailable, match="not applied yet"):
+        recorder.opted_out_before_sending(NUMBER)
+    assert kept.pending()
 
 
 def test_lines_that_are_no_change_are_set_aside_in_one_line(
