@@ -165,10 +165,11 @@ class SignatureChecker:
         shown = accesslog.printable(url)
         accesslog.note(request.environ, rejected=f"{reason} for {shown}")
         log.warning(
-            "403 for %s %s: %s; checked against %s "
+            "403 for %s %s from %s: %s; checked against %s "
             "(is PUBLIC_URL right, or TRUSTED_PROXY set for the proxy in front?)",
             request.method,
             accesslog.printable(request.path),
+            accesslog.printable(str(request.environ.get("REMOTE_ADDR") or "?"), 60),
             reason,
             shown,
         )

@@ -91,6 +91,7 @@ def test_the_cap_is_exact_and_a_signed_form_under_it_is_answered(
     with caplog.at_level(logging.WARNING, logger="dialtone.web.signature"):
         assert post(served, at_cap, FORGED)[0] == 403  # reached the signature check
     assert "signature does not match" in caplog.text
+    assert "403 for POST /counted from 127.0.0.1:" in caplog.text  # who sent it
     assert post(served, fields(MAX_FORM_FIELDS + 1), FORGED)[0] == 400
     signed = sign(AUTH_TOKEN, PUBLIC_URL + "/counted", at_cap)
     assert post(served, at_cap, signed)[0] == 204
