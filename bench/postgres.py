@@ -10,10 +10,8 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from bench import loadgen
@@ -26,7 +24,6 @@ from bench.run import (
     ROOT,
     Target,
     build_requests,
-    cpu_seconds,
     free_port,
     server,
 )
@@ -36,39 +33,6 @@ sys.path.insert(0, str(ROOT))
 from tests.support.postgres import PostgresServer, postgres_bin
 
 INSTANCES = 2
-
-
-@dataclass
-class SpreadTarget(Target):
-    """Several instances behind one (imaginary) load balancer."""
-
-    ports: list[int] = field(default_factory=list)
-    pids: list[int] = field(default_factory=list)
-    database_pid: int = 0  # the PostgreSQL postmaster: its CPU and its backends'
-
-    def addresses(self) -> list[int]:
-        """Every instance's port."""
-        return self.ports
-
-    def send(self, args: argparse.Namespace, duration: float) -> loadgen.LoadResult:
-        """The next requests, spread over every instance, for `duration` seconds."""
-        cpu_before = sum(cpu_seconds(pid) for pid in self.pids)
-        db_before = cpu_seconds(self.database_pid) if self.database_pid else 0.0
-        client_before = time.process_time()
-        result = loadgen.run_spread(
-            HOST,
-            self.ports,
-            self.requests[self.offset :],
-            connections=args.connections,
-            duration=duration,
-        )
-        self.answered |= {self.offset + index for index in result.answered}
-        self.offset += result.sent
-        result.cpu = sum(cpu_seconds(pid) for pid in self.pids) - cpu_before
-        if self.database_pid:
-            result.db_cpu = cpu_seconds(self.database_pid) - db_before
-        result.client_cpu = time.process_time() - client_before
-        return result
 
 
 @contextmanager
@@ -136,7 +100,7 @@ def start_instances(
     label: str = "",
     *,
     database_pid: int = 0,
-) -> SpreadTarget:
+) -> Target:
     """INSTANCES server.py processes (WORKERS=1 each) recording into the database at `url`."""
     ports, pids = [], []
     for n in range(INSTANCES):
@@ -165,7 +129,7 @@ def start_instances(
         f"recording into PostgreSQL{label}"
     )
     requests = build_requests(ports[0], "/sms_url", 0, args.pool)
-    return SpreadTarget(
+    return Target(
         name, ports[0], requests, pids[0], ports=ports, pids=pids, database_pid=database_pid
     )
 

@@ -192,7 +192,8 @@ def probe(port: int, request: bytes) -> int:
 
 @dataclass
 class Target:
-    """A running server under test and the requests it is sent."""
+    """A running server under test and the requests it is sent: one process on one port, or
+    several instances behind one (imaginary) load balancer (`ports`, `pids`)."""
 
     name: str
     port: int
@@ -201,33 +202,45 @@ class Target:
     result: loadgen.LoadResult = field(default_factory=loadgen.LoadResult)
     offset: int = 0  # requests already sent (each is sent once: fresh MessageSids)
     answered: set[int] = field(default_factory=set)  # indexes into requests, answered 2xx
-
-    def send(self, args: argparse.Namespace, duration: float) -> loadgen.LoadResult:
-        """The next requests for `duration` seconds; answers counted into `answered`."""
-        cpu_before = cpu_seconds(self.pid)
-        client_before = time.process_time()
-        result = loadgen.run(
-            HOST,
-            self.port,
-            self.requests[self.offset :],
-            connections=args.connections,
-            duration=duration,
-        )
-        self.answered |= {self.offset + index for index in result.answered}
-        self.offset += result.sent
-        result.cpu = cpu_seconds(self.pid) - cpu_before
-        result.client_cpu = time.process_time() - client_before
-        return result
+    ports: list[int] = field(default_factory=list)  # every instance's port (default: port)
+    pids: list[int] = field(default_factory=list)  # every instance's process (default: pid)
+    database_pid: int = 0  # a PostgreSQL postmaster: its CPU and its backends'
 
     def addresses(self) -> list[int]:
         """The ports its requests are spread over."""
-        return [self.port]
+        return self.ports or [self.port]
+
+    def send(self, args: argparse.Namespace, duration: float) -> loadgen.LoadResult:
+        """The next requests for `duration` seconds; answers counted into `answered`."""
+        processes = self.pids or [self.pid]
+        cpu_before = sum(cpu_seconds(pid) for pid in processes)
+        db_before = cpu_seconds(self.database_pid) if self.database_pid else 0.0
+        client_before = time.process_time()
+        result = self._sent(
+            loadgen.run_spread(
+                HOST,
+                self.addresses(),
+                self.requests[self.offset :],
+                connections=args.connections,
+                duration=duration,
+            )
+        )
+        result.cpu = sum(cpu_seconds(pid) for pid in processes) - cpu_before
+        if self.database_pid:
+            result.db_cpu = cpu_seconds(self.database_pid) - db_before
+        result.client_cpu = time.process_time() - client_before
+        return result
 
     def send_at_rate(self, rate: float, duration: float) -> loadgen.LoadResult:
         """The next requests at `rate` a second for `duration` seconds."""
-        result = loadgen.run_at_rate(
-            HOST, self.addresses(), self.requests[self.offset :], rate=rate, duration=duration
+        return self._sent(
+            loadgen.run_at_rate(
+                HOST, self.addresses(), self.requests[self.offset :], rate=rate, duration=duration
+            )
         )
+
+    def _sent(self, result: loadgen.LoadResult) -> loadgen.LoadResult:
+        """Count a run's requests as sent, and its 2xx answers into `answered`."""
         self.answered |= {self.offset + index for index in result.answered}
         self.offset += result.sent
         return result
@@ -385,6 +398,13 @@ def check_database(database: Path, sent: set[int], sent_twice: set[int]) -> list
     ]
 
 
+def outcomes(res: loadgen.LoadResult) -> str:
+    """A table's last column: the answers by status, then the errors by kind."""
+    answers = " ".join(f"{status}:{n}" for status, n in sorted(res.statuses.items()))
+    errors = " ".join(f"{name}:{n}" for name, n in res.errors.items())
+    return f"{answers} {errors}".rstrip()
+
+
 def ms(seconds: float) -> str:
     return f"{seconds * 1000:.1f}"
 
@@ -408,15 +428,13 @@ def report(rows: list[Row], record_lines: list[str], args: argparse.Namespace) -
     for row in rows:
         res = row.result
         ratio = f"{res.rate / flask.result.rate:.2f}x" if flask and flask.result.rate else "-"
-        answers = " ".join(f"{status}:{n}" for status, n in sorted(res.statuses.items()))
-        errors = " ".join(f"{name}:{n}" for name, n in res.errors.items())
         cpu = f"{res.cpu / res.count * 1e6:.0f}" if res.count else "-"
         client = f"{res.client_cpu / res.count * 1e6:.0f}" if res.count else "-"
         db = f"{res.db_cpu / res.count * 1e6:.0f}" if res.count and res.db_cpu else "-"
         print(
             f"{row.name:<{width}}  {res.rate:>7.0f}  {ms(res.percentile(50)):>6}  "
             f"{ms(res.percentile(99)):>6}  {ratio:>8}  {cpu:>10}  {client:>6}  {db:>4}  "
-            f"{answers} {errors}".rstrip()
+            f"{outcomes(res)}"
         )
     met = True
     main = rows[-1]
@@ -468,11 +486,9 @@ def report_rates(rows: list[RateRow], args: argparse.Namespace) -> None:
     print("-" * (len(header) + 20))
     for row in sorted(rows, key=lambda row: row.rate):
         res = row.result
-        answers = " ".join(f"{status}:{n}" for status, n in sorted(res.statuses.items()))
-        errors = " ".join(f"{name}:{n}" for name, n in res.errors.items())
         print(
             f"{row.name:<{width}}  {row.rate:>6.0f}  {ms(res.percentile(50)):>6}  "
-            f"{ms(res.percentile(99)):>6}  {ms(res.percentile(99.9)):>8}  {answers} {errors}".rstrip()
+            f"{ms(res.percentile(99)):>6}  {ms(res.percentile(99.9)):>8}  {outcomes(res)}"
         )
 
 

@@ -117,7 +117,7 @@ def migrate(conn: Any, where: str, migrations: Sequence[str] = PG_MIGRATIONS) ->
     if current == len(migrations):
         return current  # nothing to do: no lock, and no CREATE (a role without it may run)
     if current > len(migrations):
-        raise _newer(where, current, len(migrations))
+        raise newer_schema(where, current, len(migrations))
     conn.execute("SELECT pg_advisory_lock(%s)", (MIGRATION_LOCK,))
     try:
         conn.execute(VERSION_TABLE)
@@ -126,7 +126,7 @@ def migrate(conn: Any, where: str, migrations: Sequence[str] = PG_MIGRATIONS) ->
                 row = conn.execute("SELECT version FROM dialtone_schema FOR UPDATE").fetchone()
                 version = row[0] if row else 0
                 if version > len(migrations):
-                    raise _newer(where, version, len(migrations))
+                    raise newer_schema(where, version, len(migrations))
                 if version == len(migrations):
                     return version
                 conn.execute(migrations[version])
@@ -139,7 +139,8 @@ def migrate(conn: Any, where: str, migrations: Sequence[str] = PG_MIGRATIONS) ->
         conn.execute("SELECT pg_advisory_unlock(%s)", (MIGRATION_LOCK,))
 
 
-def _newer(where: str, version: int, known: int) -> SchemaMismatch:
+def newer_schema(where: str, version: int, known: int) -> SchemaMismatch:
+    """The record at `where` was migrated by a newer Dialtone than this one (knows `known`)."""
     return SchemaMismatch(
         f"The record in {where} has schema version {version}, but this Dialtone knows only up "
         f"to {known}: it was written by a newer Dialtone. Upgrade Dialtone, or point "

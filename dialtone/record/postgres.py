@@ -41,6 +41,7 @@ from dialtone.record.pg_schema import (
     RECEIVE_MESSAGE,
     PgQueries,
     migrate,
+    newer_schema,
     schema_version,
 )
 from dialtone.record.queries import message_params
@@ -125,6 +126,31 @@ def is_environmental(exc: BaseException) -> bool:
     )
 
 
+def _diagnosis(exc: BaseException, code: str) -> tuple[str, str]:
+    """What a failure says of PostgreSQL, for GET /healthz (no host), and what to do."""
+    if isinstance(exc, pg_errors.ReadOnlySqlTransaction):
+        return (
+            "is read-only",
+            "the server is read-only (a standby?): point DATABASE_URL at the primary",
+        )
+    if isinstance(exc, pg_errors.InsufficientPrivilege):
+        return "refuses the role a privilege", (
+            "the role in DATABASE_URL lacks a privilege the record needs: make it the owner of "
+            "the database (CREATE DATABASE dialtone OWNER dialtone), or of the tables a role "
+            "that migrated them first created"
+        )
+    if is_timeout(exc):
+        return "statement timeout (a lock, or an overloaded server)", (
+            "a statement took longer than its time limit: a lock held by another session (a "
+            "migration, a long transaction) or an overloaded server"
+        )
+    unreachable = isinstance(exc, psycopg.OperationalError | PoolTimeout)
+    return "unreachable" if unreachable else f"error {code}", (
+        "check DATABASE_URL, that the server is up and that it accepts connections from this "
+        "machine"
+    )
+
+
 class PostgresStore(RecordStore):
     """The record in PostgreSQL (see the module docstring)."""
 
@@ -150,15 +176,13 @@ class PostgresStore(RecordStore):
             with psycopg.connect(url, autocommit=True, connect_timeout=CONNECT_TIMEOUT) as conn:
                 if not readonly:
                     migrate(conn, self.where, migrations)
-                elif (version := schema_version(conn)) != len(migrations):
+                elif (version := schema_version(conn)) > len(migrations):
+                    raise newer_schema(self.where, version, len(migrations))
+                elif version < len(migrations):
                     raise SchemaMismatch(
                         f"The record in {self.where} {version_words(version)}, and this "
-                        f"Dialtone reads version {len(migrations)}. "
-                        + (
-                            "Upgrade Dialtone: a newer one migrated it."
-                            if version > len(migrations)
-                            else "Run `make migrate` (or `dialtone migrate`) to migrate it."
-                        ),
+                        f"Dialtone reads version {len(migrations)}. Run `make migrate` (or "
+                        "`dialtone migrate`) to migrate it.",
                         path=self.where,
                     )
         except psycopg.Error as exc:
@@ -384,32 +408,11 @@ class PostgresStore(RecordStore):
                 if cause is not None
                 else "no connection to the server came in time"
             )
-        hint = (
-            "check DATABASE_URL, that the server is up and that it accepts connections from "
-            "this machine"
-        )
-        if is_timeout(exc):
-            hint = (
-                "a statement took longer than its time limit: a lock held by another session "
-                "(a migration, a long transaction) or an overloaded server"
-            )
-        if isinstance(exc, pg_errors.ReadOnlySqlTransaction):
-            hint = "the server is read-only (a standby?): point DATABASE_URL at the primary"
+        code = getattr(exc, "sqlstate", None) or type(exc).__name__
+        state, hint = _diagnosis(exc, code)
         if isinstance(exc, pg_errors.InsufficientPrivilege):
             action = "used"
-            hint = (
-                "the role in DATABASE_URL lacks a privilege the record needs: make it the owner "
-                "of the database (CREATE DATABASE dialtone OWNER dialtone), or of the tables a "
-                "role that migrated them first created"
-            )
-        code = getattr(exc, "sqlstate", None) or type(exc).__name__
-        reason = f"cannot be {action}: PostgreSQL " + (
-            "is read-only" if isinstance(exc, pg_errors.ReadOnlySqlTransaction) else
-            "refuses the role a privilege" if isinstance(exc, pg_errors.InsufficientPrivilege)
-            else "statement timeout (a lock, or an overloaded server)" if is_timeout(exc)
-            else "unreachable" if isinstance(exc, psycopg.OperationalError | PoolTimeout)
-            else f"error {code}"
-        )  # fmt: skip
+        reason = f"cannot be {action}: PostgreSQL {state}"
         return StoreUnavailable(
             f"The record in {self.where} cannot be {action}: {words} ({hint}).",
             path=self.where,

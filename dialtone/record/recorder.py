@@ -226,19 +226,7 @@ class Recorder:
             self._healthy_until = 0.0
             log.error("Refusing to send to %s: %s", number, failure)
             raise failure
-        self.kept.apply(wait=True)
-        if self.kept.pending(now=True):  # a STOP kept there may be this number's
-            raise StoreUnavailable(
-                "Opt-out changes kept while the record was down are not applied yet"
-                + (
-                    " (they cannot be read: see the log)"
-                    if self.kept.stuck
-                    else "; they are as soon as the record takes writes"
-                )
-                + ".",
-                path=str(self.kept.spool.path if self.kept.spool else "memory"),
-                reason="opt-out changes kept while it was down are not applied yet",
-            )
+        self.kept.require_applied()  # a STOP kept there may be this number's
         return self.store.is_opted_out(number)
 
 

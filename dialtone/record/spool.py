@@ -27,7 +27,7 @@ from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from dialtone.record.errors import StoreError
+from dialtone.record.errors import StoreError, StoreUnavailable
 from dialtone.untrusted import printable
 
 try:
@@ -277,19 +277,40 @@ class KeptOptOuts:
         """Whether changes wait (`now`: look at the spool file at once)."""
         return bool(self._held) or (self.spool is not None and self.spool.pending(now=now))
 
-    @property
-    def stuck(self) -> bool:
-        """The kept changes cannot be applied for a reason that is not the record's."""
-        return self._stuck
+    def require_applied(self) -> None:
+        """Apply what waits, waiting for any other apply; StoreUnavailable if some still
+        waits (a send must not go out past a STOP kept here)."""
+        self.apply(wait=True)
+        if not self.pending(now=True):
+            return
+        raise StoreUnavailable(
+            "Opt-out changes kept while the record was down are not applied yet"
+            + (
+                " (they cannot be read: see the log)."
+                if self._stuck
+                else "; they are as soon as the record takes writes."
+            ),
+            path=str(self.spool.path if self.spool else "memory"),
+            reason="opt-out changes kept while it was down are not applied yet",
+        )
 
     def keep(self, change: OptOutChange) -> None:
         """Keep a change the record could not take (logged either way)."""
         shown = printable(change.number, 40)
-        try:
-            if self.spool is None:
-                raise OSError("no spool")
-            self.spool.add(change)
-        except Exception as exc:  # the disk, or anything else: memory still holds it
+        problem: Exception | str | None = "no spool"
+        if self.spool is not None:
+            try:
+                self.spool.add(change)
+                problem = None
+            except Exception as exc:  # the disk, or anything else: memory still holds it
+                problem = exc
+        if problem is None:
+            log.warning(
+                "Kept the opt-out change of %s in %s; it is applied when the record is back.",
+                shown,
+                self.spool.path if self.spool else "",
+            )
+        else:
             with self._lock:
                 self._held.append(change)
             log.error(
@@ -297,13 +318,7 @@ class KeptOptOuts:
                 "memory, and this process refuses sends until it is applied. If the process "
                 "stops first, redo it by hand (docs/opt-outs.md).",
                 shown,
-                exc,
-            )
-        else:
-            log.warning(
-                "Kept the opt-out change of %s in %s; it is applied when the record is back.",
-                shown,
-                self.spool.path,
+                problem,
             )
         self._retry_soon()
 

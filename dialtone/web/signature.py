@@ -29,6 +29,7 @@ from twilio.request_validator import (
 )
 
 from dialtone.web import accesslog
+from dialtone.web.api_auth import client_address
 
 log = logging.getLogger("dialtone.web.signature")
 
@@ -169,7 +170,7 @@ class SignatureChecker:
             "(is PUBLIC_URL right, or TRUSTED_PROXY set for the proxy in front?)",
             request.method,
             accesslog.printable(request.path),
-            accesslog.printable(str(request.environ.get("REMOTE_ADDR") or "?"), 60),
+            accesslog.printable(client_address(), 60),
             reason,
             shown,
         )
