@@ -1,4 +1,5 @@
-"""One log line per request: method, path, status, duration, and what the webhook was about.
+"""One log line per request: client, method, path, status, duration, and what the webhook was
+about.
 
 `AccessLog` is WSGI middleware around the Bottle app, so 404s, 405s and 500s are logged too.
 Routes add detail to the line through `note()` (the webhook plugin records the SID, From, Body or
@@ -38,11 +39,12 @@ class RequestRecord:
     status: int = 0
     duration_ms: float = 0.0
     notes: dict[str, str] = field(default_factory=dict)
+    client: str = "-"  # the address waitress saw (through TRUSTED_PROXY: the proxy's client)
 
     def line(self) -> str:
-        """The plain-text form: `POST /sms_url 200 3.1ms sid=SM... from=+1555...`."""
+        """The plain-text form: `203.0.113.5 POST /sms_url 200 3.1ms sid=SM... from=+1555...`."""
         extras = " ".join(f"{key}={_quote(value)}" for key, value in self.notes.items())
-        text = f"{self.method} {self.path} {self.status} {self.duration_ms:.1f}ms"
+        text = f"{_quote(self.client)} {self.method} {self.path} {self.status} {self.duration_ms:.1f}ms"
         return f"{text} {extras}" if extras else text
 
 
@@ -92,6 +94,7 @@ class AccessLog:
         record = RequestRecord(
             printable(environ.get("REQUEST_METHOD", "-"), 20),
             printable(environ.get("PATH_INFO", "/"), 500),
+            client=printable(environ.get("REMOTE_ADDR") or "-", 60),
         )
 
         def recording_start_response(status: str, headers: Any, exc_info: Any = None) -> Any:

@@ -7,7 +7,7 @@ import http.client
 import io
 import logging
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from urllib.parse import urlencode
@@ -22,7 +22,7 @@ from dialtone.record.history import show_history
 from dialtone.record.store import Store
 from dialtone.settings import Settings
 from dialtone.untrusted import printable
-from dialtone.web.accesslog import RequestRecord
+from dialtone.web.accesslog import AccessLog, RequestRecord
 from tests.conftest import AUTH_TOKEN, CALLER, PHONE_NUMBER, PUBLIC_URL
 from tests.support.live_server import free_socket, serve_app
 from tests.support.twilio_signing import sign
@@ -231,3 +231,24 @@ def test_a_traceback_quoting_a_request_keeps_its_lines_but_not_escapes() -> None
     assert "\x1b" not in text
     assert "\r" not in text
     assert "\\x1b[2J" in text
+
+
+def test_the_access_line_names_the_client_and_a_forged_one_cannot_pass_for_a_line(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # Through TRUSTED_PROXY, REMOTE_ADDR is the X-Forwarded-For value the proxy passed on.
+    def app(environ: dict[str, object], start_response: Callable[..., object]) -> list[bytes]:
+        start_response("204 No Content", [])
+        return []
+
+    for address, shown in (
+        ("203.0.113.5", "203.0.113.5 POST /status 204 "),
+        ("1.2.3.4 GET /admin 200", "'1.2.3.4 GET /admin 200' POST /status 204 "),
+        ("evil\n2026", "evil\\n2026 POST /status 204 "),
+        ("", "- POST /status 204 "),
+    ):
+        environ = {"REQUEST_METHOD": "POST", "PATH_INFO": "/status", "REMOTE_ADDR": address}
+        caplog.clear()
+        with caplog.at_level(logging.INFO, logger="dialtone.access"):
+            AccessLog(app)(environ, lambda *args: None)
+        assert caplog.records[0].getMessage().startswith(shown), caplog.records[0].getMessage()

@@ -92,7 +92,7 @@ def test_access_log_has_one_line_per_request(
     webhook = lines[0].request  # type: ignore[attr-defined]
     assert (webhook.method, webhook.path, webhook.status) == ("POST", "/status", 204)
     assert webhook.notes["sid"] == STATUS["MessageSid"]
-    assert "POST /status 204" in lines[0].getMessage()
+    assert lines[0].getMessage().startswith("127.0.0.1 POST /status 204 ")
     assert lines[1].request.path == "/healthz"  # type: ignore[attr-defined]
 
 
