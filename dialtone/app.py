@@ -187,25 +187,31 @@ def _plain_error_for(api_paths: set[str]) -> Callable[[HTTPError], str]:
     return plain_error
 
 
-def startup_warnings(settings: Settings) -> list[str]:
-    """What an operator must know before the first request."""
+def security_warnings(settings: Settings) -> list[str]:
+    """What leaves the app open to anyone who finds its URL (make dev's tunnel included)."""
     warnings = []
     if not settings.validate_signatures:
         warnings.append(
             "VALIDATE_SIGNATURES is off: ANYONE can post fake Twilio webhooks to this server. "
             "Use this only for local experiments."
         )
-    if not settings.api_token:
-        warnings.append(
-            "API_TOKEN is not set, so POST /make_call, POST /send_sms, GET /messages and "
-            "GET /calls are switched off (they answer 503). Set API_TOKEN to a long random "
-            "string to use them."
-        )
     if settings.agents and not settings.agent_pin:
         warnings.append(
             "AGENT_NUMBERS or FORWARD_TO is set but AGENT_PIN is not, so agent pickup (key 9 "
             "and /voice_url/agent) is off: caller ID can be spoofed, so an agent's number alone "
             "proves nothing. Set AGENT_PIN (6 to 12 digits) to switch it on."
+        )
+    return warnings
+
+
+def startup_warnings(settings: Settings) -> list[str]:
+    """What an operator must know before the first request."""
+    warnings = security_warnings(settings)
+    if not settings.api_token:
+        warnings.append(
+            "API_TOKEN is not set, so POST /make_call, POST /send_sms, GET /messages and "
+            "GET /calls are switched off (they answer 503). Set API_TOKEN to a long random "
+            "string to use them."
         )
     if settings.validate_signatures and not settings.public_url and not settings.trusted_proxy:
         warnings.append(

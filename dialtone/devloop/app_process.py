@@ -55,7 +55,7 @@ def serve(reloader: Any = None) -> None:
         routes = settings.routes_dir
         reloader.watch_files([str(routes), str(routes / "*.py")])
     # Imported here so that an edit to a route is picked up by the fresh process hupper starts.
-    from dialtone.app import close_app, create_app
+    from dialtone.app import close_app, create_app, security_warnings
 
     try:
         app = create_app(settings)
@@ -75,7 +75,7 @@ def serve(reloader: Any = None) -> None:
             lambda served: create_server(served, host=settings.host, port=settings.port, threads=2),
         )
         return
-    for warning in unrouted_webhooks(app, settings):
+    for warning in [*security_warnings(settings), *unrouted_webhooks(app, settings)]:
         console.print(warning, style="yellow", highlight=False)
     try:
         _serve_until_stopped(app, lambda served: make_server(served, settings))

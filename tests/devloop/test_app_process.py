@@ -6,6 +6,7 @@ from collections.abc import Callable
 
 import webtest
 
+from dialtone.app import security_warnings
 from dialtone.devloop.app_process import unrouted_webhooks
 from dialtone.settings import Settings
 
@@ -19,3 +20,16 @@ def test_a_webhook_path_no_route_answers_is_warned_about(
     assert warning.startswith("SMS_PATH /helo is not a route of this app")
     assert "404 (error 11200)" in warning
     assert "/sms_url" in warning  # the routes there are, to spot the typo
+
+
+def test_make_dev_warns_of_what_leaves_its_tunnel_open(settings: Settings) -> None:
+    # make dev serves through a public tunnel: the warnings make serve gives for an open
+    # server apply, the deployment ones (API_TOKEN, PUBLIC_URL, TRUSTED_PROXY) do not.
+    assert security_warnings(settings) == []
+    [unsigned] = security_warnings(settings.with_overrides(validate_signatures=False))
+    assert "ANYONE can post fake Twilio webhooks" in unsigned
+    [pinless] = security_warnings(
+        settings.with_overrides(agent_numbers=frozenset({"+15555550123"}))
+    )
+    assert "AGENT_PIN" in pinless
+    assert security_warnings(settings.with_overrides(api_token=None)) == []
