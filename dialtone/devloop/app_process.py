@@ -56,22 +56,29 @@ def serve(reloader: Any = None) -> None:
         reloader.watch_files([str(routes), str(routes / "*.py")])
     # Imported here so that an edit to a route is picked up by the fresh process hupper starts.
     from dialtone.app import close_app, create_app, security_warnings
+    from dialtone.bot.rules import RulesError
+    from dialtone.web.routing import RouteError
 
     try:
         app = create_app(settings)
     except DialtoneError as exc:
         if not reloading:
             raise
-        # A broken rules file must bring the app back once it is fixed: watched from now on.
-        reloader.watch_files([str(settings.rules_file)])
+        if isinstance(exc, RulesError | RouteError):
+            # A broken rules file must bring the app back once it is fixed: watched from now on.
+            reloader.watch_files([str(settings.rules_file)])
+            advice = "Fix it and save: the app starts again by itself."
+        else:
+            # A setting (the record's path or URL): read once, when make dev starts.
+            advice = "Fix it, then stop make dev (Ctrl-C) and start it again."
         console.print(f"\n{exc}\n", style="red", highlight=False)
-        console.print("Fix it and save: the app starts again by itself.", style="yellow")
+        console.print(advice, style="yellow")
         # Meanwhile every request (a text, a call) is answered 500 with the reason, so the phone,
         # the sandbox's notices and the inspector name the file and line, not a refused connection.
         # Alive, too, so that hupper hears of the watched file before a fix.
         # Without the request log, which would only repeat the reason the terminal shows.
         _serve_until_stopped(
-            broken_app(str(exc)),
+            broken_app(str(exc), advice),
             lambda served: create_server(served, host=settings.host, port=settings.port, threads=2),
         )
         return
@@ -86,10 +93,10 @@ def serve(reloader: Any = None) -> None:
 BROKEN_HEADER = "X-Dialtone-App-Broken"  # the dev loop's banner waits for an app without it
 
 
-def broken_app(reason: str) -> WSGIApp:
+def broken_app(reason: str, advice: str) -> WSGIApp:
     """A WSGI app that answers everything 500 with why the real one cannot start."""
     said = " ".join(reason.split())
-    body = f"The app cannot start: {said} It starts again once the file is saved.\n".encode()
+    body = f"The app cannot start: {said} {advice}\n".encode()
 
     def answer(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
         start_response(

@@ -73,6 +73,22 @@ class DevSession:
         )
 
 
+def half_an_account(settings: Settings) -> str | None:
+    """Why the account settings are neither whole nor absent, if so: with one of the SID and
+    the token alone, make dev would quietly run the sandbox instead of the account meant."""
+    if bool(settings.account_sid) == bool(settings.auth_token):
+        return None
+    have, missing = (
+        ("TWILIO_ACCOUNT_SID", "TWILIO_AUTH_TOKEN")
+        if settings.account_sid
+        else ("TWILIO_AUTH_TOKEN", "TWILIO_ACCOUNT_SID")
+    )
+    return (
+        f"{missing}: {have} is set but {missing} is not. Set both (and TWILIO_PHONE_NUMBER) "
+        "to use your Twilio account, or neither to use the local sandbox."
+    )
+
+
 def open_session(
     settings: Settings,
     cleanup: ExitStack,
@@ -88,10 +104,19 @@ def open_session(
     inspector_url = None
     backup_dir = BACKUP_DIR
     local_url = f"http://{settings.host}:{settings.port}"
+    half = half_an_account(settings)
+    if half:
+        raise SettingsError([half])
     if not settings.has_credentials:
         from dialtone.devloop.sandbox import start_for_dev
 
         mode = "sandbox"
+        if settings.phone_number:
+            say(
+                f"TWILIO_PHONE_NUMBER ({settings.phone_number}) is set, but without "
+                "TWILIO_ACCOUNT_SID and TWILIO_AUTH_TOKEN make dev runs the local sandbox, "
+                "with a number of its own."
+            )
         sandbox = start_for_dev(settings)
         cleanup.callback(sandbox.stop)
         settings = sandbox.settings_for_app(settings)

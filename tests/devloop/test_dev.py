@@ -301,6 +301,18 @@ def _fails(env: dict[str, str], workdir: Path, *args: str) -> DevProcess:
             [("not a number on this Twilio account",)],
             id="number-not-on-account",
         ),
+        pytest.param(
+            "TWILIO_AUTH_TOKEN",
+            {},
+            [("TWILIO_ACCOUNT_SID is set but TWILIO_AUTH_TOKEN is not",)],
+            id="sid-without-token",
+        ),
+        pytest.param(
+            "TWILIO_ACCOUNT_SID",
+            {},
+            [("TWILIO_AUTH_TOKEN is set but TWILIO_ACCOUNT_SID is not",)],
+            id="token-without-sid",
+        ),
     ],
 )
 def test_each_failure_is_one_paragraph_and_changes_nothing(
@@ -525,6 +537,23 @@ def test_a_broken_rules_file_is_explained_and_fixing_it_brings_the_app_back(
         phone = PhoneClient(f"http://127.0.0.1:{sandbox_env['SANDBOX_PORT']}")
         phone.send_sms("hours")
         assert "open" in phone.wait_for(lambda e: e["type"] == "message", timeout=10)["body"]
+        assert process.stop() == 0
+    finally:
+        process.kill_group()
+
+
+def test_a_record_that_cannot_be_opened_says_to_restart_not_to_save(
+    sandbox_env: dict[str, str], workdir: Path, tmp_path: Path
+) -> None:
+    # A setting is read once, when make dev starts: saving .env cannot bring the app back.
+    (tmp_path / "a-file").write_text("")
+    env = {**sandbox_env, "DATABASE_PATH": str(tmp_path / "a-file" / "dialtone.db")}
+    process = DevProcess(env, workdir)
+    try:
+        process.wait_for("start it again")
+        assert "Fix it, then stop make dev (Ctrl-C) and start it again." in process.output
+        assert "Fix it and save" not in process.output
+        assert "Traceback" not in process.output
         assert process.stop() == 0
     finally:
         process.kill_group()
