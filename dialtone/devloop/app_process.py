@@ -30,7 +30,10 @@ def main() -> None:
     """Serve the app until the reloader stops this process (hupper's worker calls this)."""
     import hupper
 
-    serve(reloader=hupper.get_reloader() if hupper.is_active() else None)
+    try:
+        serve(reloader=hupper.get_reloader() if hupper.is_active() else None)
+    except KeyboardInterrupt:
+        pass  # Ctrl-C while the app was still importing or starting: the parent says the rest
 
 
 def serve(reloader: Any = None) -> None:
