@@ -282,6 +282,10 @@ def test_a_text_after_stop_shows_why_no_reply_comes(inspector: Page) -> None:
     messages = inspector.get_by_role("list", name="Messages")
     text_from_page(inspector, "STOP")
     expect(messages).to_contain_text("You have successfully been unsubscribed")
+    # Twilio's own answer, labelled as the terminal phone labels it.
+    expect(messages.locator("li.theirs").last).to_contain_text(
+        "Twilio (automatic reply for +15005550006)"
+    )
     try:
         text_from_page(inspector, "anyone there?")
         notice = messages.locator("li.notice").last
@@ -341,6 +345,32 @@ def test_a_foreign_host_or_origin_is_refused(dev: Dev) -> None:
         post(f"{base}/api/phone/messages", b'{"body": "hi"}', {"Content-Type": "application/json"})
         == 403
     )
+
+
+def test_a_page_left_open_across_make_dev_runs_says_to_open_the_new_url(page: Page) -> None:
+    def inspector(port: int) -> InspectorServer:
+        server = InspectorServer(
+            port=port,
+            target=Target("http://127.0.0.1:9", "https://abc.ngrok.app", "token"),
+            info=PageInfo(
+                mode="Twilio", phone_number="+15550001111", public_url="https://abc.ngrok.app"
+            ),
+        )
+        server.start()
+        return server
+
+    first = inspector(0)
+    try:
+        page.goto(first.url)
+        expect(page.get_by_text("● live")).to_be_visible()
+    finally:
+        first.stop()
+    second = inspector(first.port)  # the next make dev: the same port, another token
+    try:
+        expect(page.locator("#run")).to_contain_text("This page is from an earlier make dev")
+        expect(page.locator("#qr")).to_be_hidden()
+    finally:
+        second.stop()
 
 
 def test_with_a_real_account_the_page_is_the_inspector_and_a_qr_code(page: Page) -> None:

@@ -25,5 +25,28 @@
     document.getElementById("qr-number").textContent = info.phone_number;
     document.getElementById("qr-image").src = `/api/qr.svg?token=${encodeURIComponent(TOKEN)}`;
   }
-  Timeline.connect(describe);
+  let timeline = null;
+  timeline = Timeline.connect(async (connected) => {
+    describe(connected);
+    if (!connected && (await refused())) {
+      // A page left open across make dev runs: this run has another token, so everything is
+      // refused. Say so, instead of "reconnecting" for ever.
+      timeline.close();
+      Phone.stop();
+      run.textContent = "This page is from an earlier make dev. Open the Inspector URL the " +
+        "running make dev printed below its banner.";
+      run.className = "run bad";
+      for (const id of ["phone", "qr"]) document.getElementById(id).hidden = true;
+    }
+  });
 })();
+
+/** Whether the inspector answers but refuses this page's token (false if it does not answer). */
+async function refused() {
+  try {
+    const [status] = await api("GET", "/api/info");
+    return status === 403;
+  } catch (_) {
+    return false; // make dev is not running: the event stream keeps trying
+  }
+}

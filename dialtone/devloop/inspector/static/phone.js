@@ -8,6 +8,7 @@ const Phone = (() => {
   let current = null; // the call the phone is on
   let ringing = null; // a call ringing the phone
   let finishKey = "#";
+  let events = null; // the phone's event stream
   let mic = null; // {recorder, timer, stream} while the microphone records
   const ended = new Set(); // calls whose end has been seen (a short call can end before the
   // answer to "call" or "answer" arrives)
@@ -67,7 +68,9 @@ const Phone = (() => {
     const sid = event.call_sid;
     switch (event.type) {
       case "message":
-        bubble(event.from_, event.body, event.media_urls || [], false);
+        // Twilio's own answer to STOP, START or HELP, as the terminal phone labels it.
+        bubble(event.auto_reply ? `Twilio (automatic reply for ${event.from_})` : event.from_,
+          event.body, event.media_urls || [], false);
         break;
       case "message_status":
         if (live && ["undelivered", "failed"].includes(event.status)) {
@@ -227,6 +230,7 @@ const Phone = (() => {
   function follow(after, history) {
     const url = `/api/phone_events?token=${encodeURIComponent(TOKEN)}&after=${after}`;
     const source = new EventSource(url);
+    events = source;
     source.onmessage = (message) => {
       const event = JSON.parse(message.data);
       // Up to `history`: what happened before this page opened, shown quietly (texts only).
@@ -289,5 +293,9 @@ const Phone = (() => {
     follow(Math.max(0, info.last_event - 300), info.last_event);
   }
 
-  return { start };
+  function stop() {
+    if (events) events.close();
+  }
+
+  return { start, stop };
 })();
