@@ -92,7 +92,7 @@ def conversation_table(conversation: Conversation, per_number: int | None = None
         title.append("  opted out", style="bold red")
     table = Table(title=title, title_justify="left", expand=True, show_edge=False)
     table.add_column("When", no_wrap=True, style="dim")
-    table.add_column("", no_wrap=True)
+    table.add_column("In/out", no_wrap=True)
     table.add_column("What", ratio=1, overflow="fold")
     table.add_column("Status", no_wrap=True)
     entries: list[Message | Call] = [*conversation.messages, *conversation.calls]

@@ -88,6 +88,8 @@ def test_history_groups_by_number_with_statuses(record: Path) -> None:
     assert output.index(OTHER) < output.index(CALLER)
     assert re.search(rf"{re.escape(OTHER)}\s+1 message, 1 call\s+opted out", output)
     assert re.search(rf"{re.escape(CALLER)}\s+3 messages *\n", output)
+    headers = [line for line in output.splitlines() if "When" in line]
+    assert [cell.strip() for cell in headers[0].split("┃")] == ["When", "In/out", "What", "Status"]
     table = rows(output)
     assert [row[1:] for row in table] == [
         ["in", "call, 42 s, pressed 1", "completed"],
