@@ -6,6 +6,7 @@ serves the app, with settings the parent put in its environment (PUBLIC_URL amon
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import signal
@@ -30,10 +31,9 @@ def main() -> None:
     """Serve the app until the reloader stops this process (hupper's worker calls this)."""
     import hupper
 
-    try:
+    # Ctrl-C while the app is still importing or starting: the parent says the rest.
+    with contextlib.suppress(KeyboardInterrupt):
         serve(reloader=hupper.get_reloader() if hupper.is_active() else None)
-    except KeyboardInterrupt:
-        pass  # Ctrl-C while the app was still importing or starting: the parent says the rest
 
 
 def serve(reloader: Any = None) -> None:

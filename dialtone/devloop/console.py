@@ -149,12 +149,17 @@ class RequestLogHandler(logging.Handler):
             request = getattr(record, "request", None)
             if isinstance(request, RequestRecord):
                 line = render_request(request, record.created, self.console.width)
-                self.console.print(line, highlight=False)
+                # Sized to fit already; one request stays one line, also in a file or a pipe.
+                self.console.print(line, highlight=False, soft_wrap=True)
             else:
                 style = "red" if record.levelno >= logging.WARNING else "dim"
                 message = record.getMessage()
                 if record.exc_info:
                     message += "\n" + logging.Formatter().formatException(record.exc_info)
-                self.console.print(Text(lines_shown(message), style=style), highlight=False)
+                self.console.print(
+                    Text(lines_shown(message), style=style),
+                    highlight=False,
+                    soft_wrap=not self.console.is_terminal,  # a log file is not 80 columns wide
+                )
         except Exception:
             self.handleError(record)

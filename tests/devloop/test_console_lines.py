@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
-import pytest
+import io
+import logging
 
-from dialtone.devloop.console import render_request
+import pytest
+from rich.console import Console
+
+from dialtone.devloop.console import RequestLogHandler, render_request
 from dialtone.web.accesslog import RequestRecord
 
 LONG = "hello there, this is a long message that goes on and on and on"
@@ -22,3 +26,22 @@ def test_a_long_body_is_shortened_to_fit_the_terminal(width: int) -> None:
 def test_without_a_width_the_body_keeps_its_50_characters() -> None:
     record = RequestRecord("POST", "/sms_url", 200, 1.4, {"from": "+15555550100", "body": LONG})
     assert "'hello there, this is a long message that goes o...'" in render_request(record).plain
+
+
+def test_in_a_file_or_a_pipe_each_request_and_message_stays_one_line() -> None:
+    # make dev > dev.log: rich's width there is 80 columns, which used to break lines in two.
+    out = io.StringIO()
+    handler = RequestLogHandler(Console(file=out, width=80))
+    record = RequestRecord(
+        "POST",
+        "/voice_url/menu",
+        200,
+        1.3,
+        {"from": "+15555550100", "digits": "1", "status": "in-progress"},
+    )
+    handler.emit(logging.makeLogRecord({"msg": "request", "request": record}))
+    handler.emit(logging.makeLogRecord({"msg": "x" * 120, "levelno": logging.WARNING}))
+    lines = out.getvalue().splitlines()
+    assert len(lines) == 2, lines
+    assert lines[0].endswith(" 200 1.3ms")
+    assert lines[1] == "x" * 120
