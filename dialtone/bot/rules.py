@@ -177,6 +177,7 @@ class Rules:
     empty: Template
     media: Template
     source: Path = field(default=Path("rules.toml"))
+    spelled: Mapping[str, str] = field(default_factory=dict)  # normalized -> as in the file
 
     def keyword_for(self, body: str) -> str | None:
         """The normalized keyword `body` matches: "help" for any HELP word, a carrier's opt-out
@@ -307,7 +308,7 @@ def parse_rules(text: str, source: Path | str = "rules.toml") -> Rules:
             spelled[word] = keyword
     if problems:
         raise RulesError(path, problems)
-    return Rules(keywords, help_reply, default, empty, media, path)
+    return Rules(keywords, help_reply, default, empty, media, path, spelled)
 
 
 def load_rules(path: Path | str) -> Rules:
@@ -367,7 +368,7 @@ class RulesFile:
 
 
 def _summary(rules: Rules) -> str:
-    words = sorted(rules.keywords)
+    words = sorted(rules.spelled.get(word, word) for word in rules.keywords)
     return f"{len(words)} keyword(s)" + (f": {', '.join(words)}" if words else "")
 
 

@@ -365,3 +365,13 @@ def test_a_broken_file_at_start_up_is_an_error(tmp_path: Path) -> None:
     path.write_text('help = "h"\n')
     with pytest.raises(RulesError, match="default: missing"):
         RulesFile(path)
+
+
+def test_the_start_up_line_names_keywords_as_the_file_spells_them(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = tmp_path / "rules.toml"
+    write(path, RULES, 0)
+    with caplog.at_level(logging.INFO, logger="dialtone.bot.rules"):
+        RulesFile(path)
+    assert "2 keyword(s): good morning, hours" in caplog.text
