@@ -86,9 +86,7 @@ def serve(reloader: Any = None) -> None:
         )
         return
     for warning in [*security_warnings(settings), *unrouted_webhooks(app, settings)]:
-        console.print(
-            warning, style="yellow", highlight=False, soft_wrap=not console.is_terminal
-        )
+        console.print(warning, style="yellow", highlight=False, soft_wrap=not console.is_terminal)
     try:
         _serve_until_stopped(app, lambda served: make_server(served, settings))
     finally:
