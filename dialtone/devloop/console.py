@@ -47,8 +47,13 @@ def render_banner(banner: Banner) -> Panel:
     table.add_row("Mode", banner.mode)
     if banner.phone_number:
         table.add_row("Number", Text(banner.phone_number, style="bold green"))
-    table.add_row("Public URL", banner.public_url)
-    table.add_row("App", banner.local_url)
+    if banner.public_url == banner.local_url:  # the sandbox, or a Twilio API on this machine
+        table.add_row(
+            "App", Text.assemble(banner.local_url, (" (webhooks come here directly)", "dim"))
+        )
+    else:
+        table.add_row("Public URL", banner.public_url)
+        table.add_row("App", banner.local_url)
     if banner.page_url:
         # The URL and its token, whole, follow the panel: a cell would cut or fold it.
         address = banner.page_url.split("?", 1)[0]

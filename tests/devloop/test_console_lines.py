@@ -8,7 +8,7 @@ import logging
 import pytest
 from rich.console import Console
 
-from dialtone.devloop.console import RequestLogHandler, render_request
+from dialtone.devloop.console import Banner, RequestLogHandler, render_banner, render_request
 from dialtone.web.accesslog import RequestRecord
 
 LONG = "hello there, this is a long message that goes on and on and on"
@@ -45,3 +45,18 @@ def test_in_a_file_or_a_pipe_each_request_and_message_stays_one_line() -> None:
     assert len(lines) == 2, lines
     assert lines[0].endswith(" 200 1.3ms")
     assert lines[1] == "x" * 120
+
+
+def test_the_banner_shows_the_app_once_when_webhooks_reach_it_directly() -> None:
+    def shown(public_url: str) -> str:
+        out = io.StringIO()
+        banner = Banner("sandbox", public_url, None, "http://127.0.0.1:5000")
+        Console(file=out, width=120).print(render_banner(banner))
+        return out.getvalue()
+
+    direct = shown("http://127.0.0.1:5000")
+    assert "Public URL" not in direct
+    assert "http://127.0.0.1:5000 (webhooks come here directly)" in direct
+    tunnelled = shown("https://abc.ngrok.app")
+    assert "Public URL" in tunnelled
+    assert "https://abc.ngrok.app" in tunnelled
