@@ -84,6 +84,10 @@ def test_the_page_and_reads_need_the_token(inspector: webtest.TestApp) -> None:
     assert inspector.get(f"/api/info?token={TOKEN}").json["mode"] == "Twilio"
     assert inspector.get("/api/info", headers={"X-Dialtone-Token": TOKEN}).status_int == 200
     assert inspector.get("/static/style.css").status_int == 200  # no data in the assets
+    # The banner's Inspector row, clicked: the page without its token says why, readably.
+    page = inspector.get("/", status=403)
+    assert page.content_type == "text/plain"
+    assert page.text.startswith("Missing or wrong token. Open the URL make dev printed")
 
 
 def test_a_foreign_host_or_origin_is_refused(inspector: webtest.TestApp) -> None:

@@ -194,8 +194,11 @@ def _error(error: HTTPError) -> str:
     if error.status_code >= 500:
         log.error("inspector error on %s", request.path, exc_info=error.exception)
     _headers()
-    response.content_type = "application/json"
     message = error.body if isinstance(error.body, str) and error.body else error.status_line
+    if not request.path.startswith("/api/"):  # the page itself, opened without its token
+        response.content_type = "text/plain; charset=utf-8"
+        return message + "\n"
+    response.content_type = "application/json"
     return json.dumps({"error": message})
 
 
