@@ -58,7 +58,7 @@ def serve(reloader: Any = None) -> None:
         routes = settings.routes_dir
         reloader.watch_files([str(routes), str(routes / "*.py")])
     # Imported here so that an edit to a route is picked up by the fresh process hupper starts.
-    from dialtone.app import close_app, create_app, security_warnings
+    from dialtone.app import close_app, create_app
     from dialtone.bot.rules import RulesError
     from dialtone.web.routing import RouteError
 
@@ -70,7 +70,10 @@ def serve(reloader: Any = None) -> None:
         if isinstance(exc, RulesError | RouteError):
             # A broken rules file must bring the app back once it is fixed: watched from now on.
             reloader.watch_files([str(settings.rules_file)])
-            advice = "Fix it and save: the app starts again by itself."
+            advice = (
+                "Fix it and save: the app starts again by itself (after changing a setting "
+                "such as RULES_FILE or ROUTES_DIR, restart make dev)."
+            )
         else:
             # A setting (the record's path or URL): read once, when make dev starts.
             advice = "Fix it, then stop make dev (Ctrl-C) and start it again."
@@ -85,7 +88,7 @@ def serve(reloader: Any = None) -> None:
             lambda served: create_server(served, host=settings.host, port=settings.port, threads=2),
         )
         return
-    for warning in [*security_warnings(settings), *unrouted_webhooks(app, settings)]:
+    for warning in unrouted_webhooks(app, settings):
         console.print(warning, style="yellow", highlight=False, soft_wrap=not console.is_terminal)
     try:
         _serve_until_stopped(app, lambda served: make_server(served, settings))

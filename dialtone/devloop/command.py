@@ -105,6 +105,10 @@ def run_dev(options: DevOptions) -> int:
         settings = settings.with_overrides(voice_path=options.voice_path)
     console = Console(stderr=True)
     ensure_port_free(settings)
+    from dialtone.app import security_warnings  # its tunnel makes the app public too
+
+    for warning in security_warnings(settings):  # once, not at every reload of the app
+        console.print(warning, style="yellow", highlight=False, soft_wrap=not console.is_terminal)
     with ExitStack() as cleanup:
         session = open_session(
             settings,

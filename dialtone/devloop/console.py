@@ -154,8 +154,9 @@ class RequestLogHandler(logging.Handler):
             request = getattr(record, "request", None)
             if isinstance(request, RequestRecord):
                 line = render_request(request, record.created, self.console.width)
-                # Sized to fit already; one request stays one line, also in a file or a pipe.
-                self.console.print(line, highlight=False, soft_wrap=True)
+                # The Body is shortened to fit a terminal; in a file or a pipe (80 columns to
+                # rich), one request stays one line.
+                self.console.print(line, highlight=False, soft_wrap=not self.console.is_terminal)
             else:
                 style = "red" if record.levelno >= logging.WARNING else "dim"
                 message = record.getMessage()

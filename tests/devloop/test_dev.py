@@ -542,6 +542,20 @@ def test_a_broken_rules_file_is_explained_and_fixing_it_brings_the_app_back(
         process.kill_group()
 
 
+def test_make_dev_warns_once_of_an_open_app_and_of_a_number_it_does_not_use(
+    sandbox_env: dict[str, str], workdir: Path
+) -> None:
+    env = {**sandbox_env, "VALIDATE_SIGNATURES": "false", "TWILIO_PHONE_NUMBER": "+15550001111"}
+    process = DevProcess(env, workdir)
+    try:
+        process.wait_for("Ready in")
+        assert process.output.count("ANYONE can post fake Twilio webhooks") == 1
+        assert "TWILIO_PHONE_NUMBER (+15550001111) is set, but without" in process.output
+        assert process.stop() == 0
+    finally:
+        process.kill_group()
+
+
 def test_a_record_that_cannot_be_opened_says_to_restart_not_to_save(
     sandbox_env: dict[str, str], workdir: Path, tmp_path: Path
 ) -> None:

@@ -348,9 +348,10 @@ def test_a_foreign_host_or_origin_is_refused(dev: Dev) -> None:
 
 
 def test_a_page_left_open_across_make_dev_runs_says_to_open_the_new_url(page: Page) -> None:
-    def inspector(port: int) -> InspectorServer:
+    def inspector(port: int, token: str | None = None) -> InspectorServer:
         server = InspectorServer(
             port=port,
+            token=token,
             target=Target("http://127.0.0.1:9", "https://abc.ngrok.app", "token"),
             info=PageInfo(
                 mode="Twilio", phone_number="+15550001111", public_url="https://abc.ngrok.app"
@@ -365,6 +366,13 @@ def test_a_page_left_open_across_make_dev_runs_says_to_open_the_new_url(page: Pa
         expect(page.get_by_text("● live")).to_be_visible()
     finally:
         first.stop()
+    expect(page.get_by_text("○ reconnecting…")).to_be_visible()
+    again = inspector(first.port, first.token)  # the same run's inspector, back: not stale
+    try:
+        expect(page.get_by_text("● live")).to_be_visible()
+        expect(page.locator("#run")).not_to_contain_text("earlier make dev")
+    finally:
+        again.stop()
     second = inspector(first.port)  # the next make dev: the same port, another token
     try:
         expect(page.locator("#run")).to_contain_text("This page is from an earlier make dev")

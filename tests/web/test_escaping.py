@@ -244,7 +244,9 @@ def test_the_access_line_names_the_client_and_a_forged_one_cannot_pass_for_a_lin
     for address, shown in (
         ("203.0.113.5", "203.0.113.5 POST /status 204 "),
         ("1.2.3.4 GET /admin 200", "'1.2.3.4 GET /admin 200' POST /status 204 "),
-        ("evil\n2026", "evil\\n2026 POST /status 204 "),
+        ("evil\n2026", "'evil\\\\n2026' POST /status 204 "),
+        ("\uff11.\uff12.\uff13.\uff14", "'\uff11.\uff12.\uff13.\uff14' POST /status 204 "),
+        ("2001:db8::1", "2001:db8::1 POST /status 204 "),
         ("", "- POST /status 204 "),
     ):
         environ = {"REQUEST_METHOD": "POST", "PATH_INFO": "/status", "REMOTE_ADDR": address}
@@ -252,3 +254,9 @@ def test_the_access_line_names_the_client_and_a_forged_one_cannot_pass_for_a_lin
         with caplog.at_level(logging.INFO, logger="dialtone.access"):
             AccessLog(app)(environ, lambda *args: None)
         assert caplog.records[0].getMessage().startswith(shown), caplog.records[0].getMessage()
+    # A path with spaces (%20 is decoded) cannot pass for a status and a duration either.
+    environ = {"REQUEST_METHOD": "GET", "PATH_INFO": "/x 200 0.1ms", "REMOTE_ADDR": "127.0.0.1"}
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="dialtone.access"):
+        AccessLog(app)(environ, lambda *args: None)
+    assert caplog.records[0].getMessage().startswith("127.0.0.1 GET '/x 200 0.1ms' 204 ")

@@ -25,8 +25,7 @@
     document.getElementById("qr-number").textContent = info.phone_number;
     document.getElementById("qr-image").src = `/api/qr.svg?token=${encodeURIComponent(TOKEN)}`;
   }
-  let timeline = null;
-  timeline = Timeline.connect(async (connected) => {
+  const timeline = Timeline.connect(async (connected) => {
     describe(connected);
     if (!connected && (await refused())) {
       // A page left open across make dev runs: this run has another token, so everything is
