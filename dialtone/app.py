@@ -10,7 +10,6 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
-from ipaddress import ip_address
 from typing import Any
 
 from bottle import Bottle, HTTPError, request, response
@@ -21,6 +20,7 @@ from dialtone.bot.outbound import Outbox
 from dialtone.bot.rules import RulesFile
 from dialtone.bot.voice_menu import AGENT_PIN_FAILURES_PER_HOUR
 from dialtone.errors import SettingsError
+from dialtone.loopback import is_loopback_name
 from dialtone.record.base import RecordStore
 from dialtone.record.limits import limiter_factory
 from dialtone.record.recorder import Recorder
@@ -219,7 +219,7 @@ def startup_warnings(settings: Settings) -> list[str]:
             "this server sees, which fails behind a tunnel or proxy. Set PUBLIC_URL to the "
             "https URL Twilio calls."
         )
-    if settings.api_token and settings.trusted_proxy == "*" and not is_loopback(settings.host):
+    if settings.api_token and settings.trusted_proxy == "*" and not is_loopback_name(settings.host):
         warnings.append(
             f"TRUSTED_PROXY=* believes X-Forwarded-For from any client, and HOST={settings.host} "
             "lets clients connect directly: anyone can pose as a new address for each guess of "
@@ -230,7 +230,7 @@ def startup_warnings(settings: Settings) -> list[str]:
         settings.api_token
         and settings.public_url
         and not settings.trusted_proxy
-        and is_loopback(settings.host)
+        and is_loopback_name(settings.host)
     ):
         warnings.append(
             "PUBLIC_URL is set and HOST is loopback, so a proxy is in front, but TRUSTED_PROXY is "
@@ -254,16 +254,6 @@ def spool_warning(settings: Settings) -> str | None:
         "only, and lost if the process stops. Make DATABASE_PATH's directory writable by this "
         "user."
     )
-
-
-def is_loopback(host: str) -> bool:
-    """HOST is a loopback address or localhost."""
-    if host == "localhost":
-        return True
-    try:
-        return ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def main() -> int:

@@ -36,6 +36,7 @@ from urllib3.exceptions import NewConnectionError
 
 from dialtone.bot.destinations import check_destination
 from dialtone.errors import DialtoneError
+from dialtone.loopback import is_loopback_name
 from dialtone.phone_numbers import WHATSAPP_PREFIX
 from dialtone.settings import Settings
 
@@ -55,8 +56,7 @@ _SID_PATH = re.compile(r"/[A-Z]{2}[0-9a-fA-F]{32}\.json$")
 
 def is_loopback(url: str) -> bool:
     """True for a URL on this machine (127.0.0.0/8, ::1, localhost): the sandbox or a mock."""
-    host = urlsplit(url).hostname or ""
-    return host == "localhost" or host == "::1" or host.startswith("127.")
+    return is_loopback_name(urlsplit(url).hostname or "")
 
 
 def creates(method: str, url: str) -> bool:

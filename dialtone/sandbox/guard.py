@@ -25,10 +25,10 @@ from ipaddress import ip_address
 from typing import Any
 from urllib.parse import urlsplit
 
+from dialtone.loopback import is_loopback_name
+
 StartResponse = Callable[..., Any]
 WSGIApp = Callable[[dict[str, Any], StartResponse], Iterable[bytes]]
-
-LOOPBACK_NAMES = frozenset({"localhost", "localhost."})
 
 
 def is_loopback_host(host: str) -> bool:
@@ -42,12 +42,7 @@ def is_loopback_host(host: str) -> bool:
         name, _, port = host.partition(":")
         if port and not port.isdigit():
             return False
-    if name in LOOPBACK_NAMES:
-        return True
-    try:
-        return ip_address(name).is_loopback
-    except ValueError:
-        return False
+    return is_loopback_name(name)
 
 
 def refusal(environ: dict[str, Any]) -> str | None:
