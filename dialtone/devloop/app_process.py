@@ -14,12 +14,11 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from bottle import Bottle
-from rich.console import Console
 from waitress.server import create_server
 
 from dialtone import logs
 from dialtone.devloop import capture
-from dialtone.devloop.console import RequestLogHandler
+from dialtone.devloop.console import RequestLogHandler, dev_console
 from dialtone.errors import DialtoneError
 from dialtone.settings import Settings
 from dialtone.web.serving import make_server
@@ -40,7 +39,7 @@ def serve(reloader: Any = None) -> None:
     """Serve the app until Ctrl-C or SIGTERM; `reloader` is hupper's proxy when reloading."""
     settings = Settings.from_env()
     logs.configure(settings.log_level)
-    console = Console(stderr=True)
+    console = dev_console()
     logging.getLogger().handlers = [RequestLogHandler(console)]
     # The request line already shows a rejected signature (with the URL it was checked against)
     # and each status callback's status.
@@ -89,7 +88,7 @@ def serve(reloader: Any = None) -> None:
         )
         return
     for warning in unrouted_webhooks(app, settings):
-        console.print(warning, style="yellow", highlight=False, soft_wrap=not console.is_terminal)
+        console.print(warning, style="yellow", highlight=False)
     try:
         _serve_until_stopped(app, lambda served: make_server(served, settings))
     finally:

@@ -17,7 +17,7 @@ from rich.console import Console
 
 from dialtone import cli
 from dialtone.devloop.app_process import BROKEN_HEADER
-from dialtone.devloop.console import Banner, print_banner
+from dialtone.devloop.console import Banner, dev_console, print_banner
 from dialtone.devloop.session import DevSession, open_session
 from dialtone.settings import Settings
 from dialtone.web.serving import port_in_use
@@ -103,12 +103,12 @@ def run_dev(options: DevOptions) -> int:
         settings = settings.with_overrides(sms_path=options.sms_path)
     if options.voice_path:
         settings = settings.with_overrides(voice_path=options.voice_path)
-    console = Console(stderr=True)
+    console = dev_console()
     ensure_port_free(settings)
     from dialtone.app import security_warnings  # its tunnel makes the app public too
 
     for warning in security_warnings(settings):  # once, not at every reload of the app
-        console.print(warning, style="yellow", highlight=False, soft_wrap=not console.is_terminal)
+        console.print(warning, style="yellow", highlight=False)
     with ExitStack() as cleanup:
         session = open_session(
             settings,

@@ -6,6 +6,7 @@ import io
 import logging
 import time
 from dataclasses import dataclass, field
+from typing import IO
 
 import segno
 from rich.console import Console, Group
@@ -77,10 +78,18 @@ def render_banner(banner: Banner) -> Panel:
     return Panel(Group(*parts), title="[bold]Dialtone[/bold]", expand=False)  # type: ignore[arg-type]
 
 
+def dev_console(file: IO[str] | None = None) -> Console:
+    """make dev's console on stderr (or `file`). In a file or a pipe, where rich assumes 80
+    columns, nothing it prints is broken into lines: a log file has no width."""
+    console = Console(stderr=file is None, file=file)
+    console.soft_wrap = not console.is_terminal
+    return console
+
+
 def print_banner(console: Console, banner: Banner) -> None:
     """The banner, then the inspector's URL on a line of its own that is never cut or broken
     (a terminal of any width wraps it visually, and it copies whole)."""
-    console.print(render_banner(banner))
+    console.print(render_banner(banner), soft_wrap=False)  # a box is drawn to its width
     if banner.page_url:
         line = Text.assemble(("Inspector  ", "bold cyan"), (banner.page_url, "bold"))
         console.print(line, soft_wrap=True, highlight=False)
@@ -154,18 +163,12 @@ class RequestLogHandler(logging.Handler):
             request = getattr(record, "request", None)
             if isinstance(request, RequestRecord):
                 line = render_request(request, record.created, self.console.width)
-                # The Body is shortened to fit a terminal; in a file or a pipe (80 columns to
-                # rich), one request stays one line.
-                self.console.print(line, highlight=False, soft_wrap=not self.console.is_terminal)
+                self.console.print(line, highlight=False)
             else:
                 style = "red" if record.levelno >= logging.WARNING else "dim"
                 message = record.getMessage()
                 if record.exc_info:
                     message += "\n" + logging.Formatter().formatException(record.exc_info)
-                self.console.print(
-                    Text(lines_shown(message), style=style),
-                    highlight=False,
-                    soft_wrap=not self.console.is_terminal,  # a log file is not 80 columns wide
-                )
+                self.console.print(Text(lines_shown(message), style=style), highlight=False)
         except Exception:
             self.handleError(record)

@@ -8,7 +8,13 @@ import logging
 import pytest
 from rich.console import Console
 
-from dialtone.devloop.console import Banner, RequestLogHandler, render_banner, render_request
+from dialtone.devloop.console import (
+    Banner,
+    RequestLogHandler,
+    dev_console,
+    render_banner,
+    render_request,
+)
 from dialtone.web.accesslog import RequestRecord
 
 LONG = "hello there, this is a long message that goes on and on and on"
@@ -31,7 +37,7 @@ def test_without_a_width_the_body_keeps_its_50_characters() -> None:
 def test_in_a_file_or_a_pipe_each_request_and_message_stays_one_line() -> None:
     # make dev > dev.log: rich's width there is 80 columns, which used to break lines in two.
     out = io.StringIO()
-    handler = RequestLogHandler(Console(file=out, width=80))
+    handler = RequestLogHandler(dev_console(out))
     record = RequestRecord(
         "POST",
         "/voice_url/menu",
