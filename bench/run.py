@@ -206,20 +206,20 @@ class Target:
     pids: list[int] = field(default_factory=list)  # every instance's process (default: pid)
     database_pid: int = 0  # a PostgreSQL postmaster: its CPU and its backends'
 
-    def addresses(self) -> list[int]:
-        """The ports its requests are spread over."""
-        return self.ports or [self.port]
+    def __post_init__(self) -> None:
+        self.ports = self.ports or [self.port]
+        self.pids = self.pids or [self.pid]
 
     def send(self, args: argparse.Namespace, duration: float) -> loadgen.LoadResult:
         """The next requests for `duration` seconds; answers counted into `answered`."""
-        processes = self.pids or [self.pid]
+        processes = self.pids
         cpu_before = sum(cpu_seconds(pid) for pid in processes)
         db_before = cpu_seconds(self.database_pid) if self.database_pid else 0.0
         client_before = time.process_time()
         result = self._sent(
             loadgen.run_spread(
                 HOST,
-                self.addresses(),
+                self.ports,
                 self.requests[self.offset :],
                 connections=args.connections,
                 duration=duration,
@@ -235,7 +235,7 @@ class Target:
         """The next requests at `rate` a second for `duration` seconds."""
         return self._sent(
             loadgen.run_at_rate(
-                HOST, self.addresses(), self.requests[self.offset :], rate=rate, duration=duration
+                HOST, self.ports, self.requests[self.offset :], rate=rate, duration=duration
             )
         )
 
