@@ -10,6 +10,7 @@ import contextlib
 import logging
 import os
 import signal
+import sys
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -33,6 +34,14 @@ def main() -> None:
     # Ctrl-C while the app is still importing or starting: the parent says the rest.
     with contextlib.suppress(KeyboardInterrupt):
         serve(reloader=hupper.get_reloader() if hupper.is_active() else None)
+    # Stopped for a reload or for good: leave now. Returning to hupper's worker would join its
+    # sys.modules poller, which sleeps a second between polls, and each Ctrl-C and each reload
+    # waited for it. (The next worker reports its own imports; a crash still returns through
+    # hupper, which watches the files of its traceback.)
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
 
 
 def serve(reloader: Any = None) -> None:

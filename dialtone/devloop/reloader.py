@@ -1,4 +1,13 @@
-"""hupper, as `make dev` needs it: the app restarts on edits, and a closed terminal stops it.
+"""hupper, as `make dev` needs it: the app restarts on edits, Ctrl-C stops it without a
+traceback, and a closed terminal stops it.
+
+Ctrl-C goes to every process of the terminal's process group, the app child included. A child
+still importing its modules (the first few tenths of a second after a start or a reload) would
+die of it with a KeyboardInterrupt traceback, and a serving one would get it and hupper's SIGTERM
+at once. So on POSIX the child starts with SIGINT ignored, and the reloader turns Ctrl-C into
+one SIGTERM to it: the app process stops on that (dialtone.devloop.app_process), and a child
+not serving yet ends quietly. Windows has no inherited signal dispositions; there the console's
+Ctrl-C reaches the child, which stops on it, as hupper intends.
 
 hupper's monitor treats SIGHUP as "reload". For `make dev` a SIGHUP means the terminal went
 away: left running, the parent would keep the tunnel open and the number pointed at it with
@@ -7,25 +16,61 @@ nobody watching. So SIGHUP is handled as SIGTERM: stop, restore, close.
 
 from __future__ import annotations
 
-from typing import ClassVar
+import signal
+from typing import Any, ClassVar
 
 from hupper.logger import DefaultLogger
-from hupper.reloader import ControlSignal, Reloader, find_default_monitor_factory
+from hupper.reloader import ControlSignal, Reloader, _run_worker, find_default_monitor_factory
+from hupper.worker import Worker
+
+# hupper waits this long between a stop and the next start (its default is 1 s): an edit
+# detected (its file poll runs every second) is served about half a second later.
+RESTART_PAUSE = 0.25
+
+# pthread_sigmask is POSIX's (it stands for what the child can inherit: Windows has neither).
+INHERITS_SIGNALS = hasattr(signal, "pthread_sigmask")
 
 
-class _StopOnHangup(Reloader):
-    _signals: ClassVar[dict[str, bytes]] = {**Reloader._signals, "SIGHUP": ControlSignal.SIGTERM}
+class _AppWorker(Worker):
+    """A hupper worker whose process starts with SIGINT ignored (POSIX)."""
+
+    def start(self, on_packet: Any = None) -> None:
+        if not INHERITS_SIGNALS:
+            super().start(on_packet)
+            return
+        # Blocked, not only ignored, meanwhile: a Ctrl-C during the spawn waits for the
+        # parent's handler instead of being lost. The child inherits both; it never needs
+        # SIGINT.
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+        handler = signal.signal(signal.SIGINT, signal.SIG_IGN)
+        try:
+            super().start(on_packet)
+        finally:
+            signal.signal(signal.SIGINT, handler)
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+
+
+class _DevReloader(Reloader):
+    _signals: ClassVar[dict[str, bytes]] = {
+        **Reloader._signals,
+        "SIGHUP": ControlSignal.SIGTERM,
+        **({"SIGINT": ControlSignal.SIGTERM} if INHERITS_SIGNALS else {}),
+    }
+
+    def _run_worker(self) -> Any:
+        worker = _AppWorker(self.worker_path, args=self.worker_args, kwargs=self.worker_kwargs)
+        return _run_worker(self, worker)
 
 
 def run_app_with_reload(worker_path: str, *, shutdown_seconds: float = 2) -> None:
     """Run the importable function `worker_path` in a child restarted on edits; never returns
     (hupper exits with SystemExit once the child is stopped for good)."""
     logger = DefaultLogger(0)
-    reloader = _StopOnHangup(
+    reloader = _DevReloader(
         worker_path=worker_path,
         monitor_factory=find_default_monitor_factory(logger),
         logger=logger,
-        reload_interval=1,
+        reload_interval=RESTART_PAUSE,
         shutdown_interval=shutdown_seconds,
     )
     reloader.run()

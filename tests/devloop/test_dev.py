@@ -3,6 +3,7 @@ real pyngrok driving the fake ngrok agent."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shutil
@@ -516,6 +517,22 @@ def test_a_local_twilio_api_needs_no_tunnel(
         process.kill_group()
 
 
+def text_until_answered(phone: PhoneClient, body: str, deadline: float) -> dict[str, Any]:
+    """Text `body` until the app answers; the answer (or the last error by `deadline`).
+
+    A write the reloader saw after the app came back (a test writes its fix until the app
+    shows it) restarts it once more: a text sent then finds no app (11202 refused, 11205/11206
+    cut off by the restart), so it is sent again."""
+    answer: dict[str, Any] = {}
+    while time.monotonic() < deadline and answer.get("type") != "message":
+        phone.send_sms(body)
+        answer = phone.wait_for(lambda e: e["type"] in ("message", "error"), timeout=10)
+        if answer["type"] == "error":
+            assert answer["code"] in (11202, 11205, 11206), answer  # the app restarting
+            time.sleep(0.5)
+    return answer
+
+
 def test_a_broken_rules_file_is_explained_and_fixing_it_brings_the_app_back(
     sandbox_env: dict[str, str], workdir: Path, tmp_path: Path
 ) -> None:
@@ -535,8 +552,8 @@ def test_a_broken_rules_file_is_explained_and_fixing_it_brings_the_app_back(
             time.sleep(0.3)
         assert "SMS rules from" in process.output
         phone = PhoneClient(f"http://127.0.0.1:{sandbox_env['SANDBOX_PORT']}")
-        phone.send_sms("hours")
-        assert "open" in phone.wait_for(lambda e: e["type"] == "message", timeout=10)["body"]
+        answer = text_until_answered(phone, "hours", deadline=time.monotonic() + 30)
+        assert "open" in answer.get("body", ""), answer
         assert process.stop() == 0
     finally:
         process.kill_group()
@@ -619,18 +636,50 @@ def test_a_broken_route_module_is_one_paragraph_and_fixing_it_brings_the_app_bac
         while "Ready in" not in process.output and time.monotonic() < deadline:
             hello.write_text(HELLO_ROUTE)  # again until the reloader has noticed it
             time.sleep(0.3)
-        # A write the reloader saw after the app came back restarts it once more: a text sent
-        # then finds no app (11202 refused, 11205/11206 cut off by the restart), so it is sent
-        # again until the fixed route answers.
-        answer: dict[str, Any] = {}
-        while time.monotonic() < deadline + 20 and answer.get("type") != "message":
-            phone.send_sms("hi")
-            answer = phone.wait_for(lambda e: e["type"] in ("message", "error"), timeout=10)
-            if answer["type"] == "error":
-                assert answer["code"] in (11202, 11205, 11206), answer  # the app restarting
-                time.sleep(0.5)
+        answer = text_until_answered(phone, "hi", deadline=deadline + 20)
         assert answer.get("body", "").startswith("Hi"), answer
         assert process.stop() == 0
+    finally:
+        process.kill_group()
+
+
+def children_of(pid: int) -> list[int]:
+    """The processes whose parent is `pid` (Linux's /proc)."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError, IndexError, ValueError):
+            # "pid (comm) state ppid ...": comm may hold spaces, so split after its ')'.
+            if int(stat.read_text().rsplit(")", 1)[1].split()[1]) == pid:
+                found.append(int(stat.parent.name))
+    return found
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs Linux's /proc")
+def test_ctrl_c_while_the_app_child_starts_stops_without_a_traceback(
+    sandbox_env: dict[str, str], workdir: Path
+) -> None:
+    # Ctrl-C reaches the whole process group. The app child, still importing its modules,
+    # used to die of it with a KeyboardInterrupt traceback; it now starts with SIGINT ignored
+    # and the parent stops it with SIGTERM.
+    process = DevProcess(sandbox_env, workdir)
+    try:
+        deadline = time.monotonic() + 20
+        while not (child := children_of(process.process.pid)) and time.monotonic() < deadline:
+            time.sleep(0.002)
+        assert child, process.output
+        ignored = int(
+            next(
+                line.split()[1]
+                for line in Path(f"/proc/{child[0]}/status").read_text().splitlines()
+                if line.startswith("SigIgn:")
+            ),
+            16,
+        )
+        assert ignored & (1 << (signal.SIGINT - 1)), "the app child must start with SIGINT ignored"
+        assert process.stop(signal.SIGINT) == 0
+        assert "Traceback" not in process.output
+        assert "KeyboardInterrupt" not in process.output
+        assert "Done." in process.output
     finally:
         process.kill_group()
 
