@@ -12,16 +12,21 @@ WHATSAPP_PREFIX = "whatsapp:"
 
 # A number as people write it: digits, a leading +, spaces, dots, brackets and any dash.
 _SEPARATORS = r"\s().\-\u2010-\u2015\u2212"
-_WRITTEN_RE = re.compile(rf"\+?[0-9{_SEPARATORS}]*[0-9][0-9{_SEPARATORS}]*")
+_WRITTEN_RE = re.compile(rf"\+?[0-9{_SEPARATORS}]+")  # one pass: no nested repeats
+LONGEST_WRITTEN = 64  # characters; far more than any number written with separators
 
 
 def compact_number(written: str) -> str | None:
     """A number as people write it ("+1 (555) 123-4567", no-break spaces, full-width digits,
-    any dash) without its separators: "+15551234567"; None for what is not one (sip:, a name)."""
+    any dash) without its separators: "+15551234567"; None for what is not one (sip:, a name,
+    no digit at all, or longer than LONGEST_WRITTEN)."""
+    if len(written) > LONGEST_WRITTEN:
+        return None
     text = unicodedata.normalize("NFKC", written)
     if not _WRITTEN_RE.fullmatch(text):
         return None
-    return "".join(ch for ch in text if ch == "+" or (ch.isascii() and ch.isdigit()))
+    compact = "".join(ch for ch in text if ch == "+" or (ch.isascii() and ch.isdigit()))
+    return compact if compact.lstrip("+") else None
 
 
 def is_e164(value: str) -> bool:

@@ -14,6 +14,7 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
+from urllib.parse import urlsplit
 
 from requests.exceptions import RequestException
 from twilio.base.exceptions import TwilioException
@@ -24,7 +25,7 @@ from dialtone.bot.texting import place_call, send_text
 from dialtone.facts import MAX_BODY_CHARS, MAX_MEDIA, MAX_TWIML_CHARS, clean, twilio_length
 from dialtone.record.errors import StoreError
 from dialtone.record.recorder import Recorder
-from dialtone.settings import Settings, absolute_url
+from dialtone.settings import Settings
 from dialtone.twilio_api import MissingCredentials, TwilioHandle, twilio_error
 from dialtone.web.jsonapi import fail, json_error
 
@@ -118,13 +119,22 @@ def text_field(payload: dict[str, Any], name: str) -> str | None:
 
 
 def is_http_url(value: object) -> bool:
-    """True for an absolute http(s) URL with a host."""
-    if not isinstance(value, str):
-        return False
+    """True for an absolute http(s) URL with a host, as Twilio fetches media: a query string is
+    fine (signed storage links carry one); a space, a control character, a lone surrogate, a
+    user name or a port that is not a number is not."""
+    if not isinstance(value, str) or not value.isprintable() or " " in value:
+        return False  # (a lone surrogate is not printable either)
     try:
-        return absolute_url(value) == value.rstrip("/") and bool(value)
+        parts = urlsplit(value)
+        parts.port  # noqa: B018 (urlsplit checks the port only when asked)
     except ValueError:
         return False
+    return (
+        parts.scheme in ("http", "https")
+        and bool(parts.hostname)
+        and parts.username is None
+        and parts.password is None
+    )
 
 
 class Outbox:

@@ -79,12 +79,18 @@ def required(values: Mapping[str, str], *names: str) -> str:
     raise BadRecord(f"The webhook has no {names[0]}, so it cannot be recorded.")
 
 
+# The record's integer columns hold what PostgreSQL's `integer` holds; SQLite's hold 64 bits.
+LARGEST_INT = 2**31 - 1
+
+
 def int_or_none(value: str | None) -> int | None:
-    """A whole number from a form field, or None when it is absent or not a number."""
+    """A whole number from a form field, or None when it is absent, not a number, or more than
+    the record's columns hold (no ErrorCode or CallDuration of Twilio's comes near)."""
     try:
-        return int(value) if value else None
+        number = int(value) if value else None
     except ValueError:
         return None
+    return number if number is not None and abs(number) <= LARGEST_INT else None
 
 
 def media_from_form(values: Mapping[str, str]) -> tuple[tuple[str, str], ...]:

@@ -15,10 +15,12 @@ TIMESTAMP_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"
 
 
 def format_timestamp(moment: datetime) -> str:
-    """`moment` as the record stores it (a naive datetime is taken to be UTC)."""
+    """`moment` as the record stores it (a naive datetime is taken to be UTC), in
+    TIMESTAMP_FORMAT with the year always of four digits: strftime's %Y writes year 999 as
+    "999", which sorts after "2026"."""
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)
-    return moment.astimezone(UTC).strftime(TIMESTAMP_FORMAT)
+    return moment.astimezone(UTC).replace(tzinfo=None).isoformat(timespec="microseconds") + "Z"
 
 
 def parse_timestamp(text: str) -> datetime:

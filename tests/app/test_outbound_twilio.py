@@ -28,6 +28,17 @@ def test_send_sms_reaches_twilio(
     assert sent.status_callback == PUBLIC_URL + "/status"
 
 
+def test_a_media_url_may_carry_a_query_string(
+    sandbox: SandboxServer, sandbox_settings: Settings, make_app: Callable[..., webtest.TestApp]
+) -> None:
+    # Signed storage links (S3, GCS) carry their signature in the query string.
+    url = "https://bucket.example.com/owl.png?X-Amz-Expires=300&X-Amz-Signature=ab12"
+    app = make_app(sandbox_settings)
+    app.post_json("/send_sms", {"to": TO, "media_url": url}, headers=AUTH, status=201)
+    (sent,) = sandbox.state.messages()
+    assert sent.media_urls == (url,)
+
+
 def test_send_sms_through_a_messaging_service(
     sandbox: SandboxServer, sandbox_settings: Settings, make_app: Callable[..., webtest.TestApp]
 ) -> None:

@@ -16,7 +16,7 @@ from dialtone.app import create_app, startup_warnings
 from dialtone.bot.destinations import check_destination
 from dialtone.devloop.sandbox import app_settings
 from dialtone.errors import SettingsError
-from dialtone.phone_numbers import DEFAULT_DENIED_PREFIXES
+from dialtone.phone_numbers import DEFAULT_DENIED_PREFIXES, compact_number
 from dialtone.record.store import Store
 from dialtone.sandbox.server import SandboxServer
 from dialtone.settings import Settings
@@ -60,6 +60,24 @@ def test_impossible_numbers_are_not_phone_numbers(to: str) -> None:
     refusal = check_destination(to, Settings(allow_high_risk_destinations=True))
     assert refusal is not None
     assert refusal.status == 400
+
+
+@pytest.mark.parametrize(
+    "to",
+    [
+        "1" * 64_000 + "x",  # the old pattern's nested repeats took 11 s of CPU on this one
+        "1 " * 40_000,
+        "(" * 10,
+        "+",
+        "",
+    ],
+)
+def test_what_is_not_a_written_number_is_refused_as_one(to: str) -> None:
+    assert compact_number(to) is None
+    refusal = check_destination(to, Settings())
+    assert refusal is not None
+    assert refusal.status == 400
+    assert "E.164" in refusal.message
 
 
 @pytest.mark.parametrize("to", ["+1 555 123 4567", "+1 (555) 123-4567", "+1.555.123.4567"])

@@ -127,12 +127,12 @@ def test_a_disk_that_fills_up_and_is_freed(
     make_app: Callable[..., webtest.TestApp],
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    from tests.record.test_unwritable import fill
+    from tests.record.test_unwritable import fill_after_emptying_the_wal
 
     settings = settings.with_overrides(database_path=small_disk / "dialtone.db")
     with Store(settings.database_path) as store:
         app = make_app(settings, store=store)
-        filler = fill(small_disk)
+        filler = fill_after_emptying_the_wal(small_disk, store)
         post = signed_post(app, AUTH_TOKEN)
         for n in range(100, 160):  # big texts until the WAL must grow and cannot
             post("/sms_url", text(n, body="x" * 30_000), status=None)

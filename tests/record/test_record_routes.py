@@ -193,6 +193,32 @@ def test_call_status_callbacks_are_recorded(app: webtest.TestApp, store: Store) 
     assert (call.status, call.duration, call.direction) == ("completed", 42, "outbound")
 
 
+@pytest.mark.parametrize("path", ["/status", "/voice_url"])
+def test_a_call_duration_beyond_the_columns_is_recorded_as_unknown(
+    app: webtest.TestApp, store: Store, path: str
+) -> None:
+    # Signed, so Twilio's (or a leaked token's): the call is still recorded and answered.
+    sid = "CA" + "9" * 32
+    form = {"CallSid": sid, "CallStatus": "ringing", "Direction": "inbound", "From": CALLER}
+    response = webhook(app, path, {**form, "CallDuration": "9" * 20})
+    assert response.status_int == (204 if path == "/status" else 200)
+    if path == "/voice_url":
+        assert b"<Gather" in response.body  # the menu, not the apology
+    call = store.call(sid)
+    assert call is not None
+    assert (call.status, call.duration) == ("ringing", None)
+
+
+def test_an_error_code_beyond_the_columns_is_recorded_as_unknown(
+    app: webtest.TestApp, store: Store
+) -> None:
+    sid = "SM" + "9" * 32
+    webhook(app, "/status", message_status(sid, "undelivered", ErrorCode="9" * 20))
+    message = store.message(sid)
+    assert message is not None
+    assert (message.status, message.error_code) == ("undelivered", None)
+
+
 # --- calls -----------------------------------------------------------------------------------
 
 

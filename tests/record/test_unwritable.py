@@ -64,6 +64,15 @@ def fill(disk: Path) -> Path:
     return filler
 
 
+def fill_after_emptying_the_wal(disk: Path, store: Store) -> Path:
+    """fill(disk), the store's WAL emptied first, so that every later write must grow it.
+
+    Otherwise the background checkpoint may have copied the WAL into the database just before:
+    SQLite then writes from the start of the WAL file again, and small writes still fit."""
+    store._connection().execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    return fill(disk)
+
+
 def text(n: int) -> dict[str, str]:
     return {"MessageSid": f"SM{n:032x}", "From": "+15550000000", "Body": BIG}
 
@@ -97,7 +106,8 @@ def test_a_disk_that_fills_up_while_running_and_is_freed(small_disk: Path) -> No
     path = small_disk / "dialtone.db"
     with open_store(Settings(database_path=path)) as store:
         store.record_inbound_message(text(0))
-        filler = fill(small_disk)
+        assert isinstance(store, Store)
+        filler = fill_after_emptying_the_wal(small_disk, store)
         failed: StoreUnavailable | None = None
         for n in range(1, 60):  # until the WAL must grow and cannot
             try:
