@@ -10,7 +10,10 @@ idle time, and any byte resets it). Dialtone serves with:
   its first byte, however steadily it trickles, and a new connection must send its first byte
   within as long; slower connections are closed (otherwise 2,000 connections that never send
   anything hold every slot until CHANNEL_TIMEOUT);
-- CHANNEL_TIMEOUT: an idle keep-alive connection is closed after this many seconds;
+- CHANNEL_TIMEOUT: an idle keep-alive connection is closed after this many seconds; and near
+  CONNECTION_LIMIT sooner, oldest first, to make room (as nginx reuses its keep-alive
+  connections when it runs out): otherwise a client that opens CONNECTION_LIMIT connections,
+  each used once and then left open, holds every slot for CHANNEL_TIMEOUT;
 - MAX_HEADER_BYTES: larger request headers get 431, so a half-sent request holds little memory.
 
 The process's open-file limit (RLIMIT_NOFILE) must carry CONNECTION_LIMIT: the soft limit is
@@ -26,14 +29,17 @@ from typing import Any
 
 from dialtone.errors import DialtoneError
 from dialtone.settings import Settings
-from dialtone.web.graceful import channels_of, socket_map_of
+from dialtone.web.graceful import channels_of, is_busy, socket_map_of
 
 log = logging.getLogger("dialtone.web.connections")
 
 # Descriptors besides client connections: listeners, waitress's trigger pipe, the record, logs,
 # the Twilio client's connections, the interpreter's own.
 SPARE_FILES = 64
-CHECK_SECONDS = 1.0  # how often REQUEST_TIMEOUT is checked
+CHECK_SECONDS = 1.0  # how often REQUEST_TIMEOUT and the room left are checked
+CROWDED = 0.9  # with this share of CONNECTION_LIMIT open, idle connections make room...
+ROOMY = 0.75  # ... until this share is open (what a flood refills takes a second or more)
+IDLE_GRACE = 1.0  # seconds: a connection just accepted or just answered keeps its chance
 
 
 class FileLimitTooLow(DialtoneError):
@@ -86,12 +92,14 @@ def _too_low(settings: Settings, needed: int, limit: int) -> FileLimitTooLow:
     )
 
 
-class RequestDeadline:
-    """Closes connections whose request has not arrived whole within `timeout` seconds."""
+class ConnectionWatch:
+    """Closes connections whose request has not arrived whole within `timeout` seconds, and
+    idle ones, oldest first, while more than CROWDED of `limit` are open."""
 
-    def __init__(self, server: Any, timeout: float) -> None:
+    def __init__(self, server: Any, timeout: float, limit: int) -> None:
         self.socket_map = socket_map_of(server)
         self.timeout = timeout
+        self.limit = limit
         self.next_check = 0.0
         # channel -> (the request being read, when it was first seen unfinished)
         self.started: dict[Any, tuple[object, float]] = {}
@@ -105,7 +113,9 @@ class RequestDeadline:
         started: dict[Any, tuple[object, float]] = {}
         late = silent = 0
         wall = time.time()  # waitress stamps its channels with time.time()
-        for channel in channels_of(self.socket_map):
+        channels = channels_of(self.socket_map)
+        self._make_room(channels, wall)
+        for channel in channels:
             request = channel.request
             if channel.will_close:
                 continue
@@ -144,4 +154,33 @@ class RequestDeadline:
                 "a request",
                 late,
                 self.timeout,
+            )
+
+    def _make_room(self, channels: list[Any], wall: float) -> None:
+        """While more than CROWDED of the limit is open, close idle connections (nothing being
+        received or answered), the longest idle first, until ROOMY of it is."""
+        if len(channels) < self.limit * CROWDED:
+            return
+        oldest_first = sorted(
+            (
+                channel
+                for channel in channels
+                if not channel.will_close and wall - channel.last_activity >= IDLE_GRACE
+            ),
+            key=lambda channel: channel.last_activity,
+        )
+        excess = len(channels) - int(self.limit * ROOMY)
+        closing: list[Any] = []
+        for channel in oldest_first:
+            if len(closing) == excess:
+                break
+            if not is_busy(channel):  # nothing half-read, unread, running or unsent
+                channel.will_close = True  # closed by the loop's next turn, as waitress does
+                closing.append(channel)
+        if closing:
+            log.warning(
+                "Closed %d idle connection(s) to make room: %d of CONNECTION_LIMIT=%d were open",
+                len(closing),
+                len(channels),
+                self.limit,
             )

@@ -112,7 +112,7 @@ def drain(server: Any, grace: float, *, quiet: float = QUIET_SECONDS) -> None:
         if not channels and not listeners:
             break
         idle_since = {
-            channel: idle_since.get(channel, now) for channel in channels if not _busy(channel)
+            channel: idle_since.get(channel, now) for channel in channels if not is_busy(channel)
         }
         for channel, since in idle_since.items():
             if now - since >= quiet:
@@ -179,7 +179,7 @@ def _accept_backlog(listener: BaseWSGIServer) -> None:
 _PEEK = socket.MSG_PEEK | getattr(socket, "MSG_DONTWAIT", 0)
 
 
-def _busy(channel: HTTPChannel) -> bool:
+def is_busy(channel: HTTPChannel) -> bool:
     """A request running, queued, half-read or unread, or an answer not yet sent."""
     if channel.requests or channel.total_outbufs_len or channel.request is not None:
         return True

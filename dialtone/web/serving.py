@@ -25,7 +25,7 @@ from dialtone.errors import DialtoneError
 from dialtone.settings import Settings
 from dialtone.web import graceful
 from dialtone.web.accesslog import AccessLog, WSGIApp
-from dialtone.web.connections import RequestDeadline, ensure_file_limit, waitress_limits
+from dialtone.web.connections import ConnectionWatch, ensure_file_limit, waitress_limits
 
 log = logging.getLogger("dialtone.web.serving")
 
@@ -195,8 +195,8 @@ def serve_one(
                 ready()
 
         # SIGTERM (systemd stop) and Ctrl-C: finish the requests in flight, then return.
-        deadline = RequestDeadline(server, settings.request_timeout)
-        graceful.serve_until_signalled(server, tick=deadline, started=started)
+        watch = ConnectionWatch(server, settings.request_timeout, settings.connection_limit)
+        graceful.serve_until_signalled(server, tick=watch, started=started)
     finally:
         if close_app is not None:
             # Every request has been answered and its write committed.

@@ -54,7 +54,7 @@ def test_bytes_arriving_after_the_idle_check_are_answered(
     while not channels(server) and time.monotonic() < deadline:
         wasyncore.loop(timeout=0.05, map=server._map, count=1)
     [channel] = channels(server)
-    real_busy = graceful._busy
+    real_busy = graceful.is_busy
     sent: list[bool] = []
 
     def busy_then_late_bytes(checked: HTTPChannel) -> bool:
@@ -66,7 +66,7 @@ def test_bytes_arriving_after_the_idle_check_are_answered(
             assert select.select([checked.socket], [], [], WAIT)[0]
         return busy
 
-    monkeypatch.setattr(graceful, "_busy", busy_then_late_bytes)
+    monkeypatch.setattr(graceful, "is_busy", busy_then_late_bytes)
     with client:
         graceful.drain(server, grace=WAIT)
         reply = answer(client)

@@ -210,3 +210,38 @@ def test_a_connection_that_never_sends_is_closed_after_request_timeout(
     used.request("GET", "/healthz")
     assert used.getresponse().status == 200
     used.close()
+
+
+@pytest.mark.parametrize("used", [True, False], ids=["used-once-then-idle", "never-sending"])
+def test_idle_connections_make_room_near_connection_limit(
+    serve: Callable[..., tuple[ServerProcess, int]], used: bool
+) -> None:
+    """Otherwise a client that opens CONNECTION_LIMIT connections and leaves them idle holds
+    every slot for CHANNEL_TIMEOUT (or REQUEST_TIMEOUT, if it never sends)."""
+    limit = 40
+    server, port = serve(CONNECTION_LIMIT=str(limit), CHANNEL_TIMEOUT="600")
+    held = []
+    try:
+        for _ in range(limit):
+            client = http.client.HTTPConnection("127.0.0.1", port, timeout=WAIT)
+            if used:
+                client.request("GET", "/healthz")
+                client.getresponse().read()  # answered, then left open (keep-alive)
+            else:
+                client.connect()
+            held.append(client)
+        # Every slot is taken; the oldest idle ones are closed to make room within seconds.
+        assert healthz(port) == 200
+        server.wait_for("idle connection(s) to make room")
+        open_left = 0
+        for client in held:
+            assert client.sock is not None
+            client.sock.setblocking(False)
+            try:
+                open_left += client.sock.recv(1) != b""
+            except BlockingIOError:
+                open_left += 1
+        assert int(limit * connections.ROOMY) - 1 <= open_left < limit
+    finally:
+        for client in held:
+            client.close()
