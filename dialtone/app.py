@@ -7,6 +7,7 @@ they need by parameter name; `Services` is the one place those things are made.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -96,35 +97,42 @@ def create_app(
     own_store = store is None
     if store is None:
         store = open_store(settings)
-    recorder = Recorder(store, OptOutSpool.beside(settings.database_path))
-    # Bottle.close() closes plugins in the order installed: the thread first, then the record.
-    app.install(_CloseOnShutdown(recorder.close, name="dialtone_kept_opt_outs"))
-    if own_store:
-        app.install(_CloseOnShutdown(store.close))
-    # With PostgreSQL the limits count in the record, across instances; else in this process.
-    limiters = limiter_factory(store, in_memory)
-    handle = TwilioHandle(settings, twilio)
-    services = Services(
-        settings=settings,
-        record=recorder,
-        store=store,
-        twilio=handle,
-        rules_file=rules,
-        outbox=Outbox(settings, handle, recorder),
-        link_limiter=limiters("voice-link-texts", settings.link_texts_per_hour, 3600.0),
-        link_total_limiter=limiters(
-            "voice-link-texts-total", settings.link_texts_total_per_hour, 3600.0
-        ),
-        agent_pin_failures=limiters("agent-pin-failures", AGENT_PIN_FAILURES_PER_HOUR, 3600.0),
-    )
-    checker = SignatureChecker(
-        settings.auth_token, public_url=settings.public_url, validate=settings.validate_signatures
-    )
-    app.add_hook("before_request", _path_is_utf8)
-    app.add_hook("before_request", _body_limit(settings.max_body_bytes))
-    app.default_error_handler = _plain_error_for({s.path for s in specs if s.kind == "api"})
-    health.install(app, recorder)
-    mount(app, specs, Injector(services.providers()), checker, ApiGuard(settings, limiters))
+    with contextlib.ExitStack() as undo:  # if a later step fails, close what was opened
+        if own_store:
+            undo.callback(store.close)
+        recorder = Recorder(store, OptOutSpool.beside(settings.database_path))
+        undo.callback(recorder.close)
+        # Bottle.close() closes plugins in the order installed: the thread first, then the record.
+        app.install(_CloseOnShutdown(recorder.close, name="dialtone_kept_opt_outs"))
+        if own_store:
+            app.install(_CloseOnShutdown(store.close))
+        # With PostgreSQL the limits count in the record, across instances; else in this process.
+        limiters = limiter_factory(store, in_memory)
+        handle = TwilioHandle(settings, twilio)
+        services = Services(
+            settings=settings,
+            record=recorder,
+            store=store,
+            twilio=handle,
+            rules_file=rules,
+            outbox=Outbox(settings, handle, recorder),
+            link_limiter=limiters("voice-link-texts", settings.link_texts_per_hour, 3600.0),
+            link_total_limiter=limiters(
+                "voice-link-texts-total", settings.link_texts_total_per_hour, 3600.0
+            ),
+            agent_pin_failures=limiters("agent-pin-failures", AGENT_PIN_FAILURES_PER_HOUR, 3600.0),
+        )
+        checker = SignatureChecker(
+            settings.auth_token,
+            public_url=settings.public_url,
+            validate=settings.validate_signatures,
+        )
+        app.add_hook("before_request", _path_is_utf8)
+        app.add_hook("before_request", _body_limit(settings.max_body_bytes))
+        app.default_error_handler = _plain_error_for({s.path for s in specs if s.kind == "api"})
+        health.install(app, recorder)
+        mount(app, specs, Injector(services.providers()), checker, ApiGuard(settings, limiters))
+        undo.pop_all()  # opened for good: close_app(app) closes them, through the plugins
     return app
 
 

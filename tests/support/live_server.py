@@ -11,6 +11,9 @@ from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+from bottle import Bottle
+
+from dialtone.app import close_app
 from dialtone.settings import Settings
 from dialtone.web.serving import make_server
 
@@ -26,7 +29,8 @@ def free_socket() -> socket.socket:
 
 @contextmanager
 def serve_app(app: Any, settings: Settings, sock: socket.socket | None = None) -> Iterator[str]:
-    """Serve a WSGI app on real waitress (as `make serve` does); yields its base URL.
+    """Serve a WSGI app on real waitress (as `make serve` does); yields its base URL, and
+    closes a Bottle app afterwards (close_app).
 
     Pass a `free_socket()` to know the URL before the app is built (for its PUBLIC_URL)."""
     sock = sock or free_socket()
@@ -42,6 +46,8 @@ def serve_app(app: Any, settings: Settings, sock: socket.socket | None = None) -
         server.trigger.pull_trigger(lambda: [ch.close() for ch in list(server._map.values())])
         thread.join(timeout=5)
         server.task_dispatcher.shutdown(timeout=5)
+        if isinstance(app, Bottle):
+            close_app(app)  # what create_app opened (a store given to it stays open)
 
 
 @contextmanager

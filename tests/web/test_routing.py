@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import threading
 import xml.etree.ElementTree as ET
 from collections.abc import Callable
 from pathlib import Path
@@ -10,9 +11,13 @@ from pathlib import Path
 import pytest
 import webtest
 
+from dialtone import app as app_module
 from dialtone import webhook
 from dialtone.app import create_app
 from dialtone.errors import DialtoneError
+from dialtone.record.base import RecordStore
+from dialtone.record.errors import StoreUnavailable
+from dialtone.record.store import open_store
 from dialtone.settings import Settings
 from dialtone.web.routing import RouteError, load_routes, route_files, routes_of
 from tests.conftest import API_TOKEN, signed_post
@@ -128,6 +133,29 @@ def test_asking_for_something_unknown_is_refused_at_start_up(
     assert "'db'" in message
     assert "settings" in message  # what it could ask for
     assert "docs/routes.md" in message
+
+
+def test_an_app_that_cannot_be_made_closes_the_record_it_opened(
+    routes: Path, settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A route found wanting only when mounted, after the record and its thread were opened.
+    (routes / "wants_db.py").write_text(
+        "from dialtone import webhook\n\n@webhook('/db')\ndef needs_db(form, db):\n    return None\n"
+    )
+    opened: list[RecordStore] = []
+
+    def open_and_keep(given: Settings) -> RecordStore:
+        opened.append(open_store(given))
+        return opened[-1]
+
+    monkeypatch.setattr(app_module, "open_store", open_and_keep)
+    threads = set(threading.enumerate())
+    with pytest.raises(RouteError):
+        create_app(settings)
+    (store,) = opened
+    with pytest.raises(StoreUnavailable, match="closed"):
+        store.message("SM" + "0" * 32)
+    assert set(threading.enumerate()) <= threads  # the kept opt-outs' thread stopped too
 
 
 def test_a_misspelt_parameter_is_offered_the_close_name(routes: Path, settings: Settings) -> None:
