@@ -13,8 +13,9 @@
 from __future__ import annotations
 
 import logging
+import re
 from functools import lru_cache
-from typing import NoReturn
+from typing import Any, NoReturn
 from urllib.parse import unquote, urlparse
 
 from bottle import FormsDict, HTTPError, request
@@ -121,6 +122,19 @@ def request_url(public_url: str | None) -> str:
     return f"{scheme}://{host}{environ.get('SCRIPT_NAME', '')}{suffix}"
 
 
+# A Host header as a URL may hold it: a name or an IPv4 address, or an IPv6 literal, then a
+# port. Anything else (a "/", a "?", a space) would move text between the host and the path of
+# the URL the signature is checked against.
+_HOST_RE = re.compile(r"(?:[A-Za-z0-9._~-]+|\[[0-9A-Fa-f:.]+\])(?::[0-9]{1,5})?")
+
+
+def host_is_well_formed(environ: dict[str, Any]) -> bool:
+    """True when the request's Host (as waitress derived it) is a host and a port, nothing
+    more; there is always one when request_url() does not use it (SERVER_NAME)."""
+    host = environ.get("HTTP_HOST")
+    return host is None or _HOST_RE.fullmatch(host) is not None
+
+
 WEBHOOK_KEY = "dialtone.webhook"  # environ: {"route", "verdict", "url"} for the dev inspector
 
 
@@ -149,12 +163,14 @@ class SignatureChecker:
         # Twilio names the algorithm (HMAC-SHA1 unless it says otherwise) in a header.
         algorithm = get_signature_algorithm(request.headers.get(SIGNATURE_SETTINGS_HEADER))
         try:
+            if not self.public_url and not host_is_well_formed(request.environ):
+                raise ValueError("the Host header is not a host")
             if signature and signature_matches(self.validator, url, form, signature, algorithm):
                 request.environ[WEBHOOK_KEY] = {"route": route, "verdict": "valid", "url": url}
                 return
             verdict, reason = "mismatch", "signature does not match"
         except ValueError:
-            # The validator parses the URL; a Host header such as "x:abc" makes that fail.
+            # A Host header such as "x/y?", or "x:abc" (the validator parses the URL).
             verdict, reason = "bad-host", "the request's host is not a valid URL host"
         self._refuse(route, verdict, reason, url)
 

@@ -7,6 +7,7 @@ from collections.abc import Callable
 
 import pytest
 import webtest
+from twilio.request_validator import RequestValidator
 from twilio.twiml.voice_response import VoiceResponse
 
 from dialtone.app import create_app
@@ -20,10 +21,30 @@ from tests.conftest import API_TOKEN
 AUTH = {"Authorization": f"Bearer {API_TOKEN}"}
 
 
-@pytest.mark.parametrize("host", ["x:abc", "x:99999", "[::1"])
+@pytest.mark.parametrize("host", ["x:abc", "x:99999", "[::1", "x y", "x@y"])
 def test_a_bad_host_header_is_403_not_500(settings: Settings, host: str) -> None:
     app = webtest.TestApp(create_app(settings.with_overrides(public_url=None)))
     app.post("/status", {"A": "1"}, headers={"Host": host, "X-Twilio-Signature": "x"}, status=403)
+
+
+@pytest.mark.parametrize("host", ["bot.example.com/status?", "bot.example.com?x=", "b#c"])
+def test_a_host_header_holding_a_path_is_refused_even_signed_for_it(
+    settings: Settings, host: str
+) -> None:
+    """Without PUBLIC_URL the signed URL is built from Host: a Host that carries a path or
+    a query would let text move between the host and the path the signature covers."""
+    settings = settings.with_overrides(public_url=None)
+    app = webtest.TestApp(create_app(settings))
+    form = {"CallSid": "CA" + "1" * 32, "CallStatus": "completed"}
+    url = f"http://{host}/status"
+    signature = RequestValidator(settings.auth_token).compute_signature(url, form)
+    headers = {"Host": host, SIGNATURE: signature}
+    app.post("/status", form, headers=headers, status=403)
+    good = "bot.example.com:8080"
+    signature = RequestValidator(settings.auth_token).compute_signature(
+        f"http://{good}/status", form
+    )
+    app.post("/status", form, headers={"Host": good, SIGNATURE: signature}, status=204)
 
 
 @pytest.mark.parametrize(
