@@ -20,7 +20,7 @@ from dialtone.devloop.app_process import BROKEN_HEADER
 from dialtone.devloop.console import Banner, dev_console, print_banner
 from dialtone.devloop.session import DevSession, open_session
 from dialtone.settings import Settings
-from dialtone.web.serving import port_in_use
+from dialtone.web.serving import cannot_listen, port_in_use
 
 
 @dataclass(frozen=True)
@@ -46,8 +46,8 @@ def ensure_port_free(settings: Settings) -> None:
             probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             probe.bind((settings.host, settings.port))
-        except OSError:
-            raise port_in_use(settings) from None
+        except OSError as exc:  # socket.gaierror for a name that does not resolve
+            raise cannot_listen(settings, exc) or port_in_use(settings) from None
 
 
 def announce_when_ready(console: Console, banner: Banner, host: str, port: int, t0: float) -> None:

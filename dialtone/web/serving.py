@@ -40,6 +40,10 @@ class PortInUse(DialtoneError):
     """HOST:PORT is already taken by another process."""
 
 
+class CannotListen(DialtoneError):
+    """HOST:PORT cannot be listened on: not an address of this machine, a privileged port."""
+
+
 class NoReusePort(DialtoneError):
     """Sharing a port between instances needs what this system lacks (SO_REUSEPORT, fork)."""
 
@@ -50,6 +54,29 @@ def port_in_use(settings: Settings) -> PortInUse:
         f"Port {settings.port} on {settings.host} is already in use, probably by another "
         f"Dialtone or dev server. Stop it, or pick another port: PORT=5050 make ..."
     )
+
+
+def cannot_listen(settings: Settings, exc: Exception) -> DialtoneError | None:
+    """The one-paragraph error for a bind that failed by a setting's fault, else None."""
+    where = f"{settings.host}:{settings.port}"
+    if isinstance(exc, OSError) and exc.errno == errno.EADDRINUSE:
+        return port_in_use(settings)
+    if isinstance(exc, OSError) and exc.errno == errno.EACCES:
+        return CannotListen(
+            f"Listening on {where} is not allowed: ports below 1024 need root. Use a higher "
+            "PORT (5000) behind a proxy that listens on 80 and 443 (see docs/deployment.md)."
+        )
+    if isinstance(exc, OSError) and exc.errno == errno.EADDRNOTAVAIL:
+        return CannotListen(
+            f"HOST={settings.host} is not an address of this machine, so nothing can listen on "
+            "it. Use 127.0.0.1 (this machine only) or 0.0.0.0 (every interface)."
+        )
+    if isinstance(exc, socket.gaierror | ValueError):  # waitress: "Invalid host/port specified."
+        return CannotListen(
+            f"HOST={settings.host} is not a name or address this machine can resolve. Use "
+            "127.0.0.1 (this machine only) or 0.0.0.0 (every interface)."
+        )
+    return None
 
 
 def waitress_options(settings: Settings) -> dict[str, Any]:
@@ -92,9 +119,9 @@ def make_server(
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", "send_bytes", DeprecationWarning)
             return create_server(AccessLog(app), **options)
-    except OSError as exc:
-        if exc.errno == errno.EADDRINUSE:
-            raise port_in_use(settings) from None
+    except (OSError, ValueError) as exc:
+        if (error := cannot_listen(settings, exc)) is not None:
+            raise error from None
         raise
 
 
@@ -135,9 +162,12 @@ def require_instances(settings: Settings) -> None:
 
 def bind_socket(settings: Settings, *, reuse_port: bool) -> socket.socket:
     """A listening TCP socket on HOST:PORT; with `reuse_port`, shareable with other instances."""
-    family, kind, proto, _, address = socket.getaddrinfo(
-        settings.host, settings.port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
-    )[0]
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(
+            settings.host, settings.port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+        )[0]
+    except socket.gaierror as exc:
+        raise cannot_listen(settings, exc) or exc from None
     sock = socket.socket(family, kind, proto)
     try:
         if os.name == "posix":  # on Windows SO_REUSEADDR would let another program steal it
@@ -148,8 +178,8 @@ def bind_socket(settings: Settings, *, reuse_port: bool) -> socket.socket:
         sock.listen(BACKLOG)
     except OSError as exc:
         sock.close()
-        if exc.errno == errno.EADDRINUSE:
-            raise port_in_use(settings) from None
+        if (error := cannot_listen(settings, exc)) is not None:
+            raise error from None
         raise
     return sock
 

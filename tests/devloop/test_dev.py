@@ -332,6 +332,15 @@ def test_each_failure_is_one_paragraph_and_changes_nothing(
     assert number_webhooks(sandbox) == number_fields
 
 
+def test_a_host_of_another_machine_is_not_called_a_port_in_use(
+    dev_env: dict[str, str], workdir: Path, sandbox: SandboxServer, number_fields: dict[str, str]
+) -> None:
+    process = _fails({**dev_env, "HOST": "192.0.2.1"}, workdir)  # TEST-NET-1: nobody's
+    assert "HOST=192.0.2.1 is not an address of this machine" in process.output
+    assert "already in use" not in process.output
+    assert number_webhooks(sandbox) == number_fields
+
+
 def test_port_taken(
     dev_env: dict[str, str], workdir: Path, sandbox: SandboxServer, number_fields: dict[str, str]
 ) -> None:

@@ -3,6 +3,7 @@ spread connections evenly, stop gracefully, and never outlive the process that s
 
 from __future__ import annotations
 
+import errno
 import http.client
 import os
 import select
@@ -21,7 +22,7 @@ import pytest
 
 from dialtone.settings import Settings
 from dialtone.web import serving
-from dialtone.web.serving import NoReusePort
+from dialtone.web.serving import NoReusePort, cannot_listen
 from tests.conftest import AUTH_TOKEN
 from tests.support.server_process import WAIT, ServerProcess, free_port
 from tests.support.twilio_signing import sign
@@ -348,3 +349,28 @@ def test_two_units_with_reuse_port_share_the_port_and_restart_one_by_one(tmp_pat
         if first.proc.poll() is None:
             first.proc.kill()
         first.finish()
+
+
+@pytest.mark.parametrize("workers", ["1", "2"])
+@pytest.mark.parametrize(
+    ("host", "words"),
+    [
+        ("192.0.2.1", "is not an address of this machine"),  # TEST-NET-1: nobody's
+        ("no.such.host.invalid", "is not a name or address this machine can resolve"),
+    ],
+)
+def test_a_host_nothing_can_listen_on_is_one_paragraph(
+    tmp_path: Path, host: str, words: str, workers: str
+) -> None:
+    env = {"HOST": host, "PORT": str(free_port()), "WORKERS": workers, "API_TOKEN": ""}
+    server = ServerProcess(["server.py"], tmp_path, env={**env, "TWILIO_AUTH_TOKEN": AUTH_TOKEN})
+    assert server.finish() == 2
+    assert f"HOST={host} {words}" in server.output
+    assert "Traceback" not in server.output
+
+
+def test_a_privileged_port_is_one_paragraph() -> None:
+    error = cannot_listen(Settings(port=80), PermissionError(errno.EACCES, "Permission denied"))
+    assert error is not None
+    assert "ports below 1024 need root" in str(error)
+    assert cannot_listen(Settings(), OSError(errno.EIO, "I/O error")) is None  # not a setting's
