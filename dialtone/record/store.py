@@ -96,8 +96,10 @@ def open_store(settings: Settings) -> RecordStore:
     if failure is not None:
         store.close()
         raise failure
-    kind = "" if store.shared else "SQLite file "
-    log.info("The record: %s%s, at schema version %d.", kind, store.where, store.schema_version)
+    # The SQLite file's full path: instances sharing a port from different directories would
+    # otherwise each say "var/dialtone.db" and keep different records.
+    where = store.where if store.shared else f"SQLite file {settings.database_path.resolve()}"
+    log.info("The record: %s, at schema version %d.", where, store.schema_version)
     return store
 
 

@@ -723,3 +723,13 @@ def test_read_only_opening_never_creates_or_writes(db_path: Path) -> None:
             reader.set_opt_out(CALLER, True)
     with pytest.raises(SchemaMismatch, match="migrate"):
         Store(db_path, readonly=True, migrations=(*MIGRATIONS, "CREATE TABLE later (x)"))
+
+
+def test_the_start_up_line_names_the_sqlite_file_by_its_full_path(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Two instances sharing a port from different directories must not both say var/dialtone.db.
+    monkeypatch.chdir(tmp_path)
+    with caplog.at_level("INFO", logger="dialtone.record.store"):
+        open_store(Settings(database_path=Path("var/dialtone.db"))).close()
+    assert f"The record: SQLite file {tmp_path / 'var' / 'dialtone.db'}," in caplog.text
