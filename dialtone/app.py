@@ -94,18 +94,12 @@ def create_app(
     specs = load_routes(settings.routes_dir) if routes is None else routes
     rules = RulesFile(settings.rules_file)
     app = Bottle()
-    own_store = store is None
-    if store is None:
-        store = open_store(settings)
-    with contextlib.ExitStack() as undo:  # if a later step fails, close what was opened
-        if own_store:
-            undo.callback(store.close)
+    with contextlib.ExitStack() as opened:  # closed again (last first) if a later step fails
+        if store is None:
+            store = open_store(settings)
+            opened.callback(store.close)
         recorder = Recorder(store, OptOutSpool.beside(settings.database_path))
-        undo.callback(recorder.close)
-        # Bottle.close() closes plugins in the order installed: the thread first, then the record.
-        app.install(_CloseOnShutdown(recorder.close, name="dialtone_kept_opt_outs"))
-        if own_store:
-            app.install(_CloseOnShutdown(store.close))
+        opened.callback(recorder.close)
         # With PostgreSQL the limits count in the record, across instances; else in this process.
         limiters = limiter_factory(store, in_memory)
         handle = TwilioHandle(settings, twilio)
@@ -132,7 +126,8 @@ def create_app(
         app.default_error_handler = _plain_error_for({s.path for s in specs if s.kind == "api"})
         health.install(app, recorder)
         mount(app, specs, Injector(services.providers()), checker, ApiGuard(settings, limiters))
-        undo.pop_all()  # opened for good: close_app(app) closes them, through the plugins
+        # Opened for good: close_app(app) closes them, the opt-out thread first, then the record.
+        app.install(_CloseOnShutdown(opened.pop_all().close))
     return app
 
 
@@ -142,12 +137,13 @@ def close_app(app: Bottle) -> None:
 
 
 class _CloseOnShutdown:
-    """A Bottle plugin that changes no route; Bottle.close() calls `close` (the record's)."""
+    """A Bottle plugin that changes no route; Bottle.close() calls `close` (what create_app
+    opened: the opt-out thread, and the record unless it was given one)."""
 
     api = 2
+    name = "dialtone_record"
 
-    def __init__(self, close: Callable[[], None], *, name: str = "dialtone_record") -> None:
-        self.name = name
+    def __init__(self, close: Callable[[], None]) -> None:
         self._close = close
 
     def apply(self, callback: Callable[..., object], route: object) -> Callable[..., object]:

@@ -4,7 +4,7 @@ traceback, and a closed terminal stops it.
 Ctrl-C goes to every process of the terminal's process group, the app child included. A child
 still importing its modules (the first few tenths of a second after a start or a reload) would
 die of it with a KeyboardInterrupt traceback, and a serving one would get it and hupper's SIGTERM
-at once. So on POSIX the child starts with SIGINT ignored, and the reloader turns Ctrl-C into
+at once. So on POSIX the child starts with SIGINT blocked, and the reloader turns Ctrl-C into
 one SIGTERM to it: the app process stops on that (dialtone.devloop.app_process), and a child
 not serving yet ends quietly. Windows has no inherited signal dispositions; there the console's
 Ctrl-C reaches the child, which stops on it, as hupper intends.
@@ -32,21 +32,21 @@ INHERITS_SIGNALS = hasattr(signal, "pthread_sigmask")
 
 
 class _AppWorker(Worker):
-    """A hupper worker whose process starts with SIGINT ignored (POSIX)."""
+    """A hupper worker whose process starts with SIGINT blocked (POSIX)."""
 
     def start(self, on_packet: Any = None) -> None:
         if not INHERITS_SIGNALS:
             super().start(on_packet)
             return
-        # Blocked, not only ignored, meanwhile: a Ctrl-C during the spawn waits for the
-        # parent's handler instead of being lost. The child inherits both; it never needs
-        # SIGINT.
+        # Blocked in this thread only, while it spawns: the child inherits the mask (and never
+        # unblocks it: SIGINT stays pending there, undelivered). The parent's disposition is
+        # left alone, so a Ctrl-C meanwhile reaches its handler through another thread, or
+        # once unblocked. (Setting SIG_IGN here instead lost that Ctrl-C: another thread took
+        # it and ignored it.)
         signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
-        handler = signal.signal(signal.SIGINT, signal.SIG_IGN)
         try:
             super().start(on_packet)
         finally:
-            signal.signal(signal.SIGINT, handler)
             signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
 
 
@@ -58,6 +58,8 @@ class _DevReloader(Reloader):
     }
 
     def _run_worker(self) -> Any:
+        # hupper's own Reloader._run_worker, with _AppWorker for its Worker (hupper is pinned;
+        # a version without these names fails at import, and the Ctrl-C test fails without it).
         worker = _AppWorker(self.worker_path, args=self.worker_args, kwargs=self.worker_kwargs)
         return _run_worker(self, worker)
 

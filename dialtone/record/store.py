@@ -96,10 +96,8 @@ def open_store(settings: Settings) -> RecordStore:
     if failure is not None:
         store.close()
         raise failure
-    # The SQLite file's full path: instances sharing a port from different directories would
-    # otherwise each say "var/dialtone.db" and keep different records.
-    where = store.where if store.shared else f"SQLite file {settings.database_path.resolve()}"
-    log.info("The record: %s, at schema version %d.", where, store.schema_version)
+    kind = "" if store.shared else "SQLite file "
+    log.info("The record: %s%s, at schema version %d.", kind, store.where, store.schema_version)
     return store
 
 
@@ -118,7 +116,9 @@ class Store(RecordStore):
         """Open `path` (":memory:" for a throwaway record); `readonly` neither creates nor migrates."""
         super().__init__(clock)
         self.path: Path | str = ":memory:" if str(path) == ":memory:" else Path(path)
-        self.where = str(self.path)
+        # The full path: instances sharing a port from different directories would otherwise
+        # each say "var/dialtone.db" at start (and `make history`) while keeping different records.
+        self.where = str(self.path if isinstance(self.path, str) else self.path.resolve())
         self.readonly = readonly
         self.lock_timeout = lock_timeout
         self._lock = threading.Lock()

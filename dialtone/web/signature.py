@@ -130,9 +130,12 @@ _HOST_RE = re.compile(r"(?:[A-Za-z0-9._~-]+|\[[0-9A-Fa-f:.]+\])(?::[0-9]{1,5})?"
 
 def host_is_well_formed(environ: dict[str, Any]) -> bool:
     """True when the request's Host (as waitress derived it) is a host and a port, nothing
-    more; there is always one when request_url() does not use it (SERVER_NAME)."""
+    more, or when there is none (request_url() then uses SERVER_NAME and SERVER_PORT)."""
     host = environ.get("HTTP_HOST")
     return host is None or _HOST_RE.fullmatch(host) is not None
+
+
+BAD_HOST = "the request's host is not a valid URL host"
 
 
 WEBHOOK_KEY = "dialtone.webhook"  # environ: {"route", "verdict", "url"} for the dev inspector
@@ -162,16 +165,16 @@ class SignatureChecker:
         signature = request.headers.get(SIGNATURE_HEADER, "")
         # Twilio names the algorithm (HMAC-SHA1 unless it says otherwise) in a header.
         algorithm = get_signature_algorithm(request.headers.get(SIGNATURE_SETTINGS_HEADER))
+        if not self.public_url and not host_is_well_formed(request.environ):
+            self._refuse(route, "bad-host", BAD_HOST, url)  # a Host such as "x/y?"
         try:
-            if not self.public_url and not host_is_well_formed(request.environ):
-                raise ValueError("the Host header is not a host")
             if signature and signature_matches(self.validator, url, form, signature, algorithm):
                 request.environ[WEBHOOK_KEY] = {"route": route, "verdict": "valid", "url": url}
                 return
             verdict, reason = "mismatch", "signature does not match"
         except ValueError:
-            # A Host header such as "x/y?", or "x:abc" (the validator parses the URL).
-            verdict, reason = "bad-host", "the request's host is not a valid URL host"
+            # The validator parses the URL; a Host header such as "x:abc" makes that fail.
+            verdict, reason = "bad-host", BAD_HOST
         self._refuse(route, verdict, reason, url)
 
     def _url(self) -> str:

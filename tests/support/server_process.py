@@ -22,6 +22,11 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def child_pids(pid: int) -> list[int]:
+    """The pids of the processes that `pid`'s main thread started, from Linux's /proc."""
+    return [int(word) for word in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+
+
 class ServerProcess:
     """A server started as a real process; its stderr collected line by line."""
 
@@ -71,9 +76,7 @@ class ServerProcess:
 
     def instances(self) -> set[int]:
         """The pids of the server's instances (its child processes), from /proc."""
-        pid = self.proc.pid
-        text = Path(f"/proc/{pid}/task/{pid}/children").read_text()
-        return {int(word) for word in text.split()}
+        return set(child_pids(self.proc.pid))
 
     def stop(self) -> int:
         """SIGTERM, and the exit code."""
