@@ -101,7 +101,7 @@ def create_app(
         recorder = Recorder(store, OptOutSpool.beside(settings.database_path))
         opened.callback(recorder.close)
         # With PostgreSQL the limits count in the record, across instances; else in this process.
-        limiters = limiter_factory(store, in_memory)
+        limiters = limiter_factory(store, in_memory, recorder.breaker)
         handle = TwilioHandle(settings, twilio)
         services = Services(
             settings=settings,

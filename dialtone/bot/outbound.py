@@ -11,6 +11,7 @@ with 409 before anything reaches Twilio.
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -24,7 +25,8 @@ from dialtone.bot.destinations import check_destination
 from dialtone.bot.texting import place_call, send_text
 from dialtone.facts import MAX_BODY_CHARS, MAX_MEDIA, MAX_TWIML_CHARS, clean, twilio_length
 from dialtone.record.errors import StoreError
-from dialtone.record.recorder import Recorder
+from dialtone.record.recorder import Recorder, Settling
+from dialtone.record.spool import KeptNotApplied
 from dialtone.settings import Settings
 from dialtone.twilio_api import MissingCredentials, TwilioHandle, twilio_error
 from dialtone.web.jsonapi import fail, json_error
@@ -150,6 +152,25 @@ class Outbox:
         closed: an opt-out can be neither checked nor kept, and the send costs money)."""
         try:
             return self.recorder.opted_out_before_sending(number)
+        except Settling as exc:
+            error = json_error(
+                503,
+                "The record was unavailable a moment ago, and an opt-out kept meanwhile by "
+                "another instance may not be applied yet: nothing was sent. Try again in "
+                f"{math.ceil(exc.retry_after)} s.",
+            )
+            error.set_header("Retry-After", str(math.ceil(exc.retry_after)))
+            raise error from None
+        except KeptNotApplied as exc:
+            fail(
+                503,
+                f"The record {exc.reason}, and one may be this number's: nothing was sent. "
+                + (
+                    "An operator must mend or move the file the server's log names."
+                    if exc.stuck
+                    else "Try again in a few seconds."
+                ),
+            )
         except StoreError as exc:
             reason = getattr(exc, "reason", "unavailable")
             fail(

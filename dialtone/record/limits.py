@@ -10,7 +10,8 @@ A hit is one short transaction: an advisory lock on the (scope, key) pair so two
 counting the same key take turns, the key's expired hits deleted, the rest counted, and this
 hit added when it is allowed. Times come from the database's clock, so instances agree.
 When the database cannot be reached, the limiter counts in this process's memory meanwhile
-(logged once) rather than letting everything through or refusing everything.
+(logged once) rather than letting everything through or refusing everything; while the
+record's breaker is open it does so without trying the database.
 """
 
 from __future__ import annotations
@@ -22,7 +23,8 @@ from typing import Any, Protocol
 
 from dialtone.record import forms
 from dialtone.record.base import RecordStore
-from dialtone.record.errors import StoreError
+from dialtone.record.breaker import Breaker
+from dialtone.record.errors import StoreError, StoreUnavailable
 
 log = logging.getLogger("dialtone.record.limits")
 
@@ -64,14 +66,17 @@ class Limiter(Protocol):
 LimiterFactory = Callable[[str, int, float], Limiter]
 
 
-def limiter_factory(store: RecordStore | None, in_memory: LimiterFactory) -> LimiterFactory:
+def limiter_factory(
+    store: RecordStore | None, in_memory: LimiterFactory, breaker: Breaker | None = None
+) -> LimiterFactory:
     """Limiters counted in the record when `store` can share them (PostgreSQL), each with an
-    `in_memory` one for when the database is away; else `in_memory` ones alone."""
+    `in_memory` one for when the database is away (`breaker` open, or a failure); else
+    `in_memory` ones alone."""
 
     def make(scope: str, limit: int, window: float = 60.0) -> Limiter:
         fallback = in_memory(scope, limit, window)
         if store is not None and store.shared:
-            return SharedLimiter(store, scope, limit, window, fallback=fallback)
+            return SharedLimiter(store, scope, limit, window, fallback=fallback, breaker=breaker)
         return fallback
 
     return make
@@ -88,8 +93,10 @@ class SharedLimiter:
         window: float,
         *,
         fallback: Limiter,
+        breaker: Breaker | None = None,
     ) -> None:
         self.store = store
+        self.breaker = breaker
         self.scope = scope
         self.limit = limit
         self.window = window
@@ -102,7 +109,7 @@ class SharedLimiter:
         """Count a hit; None if allowed, else the seconds to wait before the next one is."""
         try:
             key = forms.text(key)
-            wait: float | None = self.store.transaction(lambda q: self._hit(q.conn, key))
+            wait: float | None = self._in_record(lambda q: self._hit(q.conn, key))
         except StoreError as exc:
             if not self._degraded:
                 log.warning("Counting %s in this process until the record is back: %s",
@@ -118,9 +125,20 @@ class SharedLimiter:
         """Without counting: None if a hit for `key` would be allowed now, else the seconds left."""
         try:
             key = forms.text(key)
-            return self.store.transaction(lambda q: self._locked(q.conn, key))
+            return self._in_record(lambda q: self._locked(q.conn, key))
         except StoreError:
             return self.fallback.locked(key)
+
+    def _in_record(self, count: Callable[[Any], float | None]) -> float | None:
+        """`count` in one transaction; StoreUnavailable at once while the breaker is open."""
+        if self.breaker is not None and (failure := self.breaker.failure()) is not None:
+            raise failure
+        try:
+            return self.store.transaction(count)
+        except StoreUnavailable as exc:
+            if self.breaker is not None:
+                self.breaker.trip(exc)
+            raise
 
     def _locked(self, conn: Any, key: str) -> float | None:
         params: dict[str, Any] = {"scope": self.scope, "key": key, "window": self.window}

@@ -1,10 +1,11 @@
-"""The record as the routes use it: every write is attempted, none can stop an answer.
+"""The record as the routes use it: no write can stop an answer, or hold it back for long.
 
 A webhook must be answered within Twilio's budget whatever the disk does, so `Recorder` wraps
 the `Store` and turns its failures into one ERROR log line naming what was lost (the kind and
 the SID) instead of an exception: the route answers its TwiML anyway. Twilio does not retry a
 webhook that was answered, so what failed to record is lost from the record (it is still in
-Twilio's own logs, and in this process's log line).
+Twilio's own logs, and in this process's log line). After one failure the Breaker stops the
+writes being tried until a probe passes, so that an outage costs each webhook no wait.
 
 A webhook without the SID or status the record needs (BadRecord) is logged as a warning and
 answered too: the reply matters more than the record, and a signed request came from Twilio.
@@ -26,7 +27,8 @@ from typing import TypeVar
 from bottle import request
 
 from dialtone.record.base import IDEMPOTENCY_HEADER, Received, RecordStore
-from dialtone.record.errors import BadRecord, StoreError, StoreUnavailable
+from dialtone.record.breaker import Breaker
+from dialtone.record.errors import BadRecord, StoreUnavailable
 from dialtone.record.rows import Outcome
 from dialtone.record.spool import KeptOptOuts, OptOutChange, OptOutSpool
 from dialtone.untrusted import printable
@@ -50,24 +52,38 @@ class Recorder:
         self.store = store
         self.kept = KeptOptOuts(spool, self._apply_kept)
         self.kept.start()
-        self._failing = False  # the last health check failed: log changes, not every check
+        self.breaker = Breaker(store.health, on_close=self._back)
         self._healthy_until = 0.0  # time.monotonic() until which the last success stands
 
     def _attempt(self, what: str, sid: str, write: Callable[[], T]) -> T | None:
-        try:
-            result = write()
-            self.kept.apply()
-            return result
-        except BadRecord as exc:
-            log.warning("not recording %s: %s", what, exc)
-        except StoreError as exc:
-            self._healthy_until = 0.0
-            # One loud line per lost record, with the SID to find it in Twilio's logs.
-            log.error("NOT RECORDED: %s %s (answering anyway): %s", what, sid or "?", exc)
+        failure = self.breaker.failure()
+        if failure is None:
+            try:
+                result = write()
+                self.kept.apply()
+                return result
+            except BadRecord as exc:
+                log.warning("not recording %s: %s", what, exc)
+                return None
+            except StoreUnavailable as exc:
+                self._failed(exc)
+                failure = exc
+        # One loud line per lost record, with the SID to find it in Twilio's logs.
+        log.error("NOT RECORDED: %s %s (answering anyway): %s", what, sid or "?", failure)
         return None
 
+    def _failed(self, failure: StoreUnavailable) -> None:
+        self._healthy_until = 0.0
+        self.breaker.trip(failure)
+
+    def _back(self) -> None:
+        """The breaker's probe passed: that stands as a health check, and what was kept goes."""
+        self._healthy_until = time.monotonic() + HEALTHY_FOR
+        self.kept.apply()
+
     def close(self) -> None:
-        """Stop applying kept opt-out changes from the thread (they stay kept)."""
+        """Stop probing the record and applying kept opt-out changes (they stay kept)."""
+        self.breaker.close()
         self.kept.close()
 
     def _apply_kept(self, change: OptOutChange) -> bool:
@@ -190,44 +206,71 @@ class Recorder:
         unless `quiet`).
 
         Failing open is safe here: Twilio keeps its own opt-out list on long codes and refuses
-        (21610) a message to a number that texted STOP.
+        (21610) a message to a number that texted STOP. While the breaker is open it is read
+        from SQLite still (a local file reads at once even when it cannot be written, as on a
+        full disk), but not from PostgreSQL, where each read would wait for the server.
         """
         if not number:
             return False
         try:
+            if (failure := self.breaker.failure()) is not None and self.store.shared:
+                raise failure
             return self.store.is_opted_out(number)
-        except StoreError as exc:
+        except StoreUnavailable as exc:
+            if exc is not self.breaker.failure():
+                self._failed(exc)
             if not quiet:
                 shown = printable(number, 40)
                 log.warning("Cannot read whether %s opted out (taken as not): %s", shown, exc)
             return False
 
     def health(self) -> StoreUnavailable | None:
-        """None when the record takes writes now; else the failure (for GET /healthz)."""
+        """None when the record takes writes now; else the failure (for GET /healthz). While
+        the breaker is open, its failure at once: its probe finds out when the record is back."""
+        if (failure := self.breaker.failure()) is not None:
+            return failure
         if time.monotonic() < self._healthy_until:
             return None
         failure = self.store.health()
-        if failure is not None and not self._failing:
-            log.error("The record cannot be written: %s", failure)
-        elif failure is None and self._failing:
-            log.warning("The record takes writes again.")
-        self._failing = failure is not None
-        if failure is None:
-            self._healthy_until = time.monotonic() + HEALTHY_FOR
-            self.kept.apply()
-        return failure
+        if failure is not None:
+            self._failed(failure)
+            return failure
+        self._healthy_until = time.monotonic() + HEALTHY_FOR
+        self.kept.apply()
+        return None
 
     def opted_out_before_sending(self, number: str) -> bool:
         """Whether `number` opted out, for a send that costs money: raises StoreUnavailable
-        when the record cannot be written or read, so the API fails closed (503) instead of
-        texting a number whose STOP may have been lost."""
-        failure = self.store.health()
+        when the record cannot be written or read, or was not a moment ago (Settling), so the
+        API fails closed (503) instead of texting a number whose STOP may have been lost."""
+        failure = self.breaker.failure()
+        if failure is None and (left := self.breaker.settling()):
+            failure = Settling(left)
+        if failure is None and (failure := self.store.health()) is not None:
+            self._failed(failure)
         if failure is not None:
-            self._healthy_until = 0.0
             log.error("Refusing to send to %s: %s", number, failure)
             raise failure
         self.kept.require_applied()  # a STOP kept there may be this number's
-        return self.store.is_opted_out(number)
+        try:
+            return self.store.is_opted_out(number)
+        except StoreUnavailable as exc:
+            self._failed(exc)
+            raise
+
+
+class Settling(StoreUnavailable):
+    """The record is back from an outage, but other instances may not have applied the
+    opt-out changes they kept meanwhile yet: a send waits `retry_after` s."""
+
+    def __init__(self, left: float) -> None:
+        super().__init__(
+            "The record was unavailable a moment ago; sends wait until the opt-out changes "
+            f"other instances kept meanwhile are applied ({left:.1f} s more).",
+            path="",
+            reason="was unavailable a moment ago",
+        )
+        self.retry_after = left
 
 
 def health_answer(recorder: Recorder, version: str) -> tuple[int, dict[str, object]]:
@@ -235,7 +278,10 @@ def health_answer(recorder: Recorder, version: str) -> tuple[int, dict[str, obje
     the cause (without the file or host)."""
     failure = recorder.health()
     if failure is None:
-        return 200, {"status": "ok", "version": version, "record": "ok"}
+        body: dict[str, object] = {"status": "ok", "version": version, "record": "ok"}
+        if recorder.kept.stuck:  # webhooks are fine; sends are refused until someone acts
+            body["opt_outs"] = "kept changes cannot be applied, so sends are refused (see the log)"
+        return 200, body
     return 503, {"status": "unavailable", "version": version, "record": failure.reason}
 
 

@@ -243,6 +243,20 @@ def _parse(data: bytes) -> tuple[list[OptOutChange], list[int]]:
     return changes, rejected
 
 
+class KeptNotApplied(StoreUnavailable):
+    """A send waits for opt-out changes kept here: not applied yet, or `stuck` (they cannot be
+    applied until someone mends the file; the log says why)."""
+
+    def __init__(self, where: str, *, stuck: bool) -> None:
+        state = "cannot be applied (see the log)" if stuck else "are not applied yet"
+        super().__init__(
+            f"Opt-out changes kept in {where} while the record was down {state}.",
+            path=where,
+            reason=f"has opt-out changes kept while it was down that {state}",
+        )
+        self.stuck = stuck
+
+
 class KeptOptOuts:
     """The opt-out changes waiting for the record: in the spool, else in memory."""
 
@@ -283,16 +297,13 @@ class KeptOptOuts:
         self.apply(wait=True)
         if not self.pending(now=True):
             return
-        raise StoreUnavailable(
-            "Opt-out changes kept while the record was down are not applied yet"
-            + (
-                " (they cannot be read: see the log)."
-                if self._stuck
-                else "; they are as soon as the record takes writes."
-            ),
-            path=str(self.spool.path if self.spool else "memory"),
-            reason="opt-out changes kept while it was down are not applied yet",
-        )
+        raise KeptNotApplied(str(self.spool.path if self.spool else "memory"), stuck=self._stuck)
+
+    @property
+    def stuck(self) -> bool:
+        """The kept changes cannot be applied for a reason not the record's (the file cannot
+        be read): sends stay refused until someone mends it."""
+        return self._stuck
 
     def keep(self, change: OptOutChange) -> None:
         """Keep a change the record could not take (logged either way)."""

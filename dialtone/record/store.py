@@ -18,6 +18,7 @@ hold phone numbers and message bodies.
 from __future__ import annotations
 
 import logging
+import os
 import sqlite3
 import threading
 from collections.abc import Callable, Iterator, Sequence
@@ -128,6 +129,7 @@ class Store(RecordStore):
             conn = open_connection(self.path, migrations)
         self._conn: sqlite3.Connection | None = conn
         self._queries = Queries(conn)
+        self._identity = _identity(self.path)  # the file opened, to notice it deleted or replaced
         # Other Dialtone processes writing the same file: see dialtone.record.lock.
         self._writer = None if readonly else WriterLock.beside(self.path)
         # The WAL is checkpointed on a thread of its own, not by the commit of a webhook.
@@ -222,6 +224,7 @@ class Store(RecordStore):
             raise StoreUnavailable(f"The record at {self.path} is read-only.", path=self.path)
         with self._locked(), self._other_processes_out():
             conn = self._connection()
+            self._still_there()
             try:
                 conn.execute("BEGIN IMMEDIATE")
                 result = work(self._queries)
@@ -239,6 +242,20 @@ class Store(RecordStore):
                     raise unavailable(exc, self.path, "written") from exc
                 raise
 
+    def _still_there(self) -> None:
+        """StoreUnavailable when the file opened is no longer at the path: what it took now
+        would be lost (deleted), or not be where the next start looks (replaced)."""
+        if self._identity is not None and _identity(self.path) != self._identity:
+            raise StoreUnavailable(
+                f"The record at {self.path} was deleted or replaced while Dialtone ran, so what "
+                "it writes now would be lost: restart Dialtone to open the file there now (a "
+                "restored backup, or a new record).",
+                path=self.path,
+                code="DIALTONE_FILE_GONE",
+                reason="cannot be written: the file was deleted or replaced while Dialtone ran "
+                "(restart it)",
+            )
+
     def _read(self, query: Callable[[Queries], T]) -> T:
         """Run `query` on one consistent snapshot."""
         with self._locked():
@@ -253,3 +270,14 @@ class Store(RecordStore):
                 if is_environmental(exc):
                     raise unavailable(exc, self.path, "read") from exc
                 raise
+
+
+def _identity(path: Path | str) -> tuple[int, int] | None:
+    """The file at `path` (device and inode; None for ":memory:" or no file)."""
+    if not isinstance(path, Path):
+        return None
+    try:
+        stat = os.stat(path)
+    except OSError:
+        return None
+    return stat.st_dev, stat.st_ino

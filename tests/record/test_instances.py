@@ -168,3 +168,46 @@ def test_postgresql_stopped_and_started_during_a_run(tmp_path: Path) -> None:
         for instance in instances:
             instance.stop()
         server.destroy()
+
+
+@pytest.mark.postgres
+def test_a_stop_kept_during_an_outage_is_never_sent_past_by_another_instance(
+    tmp_path: Path,
+) -> None:
+    """Found by a reliability attack: a STOP that instance A kept in its spool while PostgreSQL
+    was down is applied when A sees the database back; instance B, on another machine (its own
+    spool), answered 14 sends with 201 in the 0.9 s before that. B now refuses sends for a
+    settling time after the record is back: every answer is 503 until A has applied the STOP,
+    then 409, and never an attempt to send (502 here: nothing answers at TWILIO_API_URL)."""
+    server = PostgresServer(require_postgres()).init()
+    server.start()
+    instances: list[Instance] = []
+    try:
+        url = server.fresh_database()
+        for machine in ("a", "b"):
+            (tmp_path / machine).mkdir()
+            env = server_env(
+                tmp_path / machine,
+                free_port(),
+                DATABASE_URL=url,
+                THREADS="4",
+                RATE_LIMIT_PER_MINUTE="100000",
+            )
+            instances.append(start_instance(env, tmp_path / machine))
+        a, b = instances
+        assert a.post("/sms_url", text(1, body="hello"), token="before") == 200
+        server.stop()
+        assert a.post("/sms_url", text(2, body="STOP"), token="stop") == 200  # kept by A
+        assert b.api("/send_sms", {"to": CALLER, "body": "hi"})[0] == 503  # B sees it down
+        server.start()
+        answers: list[int] = []
+        deadline = time.monotonic() + 30
+        while not answers or answers[-1] == 503:
+            assert time.monotonic() < deadline, "B kept refusing sends"
+            answers.append(b.api("/send_sms", {"to": CALLER, "body": "hi"})[0])
+            time.sleep(0.02)
+        assert set(answers) == {503, 409}, answers
+    finally:
+        for instance in instances:
+            instance.stop()
+        server.destroy()
