@@ -352,8 +352,11 @@ class PostgresStore(RecordStore):
                     self._failing.set()
                     raise self._unavailable(exc, "written") from exc
                 if attempt == 1 and self._pool is not None:
+                    # Writes that start meanwhile wait less for a connection too: the pool has
+                    # none while it reconnects, and a server that died answers at once or not soon.
+                    self._failing.set()
                     self._pool.check()  # drop every idle connection that died with the server
-                    wait = WAIT_WHILE_DOWN  # a fresh connection comes at once, or not soon
+                    wait = WAIT_WHILE_DOWN
                     continue
                 self._failing.set()
                 self._disconnected.set()
