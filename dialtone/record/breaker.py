@@ -68,9 +68,13 @@ class Breaker:
         """Seconds left of the settling time after it last closed (0 when none is left)."""
         return max(0.0, self._closed_at + self._settle - time.monotonic())
 
-    def trip(self, failure: StoreUnavailable) -> None:
-        """A write failed: open (logged once per outage) and probe until one passes."""
+    def trip(self, failure: StoreUnavailable, began: float | None = None) -> None:
+        """A write that `began` (time.monotonic()) failed: open (logged once per outage) and
+        probe until one passes. One that began before the last probe passed is old news (it
+        waited out the outage that probe ended): it opens nothing."""
         with self._lock:
+            if began is not None and began < self._closed_at:
+                return
             opened = self._failure is None
             if opened:
                 self._since = time.monotonic()

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable
 from typing import Any, Protocol
 
@@ -133,11 +134,12 @@ class SharedLimiter:
         """`count` in one transaction; StoreUnavailable at once while the breaker is open."""
         if self.breaker is not None and (failure := self.breaker.failure()) is not None:
             raise failure
+        began = time.monotonic()
         try:
             return self.store.transaction(count)
         except StoreUnavailable as exc:
             if self.breaker is not None:
-                self.breaker.trip(exc)
+                self.breaker.trip(exc, began)
             raise
 
     def _locked(self, conn: Any, key: str) -> float | None:

@@ -58,6 +58,7 @@ class Recorder:
     def _attempt(self, what: str, sid: str, write: Callable[[], T]) -> T | None:
         failure = self.breaker.failure()
         if failure is None:
+            began = time.monotonic()
             try:
                 result = write()
                 self.kept.apply()
@@ -66,15 +67,16 @@ class Recorder:
                 log.warning("not recording %s: %s", what, exc)
                 return None
             except StoreUnavailable as exc:
-                self._failed(exc)
+                self._failed(exc, began)
                 failure = exc
         # One loud line per lost record, with the SID to find it in Twilio's logs.
         log.error("NOT RECORDED: %s %s (answering anyway): %s", what, sid or "?", failure)
         return None
 
-    def _failed(self, failure: StoreUnavailable) -> None:
+    def _failed(self, failure: StoreUnavailable, began: float) -> None:
+        """A call to the store that `began` (time.monotonic()) failed: open the breaker."""
         self._healthy_until = 0.0
-        self.breaker.trip(failure)
+        self.breaker.trip(failure, began)
 
     def _back(self) -> None:
         """The breaker's probe passed: that stands as a health check, and what was kept goes."""
@@ -212,13 +214,14 @@ class Recorder:
         """
         if not number:
             return False
+        began = time.monotonic()
         try:
             if (failure := self.breaker.failure()) is not None and self.store.shared:
                 raise failure
             return self.store.is_opted_out(number)
         except StoreUnavailable as exc:
             if exc is not self.breaker.failure():
-                self._failed(exc)
+                self._failed(exc, began)
             if not quiet:
                 shown = printable(number, 40)
                 log.warning("Cannot read whether %s opted out (taken as not): %s", shown, exc)
@@ -229,11 +232,12 @@ class Recorder:
         the breaker is open, its failure at once: its probe finds out when the record is back."""
         if (failure := self.breaker.failure()) is not None:
             return failure
-        if time.monotonic() < self._healthy_until:
+        began = time.monotonic()
+        if began < self._healthy_until:
             return None
         failure = self.store.health()
         if failure is not None:
-            self._failed(failure)
+            self._failed(failure, began)
             return failure
         self._healthy_until = time.monotonic() + HEALTHY_FOR
         self.kept.apply()
@@ -243,11 +247,12 @@ class Recorder:
         """Whether `number` opted out, for a send that costs money: raises StoreUnavailable
         when the record cannot be written or read, or was not a moment ago (Settling), so the
         API fails closed (503) instead of texting a number whose STOP may have been lost."""
+        began = time.monotonic()
         failure = self.breaker.failure()
         if failure is None and (left := self.breaker.settling()):
             failure = Settling(left)
         if failure is None and (failure := self.store.health()) is not None:
-            self._failed(failure)
+            self._failed(failure, began)
         if failure is not None:
             log.error("Refusing to send to %s: %s", number, failure)
             raise failure
@@ -255,7 +260,7 @@ class Recorder:
         try:
             return self.store.is_opted_out(number)
         except StoreUnavailable as exc:
-            self._failed(exc)
+            self._failed(exc, began)
             raise
 
 

@@ -106,6 +106,21 @@ def test_it_opens_again_after_closing(breaker: Breaker, probe: Probe) -> None:
     assert probe.closed == 2
 
 
+def test_a_failure_that_began_before_it_closed_opens_nothing(
+    breaker: Breaker, probe: Probe
+) -> None:
+    """A write that waited out the outage (a lock, a dead connection) and fails after the probe
+    that ended it passed: the record is fine, so webhooks must not stop being recorded."""
+    began = time.monotonic()
+    breaker.trip(DOWN)
+    probe.down = False
+    eventually(lambda: breaker.failure() is None)
+    breaker.trip(DOWN, began)
+    assert breaker.failure() is None
+    breaker.trip(DOWN, time.monotonic())  # one that began since: a new outage
+    assert breaker.failure() is DOWN
+
+
 def test_a_probe_that_raises_is_logged_and_probing_goes_on(
     breaker: Breaker, probe: Probe, caplog: pytest.LogCaptureFixture
 ) -> None:
