@@ -24,6 +24,7 @@ from twilio.twiml.voice_response import VoiceResponse
 from dialtone.bot.destinations import check_destination
 from dialtone.bot.texting import place_call, send_text
 from dialtone.facts import MAX_BODY_CHARS, MAX_MEDIA, MAX_TWIML_CHARS, clean, twilio_length
+from dialtone.record.breaker import SETTLE
 from dialtone.record.errors import StoreError
 from dialtone.record.recorder import Recorder, Settling
 from dialtone.record.spool import KeptNotApplied
@@ -176,7 +177,7 @@ class Outbox:
             fail(
                 503,
                 f"The record {reason}, so opt-outs can be neither checked nor kept: nothing "
-                "was sent. Try again once GET /healthz answers 200.",
+                f"was sent. Sends resume {SETTLE:g} s after GET /healthz answers 200 again.",
             )
 
     def send_sms(self, sms: SmsRequest) -> dict[str, Any]:

@@ -62,6 +62,10 @@ class RecordStore(ABC):
 
     def __init__(self, clock: Callable[[], datetime] | None = None) -> None:
         self._clock = clock or (lambda: datetime.now(UTC))
+        # time.monotonic() when the backend last met a connection that had died and wrote on
+        # through a new one: an outage that failed nothing here, but may have at another
+        # instance (a STOP it kept), so sends settle after it as after an outage seen.
+        self.disrupted_at = -float("inf")
 
     # --- what a backend provides ---------------------------------------------------------
 
@@ -85,10 +89,11 @@ class RecordStore(ABC):
         """Run `query` on one consistent snapshot."""
 
     @abstractmethod
-    def health(self) -> StoreUnavailable | None:
+    def health(self, wait: float | None = None) -> StoreUnavailable | None:
         """None when the record can be written now; else the failure (its message names the
         file or database, its `reason` does not). A real write (a probe row), so a full disk
-        or a read-only file shows too."""
+        or a read-only file shows too. `wait`: the most to wait for a lock or a connection
+        (the breaker's probe waits briefly); by default as long as a write would."""
 
     @property
     @abstractmethod

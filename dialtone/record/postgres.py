@@ -265,13 +265,13 @@ class PostgresStore(RecordStore):
         if pool is not None:
             pool.close()
 
-    def health(self) -> StoreUnavailable | None:
-        """None when a write commits now; else why not (the database, the server's words)."""
+    def health(self, wait: float | None = None) -> StoreUnavailable | None:
+        """None when a write commits now; else why not (the database, the server's words).
+        `wait`: for a pooled connection (by default less while writes fail)."""
+        if wait is None:
+            wait = WAIT_WHILE_DOWN if self._failing.is_set() else 2.0
         try:
-            self._write(
-                self._probe,
-                wait=WAIT_WHILE_DOWN if self._failing.is_set() else 2.0,
-            )
+            self._write(self._probe, wait=wait)
         except StoreUnavailable as exc:
             return exc
         return None
@@ -280,7 +280,7 @@ class PostgresStore(RecordStore):
         """GET /healthz's write. It first takes the lock a webhook's INSERT takes on each table
         a webhook writes, so that a lock held on one of them (a migration, a CREATE INDEX, a
         LOCK TABLE by hand) holds the probe as it holds the webhooks."""
-        q.conn.execute("LOCK TABLE messages, events, opt_outs IN ROW EXCLUSIVE MODE")
+        q.conn.execute("LOCK TABLE messages, calls, events, opt_outs IN ROW EXCLUSIVE MODE")
         q.conn.execute(
             "INSERT INTO health (id, checked_at) VALUES (1, %s) "
             "ON CONFLICT (id) DO UPDATE SET checked_at = excluded.checked_at",
@@ -355,6 +355,7 @@ class PostgresStore(RecordStore):
                     # Writes that start meanwhile wait less for a connection too: the pool has
                     # none while it reconnects, and a server that died answers at once or not soon.
                     self._failing.set()
+                    self.disrupted_at = time.monotonic()
                     self._pool.check()  # drop every idle connection that died with the server
                     wait = WAIT_WHILE_DOWN
                     continue

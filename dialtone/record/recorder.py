@@ -27,7 +27,7 @@ from typing import TypeVar
 from bottle import request
 
 from dialtone.record.base import IDEMPOTENCY_HEADER, Received, RecordStore
-from dialtone.record.breaker import Breaker
+from dialtone.record.breaker import PROBE_WAIT, Breaker
 from dialtone.record.errors import BadRecord, StoreUnavailable
 from dialtone.record.rows import Outcome
 from dialtone.record.spool import KeptOptOuts, OptOutChange, OptOutSpool
@@ -52,7 +52,7 @@ class Recorder:
         self.store = store
         self.kept = KeptOptOuts(spool, self._apply_kept)
         self.kept.start()
-        self.breaker = Breaker(store.health, on_close=self._back)
+        self.breaker = Breaker(lambda: store.health(PROBE_WAIT), on_close=self._back)
         self._healthy_until = 0.0  # time.monotonic() until which the last success stands
 
     def _attempt(self, what: str, sid: str, write: Callable[[], T]) -> T | None:
@@ -79,16 +79,18 @@ class Recorder:
         self.breaker.trip(failure, began)
 
     def _back(self) -> None:
-        """The breaker's probe passed: that stands as a health check, and what was kept goes."""
-        self._healthy_until = time.monotonic() + HEALTHY_FOR
-        self.kept.apply()
+        """The breaker's probe passed: what was kept goes now, waiting for the thread that
+        retries it if it is at it (SETTLE counts on this instance applying it at once)."""
+        self.kept.apply(wait=True)
 
     def close(self) -> None:
         """Stop probing the record and applying kept opt-out changes (they stay kept)."""
-        self.breaker.close()
+        self.breaker.stop()
         self.kept.close()
 
     def _apply_kept(self, change: OptOutChange) -> bool:
+        if (failure := self.breaker.failure()) is not None:
+            raise failure  # the probe applies them when it passes; no write waits meanwhile
         return self.store.set_opt_out(
             change.number, change.opted_out, keyword=change.keyword, at=change.at
         )
@@ -214,18 +216,18 @@ class Recorder:
         """
         if not number:
             return False
-        began = time.monotonic()
-        try:
-            if (failure := self.breaker.failure()) is not None and self.store.shared:
-                raise failure
-            return self.store.is_opted_out(number)
-        except StoreUnavailable as exc:
-            if exc is not self.breaker.failure():
+        failure = self.breaker.failure()
+        if failure is None or not self.store.shared:
+            began = time.monotonic()
+            try:
+                return self.store.is_opted_out(number)
+            except StoreUnavailable as exc:
                 self._failed(exc, began)
-            if not quiet:
-                shown = printable(number, 40)
-                log.warning("Cannot read whether %s opted out (taken as not): %s", shown, exc)
-            return False
+                failure = exc
+        if not quiet:
+            shown = printable(number, 40)
+            log.warning("Cannot read whether %s opted out (taken as not): %s", shown, failure)
+        return False
 
     def health(self) -> StoreUnavailable | None:
         """None when the record takes writes now; else the failure (for GET /healthz). While
@@ -233,7 +235,7 @@ class Recorder:
         if (failure := self.breaker.failure()) is not None:
             return failure
         began = time.monotonic()
-        if began < self._healthy_until:
+        if began < max(self._healthy_until, self.breaker.passed_at() + HEALTHY_FOR):
             return None
         failure = self.store.health()
         if failure is not None:
@@ -249,13 +251,15 @@ class Recorder:
         API fails closed (503) instead of texting a number whose STOP may have been lost."""
         began = time.monotonic()
         failure = self.breaker.failure()
-        if failure is None and (left := self.breaker.settling()):
-            failure = Settling(left)
         if failure is None and (failure := self.store.health()) is not None:
             self._failed(failure, began)
         if failure is not None:
             log.error("Refusing to send to %s: %s", number, failure)
             raise failure
+        # After the health check: one that met a connection the server had cut counts too.
+        if left := self.breaker.settling(self.store.disrupted_at):
+            log.warning("Refusing a send for %.1f s more: the record was down a moment ago.", left)
+            raise Settling(left)
         self.kept.require_applied()  # a STOP kept there may be this number's
         try:
             return self.store.is_opted_out(number)
@@ -266,7 +270,8 @@ class Recorder:
 
 class Settling(StoreUnavailable):
     """The record is back from an outage, but other instances may not have applied the
-    opt-out changes they kept meanwhile yet: a send waits `retry_after` s."""
+    opt-out changes they kept meanwhile yet: a send waits `retry_after` s. (A StoreUnavailable,
+    so that whatever refuses sends while the record is down refuses these too.)"""
 
     def __init__(self, left: float) -> None:
         super().__init__(

@@ -21,6 +21,7 @@ import logging
 import os
 import sqlite3
 import threading
+import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime
@@ -46,6 +47,7 @@ from dialtone.record.lock import WriterLock
 from dialtone.record.queries import Queries
 from dialtone.record.rows import Call, Conversation, Event, Media, Message, OptOut, Outcome
 from dialtone.record.schema import (
+    BUSY_TIMEOUT_MS,
     MIGRATIONS,
     open_connection,
     open_readonly,
@@ -163,15 +165,17 @@ class Store(RecordStore):
                 if self._writer is not None:
                     self._writer.close()
 
-    def health(self) -> StoreUnavailable | None:
-        """None when a write commits now; else why not (the file, SQLite's words, what to do)."""
+    def health(self, wait: float | None = None) -> StoreUnavailable | None:
+        """None when a write commits now; else why not (the file, SQLite's words, what to do).
+        `wait`: the most to wait for each lock (default: lock_timeout, and the busy timeout)."""
         try:
             self._write(
                 lambda q: q.conn.execute(
                     "INSERT INTO health (id, checked_at) VALUES (1, ?) "
                     "ON CONFLICT (id) DO UPDATE SET checked_at = excluded.checked_at",
                     (self._now(),),
-                )
+                ),
+                wait,
             )
         except StoreUnavailable as exc:
             return exc
@@ -194,9 +198,10 @@ class Store(RecordStore):
         )
 
     @contextmanager
-    def _locked(self) -> Iterator[None]:
-        """Hold the lock, waiting at most lock_timeout for another thread's transaction."""
-        if not self._lock.acquire(timeout=self.lock_timeout):
+    def _locked(self, wait: float | None = None) -> Iterator[None]:
+        """Hold the lock, waiting at most `wait` (lock_timeout) for another thread's
+        transaction."""
+        if not self._lock.acquire(timeout=self.lock_timeout if wait is None else wait):
             raise self._busy("thread")
         try:
             yield
@@ -204,25 +209,31 @@ class Store(RecordStore):
             self._lock.release()
 
     @contextmanager
-    def _other_processes_out(self) -> Iterator[None]:
-        """Hold the writer lock shared with other processes, waiting at most lock_timeout."""
+    def _other_processes_out(self, deadline: float) -> Iterator[None]:
+        """Hold the writer lock shared with other processes, waiting until `deadline` at most
+        (time.monotonic())."""
         self._connection()  # a closed record says so, as StoreUnavailable, before any lock
         writer = self._writer
         if writer is None:
             yield
             return
-        if not writer.acquire(self.lock_timeout):
+        if not writer.acquire(max(0.0, deadline - time.monotonic())):
             raise self._busy("process")
         try:
             yield
         finally:
             writer.release()
 
-    def _write(self, work: Callable[[Queries], T]) -> T:
-        """Run `work` in one transaction, committed whole or rolled back whole."""
+    def _write(self, work: Callable[[Queries], T], wait: float | None = None) -> T:
+        """Run `work` in one transaction, committed whole or rolled back whole; `wait`: the
+        most to wait for each lock, SQLite's own included (default: lock_timeout, and the busy
+        timeout)."""
         if self.readonly:
             raise StoreUnavailable(f"The record at {self.path} is read-only.", path=self.path)
-        with self._locked(), self._other_processes_out():
+        # One deadline for all three waits: one after another they could add up to 15 s.
+        wait = self.lock_timeout if wait is None else wait
+        deadline = time.monotonic() + wait
+        with self._locked(wait), self._other_processes_out(deadline), self._busy_until(deadline):
             conn = self._connection()
             self._still_there()
             try:
@@ -242,14 +253,29 @@ class Store(RecordStore):
                     raise unavailable(exc, self.path, "written") from exc
                 raise
 
+    @contextmanager
+    def _busy_until(self, deadline: float) -> Iterator[None]:
+        """SQLite's busy timeout ends at `deadline` meanwhile, when that is sooner than its own
+        (under the lock: the connection is ours; the usual write leaves it alone)."""
+        left_ms = int((deadline - time.monotonic()) * 1000)
+        if left_ms >= BUSY_TIMEOUT_MS - 50:
+            yield
+            return
+        conn = self._connection()
+        conn.execute(f"PRAGMA busy_timeout = {max(1, left_ms)}")
+        try:
+            yield
+        finally:
+            conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+
     def _still_there(self) -> None:
         """StoreUnavailable when the file opened is no longer at the path: what it took now
         would be lost (deleted), or not be where the next start looks (replaced)."""
         if self._identity is not None and _identity(self.path) != self._identity:
             raise StoreUnavailable(
                 f"The record at {self.path} was deleted or replaced while Dialtone ran, so what "
-                "it writes now would be lost: restart Dialtone to open the file there now (a "
-                "restored backup, or a new record).",
+                "it writes now would be lost: stop Dialtone (a clean stop, which takes its WAL "
+                "with it) and start it again to open the file there now.",
                 path=self.path,
                 code="DIALTONE_FILE_GONE",
                 reason="cannot be written: the file was deleted or replaced while Dialtone ran "

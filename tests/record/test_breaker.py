@@ -4,6 +4,7 @@ sends wait a settling time after it is back (another instance's kept STOP)."""
 from __future__ import annotations
 
 import logging
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -62,7 +63,7 @@ def probe() -> Probe:
 def breaker(probe: Probe) -> Iterator[Breaker]:
     made = Breaker(probe, probe.on_close, probe_every=0.01, settle=30)
     yield made
-    made.close()
+    made.stop()
 
 
 def test_closed_until_a_failure(breaker: Breaker, probe: Probe) -> None:
@@ -138,18 +139,18 @@ def test_a_probe_that_raises_is_logged_and_probing_goes_on(
         made.trip(DOWN)
         eventually(lambda: made.failure() is None)
     finally:
-        made.close()
+        made.stop()
     assert "a bug" in caplog.text
 
 
-def test_close_stops_the_probing(breaker: Breaker, probe: Probe) -> None:
+def test_stop_ends_the_probing(breaker: Breaker, probe: Probe) -> None:
     breaker.trip(DOWN)
     eventually(lambda: probe.calls >= 1)
-    breaker.close()
+    breaker.stop()
     calls = probe.calls
     time.sleep(0.05)
     assert probe.calls == calls
-    breaker.trip(DOWN)  # after close (a write failing during the shutdown): no new thread
+    breaker.trip(DOWN)  # after stop (a write failing during the shutdown): no new thread
     time.sleep(0.05)
     assert probe.calls == calls
 
@@ -276,3 +277,61 @@ def test_postgresql_down_costs_each_webhook_no_wait(
         eventually(lambda: app.get("/healthz", status="*").status_int == 200, within=30)
         post("/sms_url", text(99), status=200)
         assert store.message(f"SM{99:032x}") is not None
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="flock")
+def test_sqlite_locked_by_another_process_costs_each_webhook_no_wait(
+    settings: Settings,
+    make_app: Callable[..., webtest.TestApp],
+) -> None:
+    """Found in review: the probe waited the whole lock timeout for the writer lock, holding the
+    store's own lock, which the opt-out read needs too; most texts then waited almost as long.
+    The probe now waits briefly."""
+    import fcntl
+    import os
+
+    from dialtone.record.store import Store
+
+    path = settings.database_path
+    with Store(path, lock_timeout=2.0) as store:
+        app = make_app(settings, store=store)
+        post = signed_post(app, AUTH_TOKEN)
+        fd = os.open(f"{path}-writer.lock", os.O_RDWR)  # another process's, as flock sees it
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            post("/sms_url", text(1), status=200)  # this one waits the 2 s, and finds out
+            took = []
+            for n in range(2, 22):
+                started = time.monotonic()
+                post("/sms_url", text(n), status=200)
+                took.append(time.monotonic() - started)
+                time.sleep(0.05)
+            assert max(took) < 1, took
+        finally:
+            os.close(fd)  # the lock goes with it
+        eventually(lambda: app.get("/healthz", status="*").status_int == 200)
+        post("/sms_url", text(99), status=200)
+        assert store.message(f"SM{99:032x}") is not None
+
+
+@pytest.mark.postgres
+def test_sends_settle_after_an_outage_this_instance_only_met_as_dead_connections(
+    tmp_path: Path,
+) -> None:
+    """Found by a reliability attack: PostgreSQL restarted while this instance had no traffic,
+    so no write of it failed (its first write after met a dead connection and wrote on through
+    a new one) and it sent at once, past a STOP another instance had kept meanwhile."""
+    from dialtone.record.recorder import Recorder, Settling
+    from dialtone.record.spool import OptOutSpool
+
+    with own_server() as server, PostgresStore(server.fresh_database()) as store:
+        recorder = Recorder(store, OptOutSpool.beside(tmp_path / "dialtone.db"))
+        try:
+            assert recorder.opted_out_before_sending(CALLER) is False
+            server.stop()
+            server.start()
+            with pytest.raises(Settling):
+                recorder.opted_out_before_sending(CALLER)
+            assert recorder.breaker.failure() is None  # no write failed
+        finally:
+            recorder.close()

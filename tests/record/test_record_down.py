@@ -257,9 +257,9 @@ def test_a_health_success_stands_for_a_second_unless_a_write_fails(
     probes = []
     real = store.health
 
-    def counted() -> StoreUnavailable | None:
+    def counted(wait: float | None = None) -> StoreUnavailable | None:
         probes.append(1)
-        return real()
+        return real(wait)
 
     monkeypatch.setattr(store, "health", counted)
     recorder = Recorder(store, OptOutSpool.beside(tmp_path / "dialtone.db"))
@@ -328,3 +328,32 @@ def test_a_spool_that_cannot_be_read_says_so(
     assert message.startswith("The record has opt-out changes kept while it was down that")
     assert "mend or move the file" in message
     signed_post(app, AUTH_TOKEN)("/sms_url", text(1), status=200)
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("table", ["messages", "calls", "events", "opt_outs"])
+def test_a_probe_does_not_pass_while_a_table_webhooks_write_is_locked(
+    table: str,
+    postgres_url: str,
+    settings: Settings,
+    make_app: Callable[..., webtest.TestApp],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Found by a reliability attack: the probe did not take the lock on `calls`, so with that
+    table locked /healthz said 200 while every call webhook still waited and was lost."""
+    import psycopg
+
+    from dialtone.record import postgres
+
+    monkeypatch.setattr(postgres, "STATEMENT_TIMEOUT", 0.3)
+    with PostgresStore(postgres_url) as store:
+        app = make_app(settings, store=store)
+        with psycopg.connect(postgres_url) as locker:
+            locker.execute(f"LOCK TABLE {table} IN ACCESS EXCLUSIVE MODE")
+            call = {"CallSid": "CA" + "1" * 32, "From": CALLER, "To": PHONE_NUMBER}
+            signed_post(app, AUTH_TOKEN)("/voice_url", call, status=200)  # opens the breaker
+            signed_post(app, AUTH_TOKEN)("/sms_url", text(1), status=200)
+            app.get("/healthz", status=503)
+            time.sleep(1.5)  # several probes, each held by the lock
+            app.get("/healthz", status=503)
+        wait_until_back(app)

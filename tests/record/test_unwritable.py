@@ -232,3 +232,37 @@ def test_the_server_refuses_to_start_on_a_read_only_record(
     paragraph = result.stderr.strip().split("\n\n")[-1]
     assert "\n" not in paragraph
     assert str(path) in paragraph
+
+
+def test_a_sqlite_write_waits_for_its_locks_within_one_deadline(tmp_path: Path) -> None:
+    """Found by a reliability attack: a write waited for the store's own lock, then for the
+    lock between processes, then SQLite's busy timeout, each up to 5 s: up to 15 s in all,
+    Twilio's whole budget. The three now share one deadline."""
+    import sqlite3
+    import threading
+    import time
+
+    path = tmp_path / "dialtone.db"
+    with Store(path, lock_timeout=2.0) as store:
+        store.record_inbound_message(text(0))
+        other = sqlite3.connect(path, isolation_level=None)  # a sqlite3 shell, say
+        other.execute("BEGIN IMMEDIATE")  # holds SQLite's write lock
+        held, release = threading.Event(), threading.Event()
+
+        def slow_write() -> None:  # another thread of this process, mid-transaction
+            with store._locked():
+                held.set()
+                release.wait(1.5)
+
+        holder = threading.Thread(target=slow_write)
+        holder.start()
+        held.wait(5)
+        started = time.monotonic()
+        with pytest.raises(StoreUnavailable):
+            store.record_inbound_message(text(1))
+        took = time.monotonic() - started
+        holder.join(5)
+        other.execute("ROLLBACK")
+        other.close()
+        assert took < 2.5, f"waited {took:.1f} s"
+        assert store.record_inbound_message(text(2)).value == "new"  # the busy timeout is back
