@@ -113,7 +113,7 @@ class SandboxServer:
         except OSError:
             # Seen rarely in tests: the loop's wake-up pipe is already closed. Close the
             # channels from here; the loop notices at its next poll (at most 1 s).
-            log.warning("sandbox: waitress's trigger is closed; stopping without it")
+            log.debug("sandbox: waitress's trigger is closed; stopping without it")
             close_all()
         thread.join(timeout=5)
         server.task_dispatcher.shutdown(timeout=5)
