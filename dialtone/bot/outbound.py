@@ -177,7 +177,8 @@ class Outbox:
             fail(
                 503,
                 f"The record {reason}, so opt-outs can be neither checked nor kept: nothing "
-                f"was sent. Sends resume {SETTLE:g} s after GET /healthz answers 200 again.",
+                f"was sent. GET /healthz says whether it is back; sends resume {SETTLE:g} s "
+                "after it is.",
             )
 
     def send_sms(self, sms: SmsRequest) -> dict[str, Any]:

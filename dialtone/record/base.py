@@ -62,9 +62,9 @@ class RecordStore(ABC):
 
     def __init__(self, clock: Callable[[], datetime] | None = None) -> None:
         self._clock = clock or (lambda: datetime.now(UTC))
-        # time.monotonic() when the backend last met a connection that had died and wrote on
-        # through a new one: an outage that failed nothing here, but may have at another
-        # instance (a STOP it kept), so sends settle after it as after an outage seen.
+        # time.monotonic() when the backend last failed, or met a connection that had died and
+        # wrote on through a new one: an outage that may have failed more at another instance
+        # (a STOP it kept), so sends settle after it as after one the breaker saw.
         self.disrupted_at = -float("inf")
 
     # --- what a backend provides ---------------------------------------------------------
@@ -316,8 +316,9 @@ class RecordStore(ABC):
         """The record's clock, in its timestamp format."""
         return self._now()
 
-    def is_opted_out(self, number: str) -> bool:
-        """True when `number` has opted out and not back in."""
+    def is_opted_out(self, number: str, wait: float | None = None) -> bool:
+        """True when `number` has opted out and not back in; `wait`: the most to wait for a
+        lock or a connection (while the record fails: briefly), by default as a read would."""
         return self._read(lambda q: q.is_opted_out(number))
 
     # --- reading -------------------------------------------------------------------------

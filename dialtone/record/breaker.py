@@ -107,6 +107,8 @@ class Breaker:
             thread.join(timeout=10)
 
     def _run(self) -> None:
+        """Probe until one passes (then close, and run on_close), or until stopped. The thread
+        stays this breaker's until it returns, so that stop() waits for on_close too."""
         try:
             while not self._wake.wait(self._probe_every):
                 trips = self._trips
@@ -116,20 +118,26 @@ class Breaker:
                     log.exception("The record's probe failed")
                     continue
                 with self._lock:
+                    if self._stopped:
+                        self._thread = None
+                        return  # shutting down: it stays as it is
                     if failure is not None or self._trips != trips:  # a write failed meanwhile
                         self._failure = failure or self._failure
                         continue
                     down_for = time.monotonic() - self._since
                     self._passed_at = time.monotonic()
                     self._failure = None
-                    self._thread = None
                 log.warning(
                     "The record takes writes again, after %.1f s; sends resume in %g s.",
                     down_for,
                     self._settle,
                 )
                 self._on_close()
-                return
+                with self._lock:  # decided under the lock trip() takes: it sees no thread, or
+                    if self._failure is None:  # this one sees its failure
+                        self._thread = None
+                        return
+                # It opened again while on_close ran (no new thread was started): probe on.
         finally:
             with self._lock:
                 if self._thread is threading.current_thread():

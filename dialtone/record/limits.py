@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable
 from typing import Any, Protocol
 
@@ -29,6 +30,9 @@ from dialtone.record.errors import StoreError
 log = logging.getLogger("dialtone.record.limits")
 
 SWEEP_EVERY = 500  # hits between sweeps of every scope's expired rows (bounded table)
+# Seconds a limiter counts in memory after a failure before it tries the database again: a lock
+# on rate_hits would otherwise hold every request for the statement timeout, each time.
+RETRY_AFTER_FAILURE = 5.0
 
 # The database's time, and the key's hits inside the window.
 COUNT = """
@@ -104,6 +108,7 @@ class SharedLimiter:
         self._hits = 0
         self._lock = threading.Lock()
         self._degraded = False
+        self._failed_at = -float("inf")  # time.monotonic() of the last failure
 
     def hit(self, key: str) -> float | None:
         """Count a hit; None if allowed, else the seconds to wait before the next one is."""
@@ -133,9 +138,15 @@ class SharedLimiter:
         """`count` in one transaction; StoreUnavailable at once while the breaker is open."""
         if self.breaker is not None and (failure := self.breaker.failure()) is not None:
             raise failure
-        # A failure here does not open the breaker: a statement timeout on one hot key (wrong
-        # tokens hammering the API's lockout) says nothing of the record's other writes.
-        return self.store.transaction(count)
+        if time.monotonic() - self._failed_at < RETRY_AFTER_FAILURE:
+            raise StoreError("the limiter failed a moment ago")
+        # A failure here does not open the record's breaker: a statement timeout on one hot key
+        # (wrong tokens hammering the API's lockout) says nothing of the record's other writes.
+        try:
+            return self.store.transaction(count)
+        except StoreError:
+            self._failed_at = time.monotonic()
+            raise
 
     def _locked(self, conn: Any, key: str) -> float | None:
         params: dict[str, Any] = {"scope": self.scope, "key": key, "window": self.window}

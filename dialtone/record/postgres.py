@@ -357,7 +357,7 @@ class PostgresStore(RecordStore):
                     self._failing.set()
                     self.disrupted_at = time.monotonic()
                     self._pool.check()  # drop every idle connection that died with the server
-                    wait = WAIT_WHILE_DOWN
+                    wait = WAIT_WHILE_DOWN if wait is None else min(wait, WAIT_WHILE_DOWN)
                     continue
                 self._failing.set()
                 self._disconnected.set()
@@ -381,14 +381,20 @@ class PostgresStore(RecordStore):
             except Discard as discarded:
                 return discarded.result
 
-    def is_opted_out(self, number: str) -> bool:
-        """RecordStore.is_opted_out, within a write's time: a webhook or a send waits for it."""
-        return self._read(lambda q: q.is_opted_out(number), timeout=STATEMENT_TIMEOUT)
+    def is_opted_out(self, number: str, wait: float | None = None) -> bool:
+        """RecordStore.is_opted_out, within a write's time: a webhook or a send waits for it.
+        `wait`: for a pooled connection."""
+        return self._read(lambda q: q.is_opted_out(number), STATEMENT_TIMEOUT, wait)
 
-    def _read(self, query: Callable[[PgQueries], T], timeout: float = READ_TIMEOUT) -> T:
+    def _read(
+        self,
+        query: Callable[[PgQueries], T],
+        timeout: float = READ_TIMEOUT,
+        wait: float | None = None,
+    ) -> T:
         """Run `query` in one REPEATABLE READ transaction, cancelled after `timeout` s."""
         try:
-            with self._connection() as conn, conn.transaction():
+            with self._connection(wait) as conn, conn.transaction():
                 conn.execute(
                     "SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY; "
                     f"SET LOCAL statement_timeout = {int(timeout * 1000)}"
@@ -400,6 +406,7 @@ class PostgresStore(RecordStore):
             raise self._unavailable(exc, "read") from exc
 
     def _unavailable(self, exc: BaseException, action: str) -> StoreUnavailable:
+        self.disrupted_at = time.monotonic()  # sends settle after it (RecordStore)
         # libpq's messages span lines and never hold the password; one paragraph of them. The
         # server's own first line when there is one (not the SQL it quotes after LINE 2:).
         diag = getattr(exc, "diag", None)

@@ -219,8 +219,8 @@ class Recorder:
         failure = self.breaker.failure()
         if failure is None or not self.store.shared:
             began = time.monotonic()
-            try:
-                return self.store.is_opted_out(number)
+            try:  # while the breaker is open, no longer than its probe waits
+                return self.store.is_opted_out(number, None if failure is None else PROBE_WAIT)
             except StoreUnavailable as exc:
                 self._failed(exc, began)
                 failure = exc

@@ -282,9 +282,14 @@ class Store(RecordStore):
                 "(restart it)",
             )
 
-    def _read(self, query: Callable[[Queries], T]) -> T:
-        """Run `query` on one consistent snapshot."""
-        with self._locked():
+    def is_opted_out(self, number: str, wait: float | None = None) -> bool:
+        """RecordStore.is_opted_out, waiting at most `wait` (lock_timeout) for the lock: a write
+        stuck on a slow disk holds it."""
+        return self._read(lambda q: q.is_opted_out(number), wait)
+
+    def _read(self, query: Callable[[Queries], T], wait: float | None = None) -> T:
+        """Run `query` on one consistent snapshot (`wait`: for the lock, as in _locked)."""
+        with self._locked(wait):
             conn = self._connection()
             try:
                 conn.execute("BEGIN")

@@ -122,6 +122,54 @@ def test_a_failure_that_began_before_it_closed_opens_nothing(
     assert breaker.failure() is DOWN
 
 
+def test_a_failure_while_a_probe_runs_keeps_it_open(breaker: Breaker, probe: Probe) -> None:
+    """A webhook's write failed while the probe was passing: the record is not back."""
+    probing, answer, again = threading.Event(), threading.Event(), threading.Event()
+    probes = []
+
+    def slow_probe() -> StoreUnavailable | None:
+        probes.append(1)
+        probing.set()
+        (answer if len(probes) == 1 else again).wait(5)
+        return None
+
+    made = Breaker(slow_probe, probe_every=0.01)
+    try:
+        made.trip(DOWN)
+        assert probing.wait(5)
+        made.trip(DOWN)  # meanwhile
+        answer.set()
+        eventually(lambda: len(probes) == 2)  # the first passed, and it probes again
+        assert made.failure() is DOWN
+        again.set()
+        eventually(lambda: made.failure() is None)  # the next probe, with nothing failing
+    finally:
+        answer.set()
+        again.set()
+        made.stop()
+
+
+def test_stop_while_a_probe_runs_leaves_it_open(probe: Probe) -> None:
+    """At shutdown a probe that passes late neither closes it nor applies what was kept."""
+    probing, answer = threading.Event(), threading.Event()
+
+    def slow_probe() -> StoreUnavailable | None:
+        probing.set()
+        answer.wait(5)
+        return None
+
+    made = Breaker(slow_probe, probe.on_close, probe_every=0.01)
+    made.trip(DOWN)
+    assert probing.wait(5)
+    stopper = threading.Thread(target=made.stop)
+    stopper.start()
+    time.sleep(0.05)
+    answer.set()
+    stopper.join(5)
+    assert made.failure() is DOWN
+    assert probe.closed == 0
+
+
 def test_a_probe_that_raises_is_logged_and_probing_goes_on(
     breaker: Breaker, probe: Probe, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -335,3 +383,107 @@ def test_sends_settle_after_an_outage_this_instance_only_met_as_dead_connections
             assert recorder.breaker.failure() is None  # no write failed
         finally:
             recorder.close()
+
+
+@pytest.mark.usefixtures("slow_probe")
+def test_while_open_kept_changes_wait_for_the_probe_not_the_record(
+    settings: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The thread that retries kept opt-out changes does not write while the breaker is open
+    (each try would wait out the failure, holding the store's lock the opt-out read needs)."""
+    from dialtone.record.recorder import Recorder
+    from dialtone.record.spool import KeptOptOuts, OptOutChange, OptOutSpool
+    from dialtone.record.store import Store
+
+    monkeypatch.setattr(KeptOptOuts, "RETRY", 0.01)
+    with Store(settings.database_path) as store:
+        writes = []
+        real = store.set_opt_out
+
+        def counted(*args: Any, **kwargs: Any) -> bool:
+            writes.append(1)
+            return real(*args, **kwargs)
+
+        monkeypatch.setattr(store, "set_opt_out", counted)
+        recorder = Recorder(store, OptOutSpool.beside(tmp_path / "dialtone.db"))
+        try:
+            recorder.breaker.trip(DOWN)
+            recorder.kept.keep(OptOutChange(CALLER, True, "STOP", store.now()))
+            time.sleep(0.2)  # the retry thread runs about 20 times meanwhile
+            assert writes == []
+            assert recorder.kept.pending()
+        finally:
+            recorder.close()
+
+
+def test_the_probe_that_passes_applies_what_was_kept_at_once(
+    settings: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Even when the retry thread is at it just then: SETTLE counts on this instance applying
+    its kept STOP as soon as its probe passes, not at the thread's next try."""
+    from dialtone.record.recorder import Recorder
+    from dialtone.record.spool import KeptOptOuts, OptOutChange, OptOutSpool
+    from dialtone.record.store import Store
+
+    monkeypatch.setattr(KeptOptOuts, "RETRY", 30.0)
+    monkeypatch.setattr(breaker_module, "PROBE_EVERY", 0.3)
+    with Store(settings.database_path) as store:
+        recorder = Recorder(store, OptOutSpool.beside(tmp_path / "dialtone.db"))
+        try:
+            recorder.breaker.trip(DOWN)
+            recorder.kept.keep(OptOutChange(CALLER, True, "STOP", store.now()))
+            with recorder.kept._applying:  # the retry thread, mid-try, as the probe passes
+                eventually(lambda: recorder.breaker.failure() is None)
+                time.sleep(0.2)
+            eventually(lambda: store.is_opted_out(CALLER), within=1.0)
+        finally:
+            recorder.close()
+
+
+def test_while_open_the_sqlite_opt_out_read_waits_little_for_a_stuck_write(
+    settings: Settings, make_app: Callable[..., webtest.TestApp]
+) -> None:
+    """Found in review: a write stuck on a slow disk holds the store's lock; each text's
+    opt-out read waited the whole lock timeout for it, even with the breaker open."""
+    from dialtone.record.store import Store
+
+    with Store(settings.database_path, lock_timeout=1.0) as store:
+        app = make_app(settings, store=store)
+        post = signed_post(app, AUTH_TOKEN)
+        held, release = threading.Event(), threading.Event()
+
+        def stuck_write() -> None:
+            with store._locked():
+                held.set()
+                release.wait(30)
+
+        writer = threading.Thread(target=stuck_write)
+        writer.start()
+        try:
+            assert held.wait(5)
+            started = time.monotonic()
+            post("/sms_url", text(1), status=200)  # waits its lock timeout, and finds out
+            first = time.monotonic() - started
+            took = []
+            for n in range(2, 8):
+                started = time.monotonic()
+                post("/sms_url", text(n), status=200)
+                took.append(time.monotonic() - started)
+        finally:
+            release.set()
+            writer.join(5)
+        assert first < 1.8, first
+        assert max(took) < 0.6, took
+
+
+@pytest.mark.postgres
+def test_a_read_that_fails_counts_as_an_outage_for_sends() -> None:
+    """Found in review: only writes noted a disruption, so an instance that only read during
+    the outage (GET /messages, say) could send at once after it. Every failure notes one now,
+    and sends settle after it (test_sends_settle_after_an_outage_this_instance_only_met...)."""
+    with own_server() as server, PostgresStore(server.fresh_database()) as store:
+        server.stop()
+        before = time.monotonic()
+        with pytest.raises(StoreUnavailable):
+            store.messages()
+        assert store.disrupted_at >= before

@@ -140,3 +140,25 @@ def test_locked_without_the_database_asks_the_memory_meanwhile(postgres_url: str
     assert limiter.locked("k") is None
     assert limiter.hit("k") is None
     assert limiter.locked("k") is not None
+
+
+def test_after_a_failure_it_counts_in_memory_for_a_while_without_trying(
+    postgres_url: str,
+) -> None:
+    """Found in review: with rate_hits locked, every hit waited the statement timeout (3 s; a
+    voice link text makes two), and nothing stopped the next one from waiting as long."""
+    with PostgresStore(postgres_url) as store:
+        tries = []
+        real = store.transaction
+
+        def counted(work: Callable[..., object]) -> object:
+            tries.append(1)
+            return real(work)
+
+        store.transaction = counted  # type: ignore[method-assign,assignment]
+        limiter = limiter_factory(store, in_memory)("api", 100, 60.0)
+        store.close()  # every write now fails
+        for _ in range(10):
+            assert limiter.hit("k") is None
+            assert limiter.locked("k") is None
+        assert len(tries) == 1

@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from dialtone.record.postgres import PostgresStore
+from dialtone.record.schema import BUSY_TIMEOUT_MS
 from dialtone.record.store import Store, StoreUnavailable, open_store
 from dialtone.settings import Settings
 from tests.conftest import REPO
@@ -265,4 +266,6 @@ def test_a_sqlite_write_waits_for_its_locks_within_one_deadline(tmp_path: Path) 
         other.execute("ROLLBACK")
         other.close()
         assert took < 2.5, f"waited {took:.1f} s"
-        assert store.record_inbound_message(text(2)).value == "new"  # the busy timeout is back
+        busy = store._connection().execute("PRAGMA busy_timeout").fetchone()[0]
+        assert busy == BUSY_TIMEOUT_MS  # put back after the failed write
+        assert store.record_inbound_message(text(2)).value == "new"
