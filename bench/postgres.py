@@ -9,6 +9,8 @@ balancer in front of them would.
 from __future__ import annotations
 
 import argparse
+import os
+import shutil
 import sys
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
@@ -103,6 +105,7 @@ def start_instances(
 ) -> Target:
     """INSTANCES server.py processes (WORKERS=1 each) recording into the database at `url`."""
     ports, pids = [], []
+    pin = args.pg_pin and shutil.which("taskset") is not None and (os.cpu_count() or 1) >= 2
     for n in range(INSTANCES):
         port = free_port()
         env = {
@@ -120,13 +123,15 @@ def start_instances(
             "DATABASE_URL": url,
         }
         cmd = [sys.executable, str(ROOT / "server.py")]
+        if pin:  # CPU n of the machine's, as CPUAffinity= in instance n's unit would
+            cmd = ["taskset", "--cpu-list", str(n % (os.cpu_count() or 1)), *cmd]
         log = work / f"pg{label.replace(' ', '-')}-instance-{n}.log"
         pids.append(stack.enter_context(server(cmd, env, log, port)))
         ports.append(port)
     name = (
         f"Dialtone {INSTANCES} instances WORKERS={args.pg_workers} THREADS={args.pg_threads}, "
         "POST /sms_url, "
-        f"recording into PostgreSQL{label}"
+        f"recording into PostgreSQL{label}" + (", each on a CPU of its own" if pin else "")
     )
     requests = build_requests(ports[0], "/sms_url", 0, args.pool)
     return Target(

@@ -512,10 +512,20 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         help="which targets besides Dialtone WORKERS=2, comma-separated (default: all)",
     )
     parser.add_argument(
-        "--pg-threads", type=int, default=4, help="THREADS of each PostgreSQL instance (4)"
+        "--pg-threads",
+        type=int,
+        default=2,
+        help="THREADS of each PostgreSQL instance (2, as docs/deployment.md recommends)",
     )
     parser.add_argument(
         "--pg-workers", type=int, default=1, help="WORKERS of each PostgreSQL instance (1)"
+    )
+    parser.add_argument(
+        "--pg-pin",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="pin each PostgreSQL instance to a CPU of its own with taskset, as CPUAffinity= "
+        "in docs/deployment.md does (default: on, where taskset and a CPU per instance are)",
     )
     parser.add_argument(
         "--baseline",

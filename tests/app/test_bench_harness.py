@@ -175,3 +175,13 @@ def test_rates_option() -> None:
     for bad in ("fast", "0", "-5,100"):
         with pytest.raises(SystemExit):
             parse_args(["--rates", bad])
+
+
+def test_the_postgresql_rows_run_the_recommended_deployment_by_default() -> None:
+    """THREADS=2 and a CPU per instance, as docs/deployment.md recommends; both can be undone."""
+    from bench.run import parse_args
+
+    default = parse_args([])
+    assert (default.pg_threads, default.pg_pin) == (2, True)
+    moved = parse_args(["--no-pg-pin", "--pg-threads", "4"])
+    assert (moved.pg_threads, moved.pg_pin) == (4, False)
