@@ -53,7 +53,9 @@ class Recorder:
         self.kept = KeptOptOuts(spool, self._apply_kept)
         self.kept.start()
         self.breaker = Breaker(lambda: store.health(PROBE_WAIT), on_close=self._back)
-        self._healthy_until = 0.0  # time.monotonic() until which the last success stands
+        # time.monotonic() until which the last health() success stands. A failure needs no
+        # reset: it opens the breaker, and only a probe that passes after it closes it.
+        self._healthy_until = 0.0
 
     def _attempt(self, what: str, sid: str, write: Callable[[], T]) -> T | None:
         failure = self.breaker.failure()
@@ -67,16 +69,11 @@ class Recorder:
                 log.warning("not recording %s: %s", what, exc)
                 return None
             except StoreUnavailable as exc:
-                self._failed(exc, began)
+                self.breaker.trip(exc, began)
                 failure = exc
         # One loud line per lost record, with the SID to find it in Twilio's logs.
         log.error("NOT RECORDED: %s %s (answering anyway): %s", what, sid or "?", failure)
         return None
-
-    def _failed(self, failure: StoreUnavailable, began: float) -> None:
-        """A call to the store that `began` (time.monotonic()) failed: open the breaker."""
-        self._healthy_until = 0.0
-        self.breaker.trip(failure, began)
 
     def _back(self) -> None:
         """The breaker's probe passed: what was kept goes now, waiting for the thread that
@@ -222,7 +219,7 @@ class Recorder:
             try:  # while the breaker is open, no longer than its probe waits
                 return self.store.is_opted_out(number, None if failure is None else PROBE_WAIT)
             except StoreUnavailable as exc:
-                self._failed(exc, began)
+                self.breaker.trip(exc, began)
                 failure = exc
         if not quiet:
             shown = printable(number, 40)
@@ -239,7 +236,7 @@ class Recorder:
             return None
         failure = self.store.health()
         if failure is not None:
-            self._failed(failure, began)
+            self.breaker.trip(failure, began)
             return failure
         self._healthy_until = time.monotonic() + HEALTHY_FOR
         self.kept.apply()
@@ -252,7 +249,7 @@ class Recorder:
         began = time.monotonic()
         failure = self.breaker.failure()
         if failure is None and (failure := self.store.health()) is not None:
-            self._failed(failure, began)
+            self.breaker.trip(failure, began)
         if failure is not None:
             log.error("Refusing to send to %s: %s", number, failure)
             raise failure
@@ -264,7 +261,7 @@ class Recorder:
         try:
             return self.store.is_opted_out(number)
         except StoreUnavailable as exc:
-            self._failed(exc, began)
+            self.breaker.trip(exc, began)
             raise
 
 

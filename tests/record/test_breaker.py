@@ -22,6 +22,7 @@ from dialtone.record.postgres import PostgresStore
 from dialtone.settings import Settings
 from tests.conftest import API_TOKEN, AUTH_TOKEN, CALLER, PHONE_NUMBER, signed_post
 from tests.support.postgres import own_server
+from tests.support.stuck_write import stuck_write
 
 AUTH = {"Authorization": f"Bearer {API_TOKEN}"}
 DOWN = StoreUnavailable("The record is down.", path="x", reason="cannot be written: down")
@@ -450,17 +451,7 @@ def test_while_open_the_sqlite_opt_out_read_waits_little_for_a_stuck_write(
     with Store(settings.database_path, lock_timeout=1.0) as store:
         app = make_app(settings, store=store)
         post = signed_post(app, AUTH_TOKEN)
-        held, release = threading.Event(), threading.Event()
-
-        def stuck_write() -> None:
-            with store._locked():
-                held.set()
-                release.wait(30)
-
-        writer = threading.Thread(target=stuck_write)
-        writer.start()
-        try:
-            assert held.wait(5)
+        with stuck_write(store):
             started = time.monotonic()
             post("/sms_url", text(1), status=200)  # waits its lock timeout, and finds out
             first = time.monotonic() - started
@@ -469,9 +460,6 @@ def test_while_open_the_sqlite_opt_out_read_waits_little_for_a_stuck_write(
                 started = time.monotonic()
                 post("/sms_url", text(n), status=200)
                 took.append(time.monotonic() - started)
-        finally:
-            release.set()
-            writer.join(5)
         assert first < 1.8, first
         assert max(took) < 0.6, took
 

@@ -23,6 +23,7 @@ from dialtone.record.store import Store, StoreUnavailable, open_store
 from dialtone.settings import Settings
 from tests.conftest import REPO
 from tests.support.postgres import PostgresServer, own_server
+from tests.support.stuck_write import stuck_write
 
 BIG = "x" * 40_000
 
@@ -240,7 +241,6 @@ def test_a_sqlite_write_waits_for_its_locks_within_one_deadline(tmp_path: Path) 
     lock between processes, then SQLite's busy timeout, each up to 5 s: up to 15 s in all,
     Twilio's whole budget. The three now share one deadline."""
     import sqlite3
-    import threading
     import time
 
     path = tmp_path / "dialtone.db"
@@ -248,21 +248,11 @@ def test_a_sqlite_write_waits_for_its_locks_within_one_deadline(tmp_path: Path) 
         store.record_inbound_message(text(0))
         other = sqlite3.connect(path, isolation_level=None)  # a sqlite3 shell, say
         other.execute("BEGIN IMMEDIATE")  # holds SQLite's write lock
-        held, release = threading.Event(), threading.Event()
-
-        def slow_write() -> None:  # another thread of this process, mid-transaction
-            with store._locked():
-                held.set()
-                release.wait(1.5)
-
-        holder = threading.Thread(target=slow_write)
-        holder.start()
-        held.wait(5)
-        started = time.monotonic()
-        with pytest.raises(StoreUnavailable):
-            store.record_inbound_message(text(1))
-        took = time.monotonic() - started
-        holder.join(5)
+        with stuck_write(store, longest=1.5):  # another thread of this process, mid-write
+            started = time.monotonic()
+            with pytest.raises(StoreUnavailable):
+                store.record_inbound_message(text(1))
+            took = time.monotonic() - started
         other.execute("ROLLBACK")
         other.close()
         assert took < 2.5, f"waited {took:.1f} s"

@@ -8,7 +8,6 @@ import signal
 import socket
 import subprocess
 import sys
-import threading
 import time
 import urllib.parse
 import urllib.request
@@ -32,6 +31,7 @@ from tests.conftest import (
     signed_post,
 )
 from tests.support.live_server import urlopen
+from tests.support.stuck_write import stuck_write
 from tests.support.twilio_signing import sign
 
 SID = "SM" + "7" * 32
@@ -118,22 +118,8 @@ def test_a_stalled_record_gives_up_and_answers(
 ) -> None:
     # Another thread holds the record (a write stuck on a slow disk): the webhook waits at most
     # the store's lock timeout, then answers without recording.
-    held, release = threading.Event(), threading.Event()
-
-    def stuck_writer() -> None:
-        with store._locked():
-            held.set()
-            release.wait(10)
-
-    writer = threading.Thread(target=stuck_writer)
-    writer.start()
-    held.wait(5)
-    try:
-        with caplog.at_level(logging.ERROR, logger="dialtone.record"):
-            assert replies(webhook(app, "/sms_url", text("hello")))
-    finally:
-        release.set()
-        writer.join(5)
+    with stuck_write(store), caplog.at_level(logging.ERROR, logger="dialtone.record"):
+        assert replies(webhook(app, "/sms_url", text("hello")))
     assert "busy" in caplog.text
     assert SID in caplog.text
 
