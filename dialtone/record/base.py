@@ -75,10 +75,13 @@ class RecordStore(ABC):
     shared: bool = False
 
     @abstractmethod
-    def _write(self, work: Callable[[Queries], T]) -> T:
+    def _write(self, work: Callable[[Queries], T], *, durable: bool = False) -> T:
         """Run `work` in one write transaction, committed whole or rolled back whole (on
         Discard too, answering its result). A backend may run `work` again after a failure
-        that wrote nothing, so it must only touch the database."""
+        that wrote nothing, so it must only touch the database. `durable`: on disk before it
+        returns, even where the backend lets other commits skip the flush (SQLite's
+        synchronous=NORMAL, PostgreSQL's synchronous_commit=off): an opt-out change lost to a
+        power cut would be texted past."""
 
     def transaction(self, work: Callable[[Queries], T]) -> T:
         """Run `work(queries)` in one write transaction (the record's own helpers: limits)."""
@@ -160,7 +163,7 @@ class RecordStore(ABC):
                 q.set_opt_out(sender, opted_out, keyword, now)
             return Received(Outcome.NEW, was_opted_out)
 
-        return self._write(work)
+        return self._write(work, durable=opted_out is not None)
 
     def record_outbound_message(
         self,
@@ -309,7 +312,8 @@ class RecordStore(ABC):
         return self._write(
             lambda q: q.set_opt_out(
                 number, opted_out, keyword, at or self._now(), if_newer=at is not None
-            )
+            ),
+            durable=True,
         )
 
     def now(self) -> str:

@@ -69,6 +69,14 @@ TCP_SETTINGS = {
 }
 
 
+# The transaction's commit waits for its WAL flush even where the role or database says
+# synchronous_commit = off; the other settings flush (and may wait for standbys): left alone.
+COMMIT_DURABLY = (
+    "SELECT set_config('synchronous_commit', 'on', true) "
+    "WHERE current_setting('synchronous_commit') = 'off'"
+)
+
+
 def describe(url: str) -> str:
     """'PostgreSQL database NAME on HOST:PORT as USER': what a message may say, no password."""
     try:
@@ -331,19 +339,25 @@ class PostgresStore(RecordStore):
                 return Received(Outcome.DUPLICATE, was_opted_out)
             return Received(Outcome.NEW, was_opted_out)
 
-        return self._write(work, single=True)
+        return self._write(work, single=True, durable=opted_out is not None)
 
     def _write(
-        self, work: Callable[[PgQueries], T], wait: float | None = None, *, single: bool = False
+        self,
+        work: Callable[[PgQueries], T],
+        wait: float | None = None,
+        *,
+        single: bool = False,
+        durable: bool = False,
     ) -> T:
         """Run `work` in one transaction, committed whole or rolled back whole; run once more
         on a fresh connection when the pooled one had died (every write is idempotent: a
-        commit that did land is then found by its claimed key)."""
+        commit that did land is then found by its claimed key). `single`: `work` is one
+        statement; `durable`: see RecordStore._write."""
         if self._disconnected.is_set():
             self._recover()
         for attempt in (1, 2):
             try:
-                result = self._transaction(work, wait, single)
+                result = self._transaction(work, wait, single, durable)
                 self._failing.clear()
                 self._disconnected.clear()
                 return result
@@ -371,12 +385,16 @@ class PostgresStore(RecordStore):
                 raise self._unavailable(exc, "written") from exc
         raise AssertionError("unreachable")
 
-    def _transaction(self, work: Callable[[PgQueries], T], wait: float | None, single: bool) -> T:
+    def _transaction(
+        self, work: Callable[[PgQueries], T], wait: float | None, single: bool, durable: bool
+    ) -> T:
         with self._connection(wait) as conn:
-            if single:  # one statement, atomic by itself in autocommit mode: no BEGIN/COMMIT
+            if single and not durable:  # one statement, atomic by itself: no BEGIN/COMMIT
                 return work(PgQueries(conn))
             try:
                 with conn.transaction():
+                    if durable:
+                        conn.execute(COMMIT_DURABLY)
                     return work(PgQueries(conn))
             except Discard as discarded:
                 return discarded.result

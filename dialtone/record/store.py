@@ -9,7 +9,8 @@ faster than SQLite's sleeping busy handler; the busy timeout covers the rest.
 WAL with synchronous=NORMAL: a commit appends to the WAL without an fsync; the WAL is synced at
 checkpoints. The file cannot be corrupted this way, and a crash of the process loses nothing
 committed (the data is already in the OS's cache); only a power cut or kernel crash can lose the
-last few commits. FULL would add an fsync to every webhook, by far the slowest step of one.
+last few commits. FULL would add an fsync to every webhook, by far the slowest step of one, so
+only opt-out changes (STOP, START) commit with FULL: the one loss a text would be sent past.
 
 The file, its WAL and SHM are made 0600 (and a directory Dialtone creates for them 0700): they
 hold phone numbers and message bodies.
@@ -224,10 +225,12 @@ class Store(RecordStore):
         finally:
             writer.release()
 
-    def _write(self, work: Callable[[Queries], T], wait: float | None = None) -> T:
+    def _write(
+        self, work: Callable[[Queries], T], wait: float | None = None, *, durable: bool = False
+    ) -> T:
         """Run `work` in one transaction, committed whole or rolled back whole; `wait`: the
         most to wait for each lock, SQLite's own included (default: lock_timeout, and the busy
-        timeout)."""
+        timeout); `durable`: the commit waits for the WAL's fsync (RecordStore._write)."""
         if self.readonly:
             raise StoreUnavailable(f"The record at {self.path} is read-only.", path=self.path)
         # One deadline for all three waits: one after another they could add up to 15 s.
@@ -237,6 +240,8 @@ class Store(RecordStore):
             conn = self._connection()
             self._still_there()
             try:
+                if durable:
+                    conn.execute("PRAGMA synchronous = FULL")
                 conn.execute("BEGIN IMMEDIATE")
                 result = work(self._queries)
                 conn.execute("COMMIT")
@@ -252,6 +257,9 @@ class Store(RecordStore):
                 if isinstance(exc, sqlite3.DatabaseError) and is_environmental(exc):
                     raise unavailable(exc, self.path, "written") from exc
                 raise
+            finally:
+                if durable:  # a setting of the connection, not of the file: nothing to fail on
+                    conn.execute("PRAGMA synchronous = NORMAL")
 
     @contextmanager
     def _busy_until(self, deadline: float) -> Iterator[None]:

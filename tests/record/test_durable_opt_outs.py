@@ -1,0 +1,102 @@
+"""Opt-out changes reach the disk before they are acknowledged, whatever the backend lets other
+commits skip: SQLite's synchronous=NORMAL and PostgreSQL's synchronous_commit=off lose the last
+commits to a power cut or a crash of the database server, and a STOP lost that way is texted
+past. Other writes keep the cheaper commit (the hot path's fsync is what those settings save).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from dialtone.record.postgres import COMMIT_DURABLY, PostgresStore
+from dialtone.record.store import Store
+from tests.conftest import CALLER, PHONE_NUMBER
+from tests.support.postgres import PostgresServer, own_server
+
+OTHER = "+15550002222"
+THIRD = "+15550003333"
+
+
+def text(n: int, body: str, sender: str = CALLER) -> dict[str, str]:
+    return {"MessageSid": f"SM{n:032x}", "From": sender, "To": PHONE_NUMBER, "Body": body}
+
+
+def test_sqlite_opt_out_changes_commit_with_an_fsync(tmp_path: Path) -> None:
+    with Store(tmp_path / "record.db") as store:
+        conn = store._connection()
+        statements: list[str] = []
+        conn.set_trace_callback(statements.append)
+
+        store.receive_message(text(1, "hello"))
+        assert not [s for s in statements if "synchronous" in s]  # the hot path: no fsync
+
+        statements.clear()
+        store.receive_message(text(2, "STOP"), opted_out=True, keyword="STOP")
+        full = statements.index("PRAGMA synchronous = FULL")
+        assert full < statements.index("BEGIN IMMEDIATE") < statements.index("COMMIT")
+        assert statements[-1] == "PRAGMA synchronous = NORMAL"
+
+        statements.clear()
+        store.set_opt_out(OTHER, True, keyword="STOP")
+        assert "PRAGMA synchronous = FULL" in statements
+        assert statements[-1] == "PRAGMA synchronous = NORMAL"
+
+        with pytest.raises(ZeroDivisionError):  # a durable write that fails
+            store._write(lambda q: 1 / 0, durable=True)
+        conn.set_trace_callback(None)
+        assert conn.execute("PRAGMA synchronous").fetchone()[0] == 1  # NORMAL again
+        assert store.is_opted_out(CALLER)
+        assert store.is_opted_out(OTHER)
+
+
+def crash(server: PostgresServer) -> None:
+    """Stop the server as a crash would (no shutdown checkpoint, WAL buffers not written)."""
+    server._run("pg_ctl", "-D", str(server.data), "-m", "immediate", "-w", "stop")
+    server.start()
+
+
+def test_postgresql_opt_out_changes_survive_a_crash_with_synchronous_commit_off() -> None:
+    with own_server() as server:
+        with psycopg.connect(server.url(), autocommit=True) as conn:
+            # The WAL writer writes async commits out only every 10 s: a crash loses them.
+            conn.execute("ALTER SYSTEM SET wal_writer_delay = '10s'")
+            conn.execute("SELECT pg_reload_conf()")
+        url = server.fresh_database()
+        with psycopg.connect(url, autocommit=True) as conn:
+            conn.execute(f"ALTER DATABASE {url.rsplit('/', 1)[1]} SET synchronous_commit = off")
+        changes: list[tuple[str, Callable[[PostgresStore], object]]] = [
+            (CALLER, lambda store: store.receive_message(text(1, "STOP"), opted_out=True)),
+            (OTHER, lambda store: store.set_opt_out(OTHER, True, keyword="STOP")),
+        ]
+        for n, (number, change) in enumerate(changes, start=2):
+            with PostgresStore(url) as store:
+                change(store)
+                store.receive_message(text(n, "hello", sender=THIRD))  # after it: not flushed
+            crash(server)
+            with psycopg.connect(url, autocommit=True) as conn:
+                kept = conn.execute("SELECT opted_out FROM opt_outs WHERE number = %s", (number,))
+                assert kept.fetchall() == [(True,)]
+                # The test can tell: the ordinary message, committed without a flush, was lost.
+                lost = conn.execute("SELECT 1 FROM messages WHERE from_number = %s", (THIRD,))
+                assert lost.fetchall() == []
+
+
+def test_postgresql_durable_commits_only_raise_synchronous_commit(postgres_url: str) -> None:
+    """off becomes on for the transaction; what the operator set otherwise stays."""
+    with psycopg.connect(postgres_url, autocommit=True) as conn:
+        for setting, during in [
+            ("off", "on"),
+            ("local", "local"),
+            ("remote_apply", "remote_apply"),
+        ]:
+            conn.execute(f"SET synchronous_commit = {setting}")
+            with conn.transaction():
+                conn.execute(COMMIT_DURABLY)
+                now = conn.execute("SELECT current_setting('synchronous_commit')").fetchone()
+                assert now == (during,)
+            after = conn.execute("SELECT current_setting('synchronous_commit')").fetchone()
+            assert after == (setting,)  # SET LOCAL: the transaction's only
