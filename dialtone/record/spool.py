@@ -112,6 +112,8 @@ class OptOutSpool:
                 while written < len(line):  # a nearly full disk may take part of it
                     written += os.write(fd, line[written:])
                 os.fsync(fd)
+                if not size:  # the file may be new: its directory entry must outlast a power cut
+                    _sync_directory(self.path.parent)
             except OSError:
                 if size is not None:
                     os.ftruncate(fd, size)  # no partial line left for the next one to join
@@ -199,6 +201,18 @@ class _Lock:
                 os.close(fd)  # closing releases the flock
         finally:
             self._thread_lock.release()
+
+
+def _sync_directory(directory: Path) -> None:
+    """fsync `directory`, so that a file just created in it is there after a power cut (POSIX;
+    Windows journals its directories and cannot open one this way)."""
+    if os.name != "posix":
+        return
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def _replace(path: Path, data: bytes) -> None:

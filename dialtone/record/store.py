@@ -258,8 +258,19 @@ class Store(RecordStore):
                     raise unavailable(exc, self.path, "written") from exc
                 raise
             finally:
-                if durable:  # a setting of the connection, not of the file: nothing to fail on
-                    conn.execute("PRAGMA synchronous = NORMAL")
+                if durable:
+                    self._unsynchronized(conn)
+
+    def _unsynchronized(self, conn: sqlite3.Connection) -> None:
+        """Back to synchronous=NORMAL after a durable write. SQLite refuses it while a
+        transaction is open (a ROLLBACK that failed): the connection then stays FULL, slower
+        and never less safe, and the write's own error is what the caller sees."""
+        if conn.in_transaction:
+            return
+        try:
+            conn.execute("PRAGMA synchronous = NORMAL")
+        except sqlite3.Error as exc:
+            log.warning("%s stays at synchronous=FULL: %s", self.path, exc)
 
     @contextmanager
     def _busy_until(self, deadline: float) -> Iterator[None]:

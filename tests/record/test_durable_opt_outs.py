@@ -6,12 +6,15 @@ past. Other writes keep the cheaper commit (the hot path's fsync is what those s
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import psycopg
 import pytest
 
+from dialtone.record.errors import StoreUnavailable
 from dialtone.record.postgres import COMMIT_DURABLY, PostgresStore
 from dialtone.record.store import Store
 from tests.conftest import CALLER, PHONE_NUMBER
@@ -51,6 +54,39 @@ def test_sqlite_opt_out_changes_commit_with_an_fsync(tmp_path: Path) -> None:
         assert conn.execute("PRAGMA synchronous").fetchone()[0] == 1  # NORMAL again
         assert store.is_opted_out(CALLER)
         assert store.is_opted_out(OTHER)
+
+
+class FailingRollback:
+    """The store's connection, except that ROLLBACK fails (a disk that stopped answering)."""
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self.conn = conn
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self.conn, name)
+
+    def execute(self, sql: str, *args: Any) -> sqlite3.Cursor:
+        if sql == "ROLLBACK":
+            raise sqlite3.OperationalError("disk I/O error")
+        return self.conn.execute(sql, *args)
+
+
+def test_sqlite_a_durable_write_that_cannot_roll_back_reports_its_own_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """SQLite refuses to change `synchronous` inside a transaction: restoring it must not
+    replace the write's StoreUnavailable (which keeps the STOP in the spool) with that."""
+
+    def failing(q: object) -> None:
+        raise sqlite3.OperationalError("disk I/O error")
+
+    with Store(tmp_path / "record.db") as store:
+        real = store._connection()
+        monkeypatch.setattr(store, "_conn", FailingRollback(real))
+        with pytest.raises(StoreUnavailable, match="disk I/O error"):
+            store._write(failing, durable=True)
+        real.execute("ROLLBACK")
+        monkeypatch.setattr(store, "_conn", real)
 
 
 def crash(server: PostgresServer) -> None:

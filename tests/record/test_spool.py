@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from dialtone.record import spool as spool_module
 from dialtone.record.base import RecordStore
 from dialtone.record.errors import StoreUnavailable
 from dialtone.record.recorder import Recorder
@@ -19,6 +20,19 @@ NUMBER = "+15557654321"
 
 def stop(at: str, number: str = NUMBER) -> OptOutChange:
     return OptOutChange(number, True, "STOP", at)
+
+
+def test_the_first_change_kept_syncs_the_directory_too(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A new file's data is fsynced, and so is the directory entry naming it: a power cut
+    right after a STOP was kept must not lose the file."""
+    synced: list[Path] = []
+    monkeypatch.setattr(spool_module, "_sync_directory", synced.append)
+    spool = OptOutSpool(tmp_path / "kept" / "opt-outs.jsonl")
+    spool.add(stop("2026-01-01T00:00:01.000000Z"))
+    spool.add(stop("2026-01-01T00:00:02.000000Z"))  # the file is there already
+    assert synced == [tmp_path / "kept"]
 
 
 def test_changes_are_applied_in_order_then_forgotten(tmp_path: Path) -> None:
