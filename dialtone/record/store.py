@@ -240,6 +240,8 @@ class Store(RecordStore):
             conn = self._connection()
             self._still_there()
             try:
+                if conn.in_transaction:  # left open by a ROLLBACK that failed: end it first
+                    conn.execute("ROLLBACK")
                 if durable:
                     conn.execute("PRAGMA synchronous = FULL")
                 conn.execute("BEGIN IMMEDIATE")

@@ -85,8 +85,30 @@ def test_sqlite_a_durable_write_that_cannot_roll_back_reports_its_own_error(
         monkeypatch.setattr(store, "_conn", FailingRollback(real))
         with pytest.raises(StoreUnavailable, match="disk I/O error"):
             store._write(failing, durable=True)
-        real.execute("ROLLBACK")
         monkeypatch.setattr(store, "_conn", real)
+        store.set_opt_out(OTHER, True, keyword="STOP")  # the next write ends what was left open
+        assert real.execute("PRAGMA synchronous").fetchone()[0] == 1
+
+
+def test_sqlite_a_transaction_a_failed_rollback_left_open_is_ended_by_the_next_write(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Without this, every later write (the breaker's probe too) failed with "cannot start a
+    transaction within a transaction" until a restart."""
+
+    def failing(q: object) -> None:
+        raise sqlite3.OperationalError("disk I/O error")
+
+    with Store(tmp_path / "record.db") as store:
+        real = store._connection()
+        monkeypatch.setattr(store, "_conn", FailingRollback(real))
+        with pytest.raises(StoreUnavailable):
+            store._write(failing)
+        monkeypatch.setattr(store, "_conn", real)  # the disk answers again
+        assert real.in_transaction
+        assert store.health() is None
+        store.set_opt_out(OTHER, True, keyword="STOP")
+        assert store.is_opted_out(OTHER)
 
 
 def crash(server: PostgresServer) -> None:
