@@ -105,7 +105,8 @@ def start_instances(
 ) -> Target:
     """INSTANCES server.py processes (WORKERS=1 each) recording into the database at `url`."""
     ports, pids = [], []
-    pin = args.pg_pin and shutil.which("taskset") is not None and (os.cpu_count() or 1) >= 2
+    cpus = os.cpu_count() or 1
+    pin = args.pg_pin and shutil.which("taskset") is not None and cpus >= 2
     for n in range(INSTANCES):
         port = free_port()
         env = {
@@ -124,7 +125,7 @@ def start_instances(
         }
         cmd = [sys.executable, str(ROOT / "server.py")]
         if pin:  # CPU n of the machine's, as CPUAffinity= in instance n's unit would
-            cmd = ["taskset", "--cpu-list", str(n % (os.cpu_count() or 1)), *cmd]
+            cmd = ["taskset", "--cpu-list", str(n % cpus), *cmd]
         log = work / f"pg{label.replace(' ', '-')}-instance-{n}.log"
         pids.append(stack.enter_context(server(cmd, env, log, port)))
         ports.append(port)

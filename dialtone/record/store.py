@@ -240,8 +240,9 @@ class Store(RecordStore):
             conn = self._connection()
             self._still_there()
             try:
-                if conn.in_transaction:  # left open by a ROLLBACK that failed: end it first
-                    conn.execute("ROLLBACK")
+                if conn.in_transaction:  # left open by a ROLLBACK that failed: end it first,
+                    conn.execute("ROLLBACK")  # and the synchronous=FULL it may have kept
+                    self._unsynchronized(conn)
                 if durable:
                     conn.execute("PRAGMA synchronous = FULL")
                 conn.execute("BEGIN IMMEDIATE")

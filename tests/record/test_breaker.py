@@ -21,15 +21,12 @@ from dialtone.record.errors import StoreUnavailable
 from dialtone.record.postgres import PostgresStore
 from dialtone.settings import Settings
 from tests.conftest import API_TOKEN, AUTH_TOKEN, CALLER, PHONE_NUMBER, signed_post
+from tests.support.forms import numbered_sms
 from tests.support.postgres import own_server
 from tests.support.stuck_write import stuck_write
 
 AUTH = {"Authorization": f"Bearer {API_TOKEN}"}
 DOWN = StoreUnavailable("The record is down.", path="x", reason="cannot be written: down")
-
-
-def text(n: int, body: str = "hours") -> dict[str, str]:
-    return {"MessageSid": f"SM{n:032x}", "From": CALLER, "To": PHONE_NUMBER, "Body": body}
 
 
 def eventually(check: Callable[[], bool], within: float = 10.0) -> None:
@@ -234,7 +231,7 @@ def slow_probe(monkeypatch: pytest.MonkeyPatch) -> None:
 def trip(app: webtest.TestApp, failing: Callable[[], None]) -> None:
     """Make the next write fail (`failing` breaks the record), through a webhook."""
     failing()
-    signed_post(app, AUTH_TOKEN)("/sms_url", text(1), status=200)
+    signed_post(app, AUTH_TOKEN)("/sms_url", numbered_sms(1), status=200)
 
 
 @pytest.mark.usefixtures("slow_probe")
@@ -252,12 +249,12 @@ def test_while_open_webhooks_answer_without_trying_the_record(
         raise DOWN
 
     monkeypatch.setattr(store, "receive_message", receive_fails)
-    signed_post(app, AUTH_TOKEN)("/sms_url", text(1), status=200)
+    signed_post(app, AUTH_TOKEN)("/sms_url", numbered_sms(1), status=200)
     counting = CountingStore(store)
     post = signed_post(app, AUTH_TOKEN)
     with caplog.at_level(logging.WARNING, logger="dialtone.record"):
-        assert "<Message>" in post("/sms_url", text(2), status=200).text
-        post("/sms_url", text(3, body="STOP"), status=200)
+        assert "<Message>" in post("/sms_url", numbered_sms(2), status=200).text
+        post("/sms_url", numbered_sms(3, body="STOP"), status=200)
         post("/voice_url", {"CallSid": "CA1", "From": CALLER, "To": PHONE_NUMBER}, status=200)
         assert app.get("/healthz", status=503).json["record"] == "cannot be written: down"
         app.post_json("/send_sms", {"to": CALLER, "body": "hi"}, headers=AUTH, status=503)
@@ -294,9 +291,9 @@ def test_sends_wait_the_settling_time_after_the_record_is_back(
         return real(*args, **kwargs)
 
     monkeypatch.setattr(store, "receive_message", fails_once)
-    signed_post(app, AUTH_TOKEN)("/sms_url", text(1), status=200)
+    signed_post(app, AUTH_TOKEN)("/sms_url", numbered_sms(1), status=200)
     eventually(lambda: app.get("/healthz", status="*").status_int == 200)
-    signed_post(app, AUTH_TOKEN)("/sms_url", text(2), status=200)
+    signed_post(app, AUTH_TOKEN)("/sms_url", numbered_sms(2), status=200)
     assert store.message(f"SM{2:032x}") is not None  # webhooks are recorded again at once
     refused = app.post_json("/send_sms", {"to": CALLER, "body": "hi"}, headers=AUTH, status=503)
     assert 25 <= int(refused.headers["Retry-After"]) <= 30
@@ -316,15 +313,15 @@ def test_postgresql_down_costs_each_webhook_no_wait(
         app = make_app(settings, store=store)
         post = signed_post(app, AUTH_TOKEN)
         server.stop()
-        post("/sms_url", text(1), status=200)  # this one finds out
+        post("/sms_url", numbered_sms(1), status=200)  # this one finds out
         started = time.monotonic()
         for n in range(2, 22):
-            post("/sms_url", text(n), status=200)
+            post("/sms_url", numbered_sms(n), status=200)
         took = time.monotonic() - started
         assert took < 3, f"20 webhooks took {took:.1f} s while the record was down"
         server.start()
         eventually(lambda: app.get("/healthz", status="*").status_int == 200, within=30)
-        post("/sms_url", text(99), status=200)
+        post("/sms_url", numbered_sms(99), status=200)
         assert store.message(f"SM{99:032x}") is not None
 
 
@@ -348,18 +345,18 @@ def test_sqlite_locked_by_another_process_costs_each_webhook_no_wait(
         fd = os.open(f"{path}-writer.lock", os.O_RDWR)  # another process's, as flock sees it
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)
-            post("/sms_url", text(1), status=200)  # this one waits the 2 s, and finds out
+            post("/sms_url", numbered_sms(1), status=200)  # this one waits the 2 s, and finds out
             took = []
             for n in range(2, 22):
                 started = time.monotonic()
-                post("/sms_url", text(n), status=200)
+                post("/sms_url", numbered_sms(n), status=200)
                 took.append(time.monotonic() - started)
                 time.sleep(0.05)
             assert max(took) < 1, took
         finally:
             os.close(fd)  # the lock goes with it
         eventually(lambda: app.get("/healthz", status="*").status_int == 200)
-        post("/sms_url", text(99), status=200)
+        post("/sms_url", numbered_sms(99), status=200)
         assert store.message(f"SM{99:032x}") is not None
 
 
@@ -453,12 +450,12 @@ def test_while_open_the_sqlite_opt_out_read_waits_little_for_a_stuck_write(
         post = signed_post(app, AUTH_TOKEN)
         with stuck_write(store):
             started = time.monotonic()
-            post("/sms_url", text(1), status=200)  # waits its lock timeout, and finds out
+            post("/sms_url", numbered_sms(1), status=200)  # waits its lock timeout, and finds out
             first = time.monotonic() - started
             took = []
             for n in range(2, 8):
                 started = time.monotonic()
-                post("/sms_url", text(n), status=200)
+                post("/sms_url", numbered_sms(n), status=200)
                 took.append(time.monotonic() - started)
         assert first < 1.8, first
         assert max(took) < 0.6, took

@@ -28,20 +28,17 @@ from dialtone.record.spool import OptOutSpool
 from dialtone.record.store import Store
 from dialtone.settings import Settings
 from tests.conftest import API_TOKEN, AUTH_TOKEN, CALLER, PHONE_NUMBER, signed_post
+from tests.support.forms import numbered_sms
 from tests.support.postgres import own_server
 
 AUTH = {"Authorization": f"Bearer {API_TOKEN}"}
-
-
-def text(n: int, body: str = "hours") -> dict[str, str]:
-    return {"MessageSid": f"SM{n:032x}", "From": CALLER, "To": PHONE_NUMBER, "Body": body}
 
 
 def check_down(app: webtest.TestApp, caplog: pytest.LogCaptureFixture, n: int) -> None:
     """What must hold while the record cannot be written."""
     post = signed_post(app, AUTH_TOKEN)
     with caplog.at_level(logging.ERROR, logger="dialtone.record"):
-        answer = post("/sms_url", text(n), status=None)
+        answer = post("/sms_url", numbered_sms(n), status=None)
     assert answer.status_int == 200  # the texter still gets the reply
     lost = [r.getMessage() for r in caplog.records if f"SM{n:032x}" in r.getMessage()]
     assert len(lost) == 1  # logged once, with its SID
@@ -62,7 +59,7 @@ def check_lost_stop_named(app: webtest.TestApp, caplog: pytest.LogCaptureFixture
     an operator can redo the opt-out."""
     caplog.clear()
     with caplog.at_level(logging.ERROR, logger="dialtone.record"):
-        signed_post(app, AUTH_TOKEN)("/sms_url", text(n, body="STOP"), status=None)
+        signed_post(app, AUTH_TOKEN)("/sms_url", numbered_sms(n, body="STOP"), status=None)
     lost = [r.getMessage() for r in caplog.records if f"SM{n:032x}" in r.getMessage()]
     assert len(lost) == 1
     assert "NOT RECORDED" in lost[0]
@@ -110,7 +107,7 @@ def check_back(app: webtest.TestApp, store: Store | PostgresStore, n: int) -> No
     wait_until_back(app)
     health = app.get("/healthz").json
     assert (health["status"], health["record"]) == ("ok", "ok")
-    signed_post(app, AUTH_TOKEN)("/sms_url", text(n, body="STOP"), status=None)
+    signed_post(app, AUTH_TOKEN)("/sms_url", numbered_sms(n, body="STOP"), status=None)
     assert store.message(f"SM{n:032x}") is not None
     refused = send_once_settled(app)
     assert refused.status_int == 409
@@ -168,7 +165,7 @@ def test_a_disk_that_fills_up_and_is_freed(
         filler = fill_after_emptying_the_wal(small_disk, store)
         post = signed_post(app, AUTH_TOKEN)
         for n in range(100, 160):  # big texts until the WAL must grow and cannot
-            post("/sms_url", text(n, body="x" * 30_000), status=None)
+            post("/sms_url", numbered_sms(n, body="x" * 30_000), status=None)
             if store.message(f"SM{n:032x}") is None:
                 break
         else:
@@ -193,7 +190,7 @@ def test_postgresql_stopped_and_started(
         deadline = time.monotonic() + 10
         for n in range(4, 100):
             with caplog.at_level(logging.ERROR, logger="dialtone.record"):
-                signed_post(app, AUTH_TOKEN)("/sms_url", text(n), status=None)
+                signed_post(app, AUTH_TOKEN)("/sms_url", numbered_sms(n), status=None)
             lines = [r.getMessage() for r in caplog.records if "NOT RECORDED" in r.getMessage()]
             assert not any("couldn't get a connection" in line for line in lines)  # pool's words
             if "Connection refused" in lines[-1] or time.monotonic() > deadline:
@@ -327,7 +324,7 @@ def test_a_spool_that_cannot_be_read_says_so(
     message = refused.json["error"]["message"]
     assert message.startswith("The record has opt-out changes kept while it was down that")
     assert "mend or move the file" in message
-    signed_post(app, AUTH_TOKEN)("/sms_url", text(1), status=200)
+    signed_post(app, AUTH_TOKEN)("/sms_url", numbered_sms(1), status=200)
 
 
 @pytest.mark.postgres
@@ -352,7 +349,7 @@ def test_a_probe_does_not_pass_while_a_table_webhooks_write_is_locked(
             locker.execute(f"LOCK TABLE {table} IN ACCESS EXCLUSIVE MODE")
             call = {"CallSid": "CA" + "1" * 32, "From": CALLER, "To": PHONE_NUMBER}
             signed_post(app, AUTH_TOKEN)("/voice_url", call, status=200)  # opens the breaker
-            signed_post(app, AUTH_TOKEN)("/sms_url", text(1), status=200)
+            signed_post(app, AUTH_TOKEN)("/sms_url", numbered_sms(1), status=200)
             app.get("/healthz", status=503)
             time.sleep(1.5)  # several probes, each held by the lock
             app.get("/healthz", status=503)

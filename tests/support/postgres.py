@@ -90,9 +90,10 @@ class PostgresServer:
         self._run("pg_ctl", "-D", str(self.data), "-o", options, "-l",
                   str(self.root / "server.log"), "-w", "-t", "60", "start")  # fmt: skip
 
-    def stop(self) -> None:
-        """Stop the server at once (open connections are cut, as in an outage)."""
-        self._run("pg_ctl", "-D", str(self.data), "-m", "fast", "-w", "stop")
+    def stop(self, mode: str = "fast") -> None:
+        """Stop the server at once (open connections are cut, as in an outage); "immediate":
+        as a crash would, without writing out the WAL buffers or a shutdown checkpoint."""
+        self._run("pg_ctl", "-D", str(self.data), "-m", mode, "-w", "stop")
 
     def url(self, dbname: str = "postgres") -> str:
         """A postgresql:// URL for a database of this server."""
